@@ -1,0 +1,61 @@
+"""miq: microscope image focus quality.
+
+Rates every 84×84 patch of a fluorescence image into 11 absolute defocus levels (level 0 = in
+focus, level k ≈ 2k µm at NA 0.5 / 0.65 µm per px) with a certainty, and aggregates them per image.
+Importing miq is cheap: heavy modules load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "assess",
+    "assess_file",
+    "load_model",
+    "FocusModel",
+    "ImageAssessment",
+    "certainty",
+    "aggregate",
+    "defocus_psf",
+    "degrade",
+    "Optics",
+    "LevelTable",
+    "read_planes",
+]
+
+_LAZY = {
+    "assess": "miq.assess",
+    "assess_file": "miq.pipeline",
+    "ImageAssessment": "miq.assess",
+    "certainty": "miq.assess",
+    "aggregate": "miq.assess",
+    "load_model": "miq.model.runtime",
+    "FocusModel": "miq.model.runtime",
+    "defocus_psf": "miq.optics",
+    "degrade": "miq.optics",
+    "Optics": "miq.optics",
+    "LevelTable": "miq.optics",
+    "read_planes": "miq.io",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .assess import ImageAssessment, aggregate, assess, certainty
+    from .io import read_planes
+    from .model.runtime import FocusModel, load_model
+    from .optics import LevelTable, Optics, defocus_psf, degrade
+    from .pipeline import assess_file
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'miq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,240 @@
+"""Reading images into 2D planes, finding input files, and writing outputs atomically.
+
+Files are recognised by their content (magic bytes), not their extension: TIFF (incl. OME-TIFF,
+ImageJ hyperstacks, multi-page, LZW/Deflate/PackBits via imagecodecs) through tifffile; PNG, JPEG,
+BMP through Pillow. Every plane comes out as float32 in its original intensity units (DN).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageContentError, ImageReadError, OutputError
+
+__all__ = [
+    "Plane",
+    "read_planes",
+    "check_plane",
+    "to_unit_range",
+    "find_images",
+    "atomic_write",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".btf", ".tf8")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its indices."""
+
+    data: np.ndarray
+    c: int = 0
+    z: int = 0
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.asarray(), series.axes
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("RGB", "RGBA", "P", "CMYK", "LA", "YCbCr"):
+            arr = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
+            return arr, "YXS"
+        if im.mode == "I;16" or im.mode.startswith("I;16"):
+            return np.asarray(im, dtype=np.uint16), "YX"
+        return np.asarray(im), "YX"
+
+
+def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
+    """Split an array with tifffile-style axes into 2D planes indexed by (c, z)."""
+    if arr.dtype.kind == "c":
+        raise ImageContentError(f"{path}: complex-valued image ({arr.dtype}); give a real image")
+    if arr.dtype.kind not in "biuf":
+        raise ImageContentError(f"{path}: unsupported pixel type {arr.dtype}")
+    axes = axes.upper()
+    if len(axes) != arr.ndim:
+        axes = "Q" * (arr.ndim - 2) + "YX"
+    if "S" in axes and arr.shape[axes.index("S")] > 1:
+        raise ImageContentError(
+            f"{path}: RGB/colour image ({arr.shape[axes.index('S')]} samples per pixel); "
+            "miq rates single-channel fluorescence: split the channels first"
+        )
+    if "Y" not in axes or "X" not in axes:
+        raise ImageContentError(f"{path}: no Y/X axes in {axes!r}")
+    # Move Y, X last; classify the rest as channel or z (T/pages/unknown count as z).
+    lead = [i for i, a in enumerate(axes) if a not in "YX"]
+    order = lead + [axes.index("Y"), axes.index("X")]
+    arr = np.transpose(arr, order)
+    lead_axes = [axes[i] for i in lead]
+    shape = arr.shape[: len(lead)]
+    non_singleton = [(a, n) for a, n in zip(lead_axes, shape) if n > 1]
+    if len(non_singleton) > 2:
+        dims = ", ".join(f"{a}={n}" for a, n in non_singleton)
+        raise ImageContentError(
+            f"{path}: {len(non_singleton) + 2}-D image ({dims}); at most channel and z/time "
+            "besides Y and X are supported: save one time point or channel per file"
+        )
+    c_axis = next((k for k, (a, n) in enumerate(zip(lead_axes, shape)) if a == "C" and n > 1), None)
+    planes: list[Plane] = []
+    flat = arr.reshape((-1,) + arr.shape[-2:])
+    for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
+        c = index[c_axis] if c_axis is not None else 0
+        rest = [i for k, i in enumerate(index) if k != c_axis and shape[k] > 1]
+        z = rest[0] if rest else 0
+        planes.append(Plane(flat[flat_index].astype(np.float32, copy=False), c=int(c), z=int(z)))
+    return planes
+
+
+def read_planes(path: str | os.PathLike) -> list[Plane]:
+    """Read every 2D plane of an image file.
+
+    Parameters
+    ----------
+    path : image file (format detected from its content).
+
+    Returns
+    -------
+    list of :class:`Plane`, float32 (Y, X) in the file's units, ordered by (c, z) as stored.
+
+    Raises
+    ------
+    ImageReadError : missing, unreadable, empty or corrupt file, or not an image.
+    ImageContentError : readable but unsupported content (RGB, complex, more than 4-D).
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except IsADirectoryError:
+        raise ImageReadError(f"{p}: is a folder, not an image file") from None
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise ImageReadError(f"{p}: empty file (0 bytes)")
+    try:
+        if head.startswith(_TIFF_MAGIC):
+            arr, axes = _read_tiff(p)
+        elif head.startswith(_PIL_MAGIC):
+            arr, axes = _read_pillow(p)
+        else:
+            raise ImageReadError(f"{p}: not a TIFF, PNG, JPEG or BMP image (unknown file content)")
+    except (ImageReadError, ImageContentError):
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{p}: image too large to load into memory") from None
+    except Exception as exc:  # corrupt/truncated files raise many different errors
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageReadError(f"{p}: corrupt or unreadable image ({msg})") from None
+    return _to_planes(np.asarray(arr), axes, p)
+
+
+def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:
+    """Raise :class:`ImageContentError` if a plane cannot be rated.
+
+    Checks: 2D, at least ``min_side`` px on each side, all values finite, not constant.
+    """
+    if plane.ndim != 2:
+        raise ImageContentError(f"{name}: expected a 2D plane, got shape {plane.shape}")
+    h, w = plane.shape
+    if h < min_side or w < min_side:
+        raise ImageContentError(
+            f"{name}: image is {w}×{h} px, smaller than one {min_side}×{min_side} patch"
+        )
+    finite = np.isfinite(plane)
+    if not finite.all():
+        n_bad = int(plane.size - np.count_nonzero(finite))
+        raise ImageContentError(f"{name}: {n_bad} pixels are NaN or infinite")
+    lo, hi = float(plane.min()), float(plane.max())
+    if lo == hi:
+        raise ImageContentError(f"{name}: image is constant (every pixel = {lo:g}); nothing to rate")
+
+
+def to_unit_range(plane: np.ndarray) -> np.ndarray:
+    """Map a plane linearly to [0, 1] by its min and max (float32).
+
+    The model standardises every patch itself, so this affine map does not change any result; it
+    only keeps float32 arithmetic precise for any input scale (8/16/32-bit, floats, large offsets).
+    """
+    data = np.asarray(plane, dtype=np.float64)
+    lo, hi = float(data.min()), float(data.max())
+    scale = 1.0 / (hi - lo) if hi > lo else 0.0
+    return ((data - lo) * scale).astype(np.float32)
+
+
+def find_images(
+    inputs: Iterable[str | os.PathLike], on_missing: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Expand files, folders (recursive, image suffixes only) and glob patterns into a sorted,
+    de-duplicated file list. Inputs that match nothing are reported through ``on_missing``.
+
+    An explicitly named file is kept whatever its extension (its content decides later).
+    """
+    found: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        p = Path(text)
+        if p.is_dir():
+            matches = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
+        elif p.exists():
+            matches = [p]
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+        else:
+            matches = []
+        if not matches and on_missing is not None:
+            on_missing(text)
+        found.extend(matches)
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
+    """Open a temporary file next to ``path``; on success it is renamed over ``path``.
+
+    A crash or exception leaves any previous ``path`` untouched and no half-written file.
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,100 @@
+"""Export a trained network: ONNX (inference), safetensors state dict (torch), JSON metadata."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+__all__ = ["export_model", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "miq-model/1"
+NORMALISATION = (
+    "per patch, inside the network: (x - mean) / std over the 84x84 patch; input may be in any "
+    "intensity units (DN, unit range, float); miq maps each plane to [0, 1] by min/max first "
+    "for float32 precision only"
+)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def export_model(
+    model: torch.nn.Module,
+    out_dir: str | Path,
+    *,
+    config: dict,
+    provenance: dict,
+    licence: str = "BSD-3-Clause (miq); trained on CC0 / CC-BY-4.0 / BSD-3 images, see training.files",
+) -> Path:
+    """Write ``model.onnx``, ``model.safetensors`` and ``model.json`` into ``out_dir``.
+
+    ``config`` is the training configuration (architecture, kwargs, optics, levels...), and
+    ``provenance`` what the run did (files with sha256, steps, time, command).
+    Returns the path of ``model.json``.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    patch = int(config["patch_size"])
+    n_levels = len(config["levels"]["defocus_um"])
+    onnx_path = out / "model.onnx"
+    dummy = torch.zeros(2, 1, patch, patch)
+    dummy[:, :, ::7, ::5] = 1.0
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.net(x), dim=1)
+
+    torch.onnx.export(
+        WithSoftmax(model),
+        (dummy,),
+        str(onnx_path),
+        input_names=["patches"],
+        output_names=["probabilities"],
+        dynamic_axes={"patches": {0: "batch"}, "probabilities": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    st_path = out / "model.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st_path))
+    kwargs = dict(config.get("architecture_kwargs") or {})
+    kwargs.setdefault("n_levels", n_levels)
+    kwargs.setdefault("patch_size", patch)
+    levels = [float(z) for z in config["levels"]["defocus_um"]]
+    meta = {
+        "format": MODEL_FORMAT,
+        "name": out.name,
+        "created": _dt.date.today().isoformat(),
+        "architecture": config["architecture"],
+        "architecture_kwargs": kwargs,
+        "n_parameters": int(sum(p.numel() for p in model.parameters())),
+        "patch_size": patch,
+        "n_levels": n_levels,
+        "level_defocus_um": levels,
+        "um_per_level": (levels[-1] - levels[0]) / max(1, n_levels - 1),
+        "optics": config["optics"],
+        "input": {"name": "patches", "shape": ["batch", 1, patch, patch], "dtype": "float32",
+                  "normalisation": NORMALISATION},
+        "output": {"name": "probabilities", "shape": ["batch", n_levels],
+                   "meaning": "softmax over defocus levels, level 0 = in focus"},
+        "weights": {
+            "onnx": {"file": onnx_path.name, "sha256": _sha256(onnx_path)},
+            "safetensors": {"file": st_path.name, "sha256": _sha256(st_path)},
+        },
+        "training": {"config": config, **provenance},
+        "licence": licence,
+    }
+    meta_path = out / "model.json"
+    meta_path.write_text(json.dumps(meta, indent=2))
+    return meta_path

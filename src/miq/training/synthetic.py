@@ -1,0 +1,180 @@
+"""On-the-fly synthetic defocus of in-focus content: batches of (patch, level) for training.
+
+Each sample: a random crop of an in-focus source (real image or procedural field) with a margin
+for the PSF → relative intensity → photons (random brightness and background) → defocus PSF of a
+random level (z jittered within the level) → Poisson shot noise + read noise → random camera gain
+and offset, quantised to integer DN. Nothing is pre-rendered; every batch is new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..optics import LevelTable, Optics, defocus_psf
+from .procedural import procedural_field
+
+__all__ = ["Source", "SimulationConfig", "DefocusBatches", "load_sources"]
+
+
+@dataclass
+class Source:
+    """An in-focus training image: ``data`` float32 (Y, X) relative intensity (0 = background)."""
+
+    data: np.ndarray
+    name: str
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Ranges of the synthetic degradation (all sampled log-uniformly unless stated).
+
+    peak_photons : photoelectrons at the brightest structures.
+    background_photons : additive background light, photoelectrons.
+    read_noise_photons : Gaussian camera read noise σ, photoelectrons.
+    gain : DN per photoelectron (paper's augmentation range 0.2–5).
+    offset_dn : camera offset in DN (paper's augmentation range 1–1000).
+    z_jitter_um : defocus jitter (uniform ±) around each level's nominal z.
+    top_level_max_um : the last level is trained on [z_top − jitter, this]: "at least z_top".
+    """
+
+    peak_photons: tuple[float, float] = (30.0, 5000.0)
+    background_photons: tuple[float, float] = (0.5, 300.0)
+    read_noise_photons: tuple[float, float] = (0.3, 4.0)
+    gain: tuple[float, float] = (0.2, 5.0)
+    offset_dn: tuple[float, float] = (1.0, 1000.0)
+    z_jitter_um: float = 0.5
+    top_level_max_um: float = 30.0
+    z_grid_step_um: float = 0.25
+
+
+def relative_intensity(image: np.ndarray) -> np.ndarray:
+    """Background-subtracted intensity scaled so the bright end (99.9th percentile) is 1."""
+    data = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(data, [1.0, 99.9])
+    if hi <= lo:
+        hi = lo + 1.0
+    return np.clip((data - lo) / (hi - lo), 0.0, None).astype(np.float32)
+
+
+def load_sources(paths: list[str], min_side: int) -> list[Source]:
+    """Read every plane of every file as a training source (planes smaller than min_side skipped)."""
+    from ..io import read_planes
+
+    sources = []
+    for path in paths:
+        for plane in read_planes(path):
+            if min(plane.data.shape) >= min_side and plane.data.max() > plane.data.min():
+                sources.append(Source(relative_intensity(plane.data), f"{path}[c={plane.c},z={plane.z}]"))
+    return sources
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.ndarray:
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    return np.exp(rng.uniform(lo, hi, n))
+
+
+class DefocusBatches:
+    """Generator of synthetic training batches.
+
+    Parameters
+    ----------
+    sources : real in-focus images (relative intensity).
+    optics, levels : simulator optics and level table.
+    patch_size : model input side in px.
+    procedural_fraction : share of samples drawn from procedural fields.
+    seed : seeds all randomness.
+    """
+
+    def __init__(
+        self,
+        sources: list[Source],
+        *,
+        optics: Optics = Optics(),
+        levels: LevelTable = LevelTable(),
+        config: SimulationConfig = SimulationConfig(),
+        patch_size: int = 84,
+        procedural_fraction: float = 0.3,
+        procedural_pool: int = 64,
+        seed: int = 0,
+    ) -> None:
+        if not sources and procedural_fraction <= 0:
+            raise ValueError("no training images and no procedural content: nothing to train on")
+        self.rng = np.random.default_rng(seed)
+        self.torch_gen = torch.Generator().manual_seed(seed)
+        self.sources = sources
+        self.optics, self.levels, self.config = optics, levels, config
+        self.patch = patch_size
+        self.margin = optics.psf_width_px // 2
+        self.crop = patch_size + 2 * self.margin
+        self.procedural_fraction = procedural_fraction if sources else 1.0
+        self.z_grid = np.arange(0.0, config.top_level_max_um + 1e-9, config.z_grid_step_um)
+        kernels = np.stack([defocus_psf(z, optics) for z in self.z_grid]).astype(np.float32)
+        self.kernels = torch.from_numpy(kernels[:, None])  # (n_z, 1, k, k), flipped = symmetric
+        self.pool = [
+            procedural_field((2 * self.crop, 2 * self.crop), self.rng) for _ in range(procedural_pool)
+        ] if self.procedural_fraction > 0 else []
+        self._refresh_every = 50
+        self._calls = 0
+
+    def _crop_from(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape
+        s = self.crop
+        if h < s or w < s:  # mirror-pad small sources
+            image = np.pad(image, ((0, max(0, s - h)), (0, max(0, s - w))), mode="symmetric")
+            h, w = image.shape
+        y, x = self.rng.integers(0, h - s + 1), self.rng.integers(0, w - s + 1)
+        patch = image[y : y + s, x : x + s]
+        patch = np.rot90(patch, int(self.rng.integers(4)))
+        if self.rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        return patch
+
+    def _sample_content(self) -> np.ndarray:
+        if self.pool and self.rng.random() < self.procedural_fraction:
+            return self._crop_from(self.pool[int(self.rng.integers(len(self.pool)))])
+        return self._crop_from(self.sources[int(self.rng.integers(len(self.sources)))].data)
+
+    def sample_z(self, labels: np.ndarray) -> np.ndarray:
+        """Defocus in µm for each level label (jittered; the top level is open-ended)."""
+        table = np.asarray(self.levels.defocus_um)
+        cfg = self.config
+        z = table[labels] + self.rng.uniform(-cfg.z_jitter_um, cfg.z_jitter_um, labels.size)
+        top = labels == self.levels.n_levels - 1
+        z[top] = self.rng.uniform(table[-1] - cfg.z_jitter_um, cfg.top_level_max_um, int(top.sum()))
+        return np.clip(np.abs(z), 0.0, cfg.top_level_max_um)
+
+    def simulate(self, content: np.ndarray, z_um: np.ndarray) -> torch.Tensor:
+        """Degrade relative-intensity crops (B, crop, crop) at defocus z (B,) → DN patches (B, 1, p, p)."""
+        cfg = self.config
+        b = content.shape[0]
+        peak = _log_uniform(self.rng, cfg.peak_photons, b)
+        background = _log_uniform(self.rng, cfg.background_photons, b)
+        photons = torch.from_numpy(
+            (content * peak[:, None, None] + background[:, None, None]).astype(np.float32)
+        )
+        z_index = np.clip(np.rint(z_um / cfg.z_grid_step_um).astype(int), 0, len(self.z_grid) - 1)
+        kernels = self.kernels[torch.from_numpy(z_index)]  # (B, 1, k, k)
+        blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
+        noisy = torch.poisson(blurred.clamp_min(0), generator=self.torch_gen)
+        read = torch.from_numpy(_log_uniform(self.rng, cfg.read_noise_photons, b).astype(np.float32))
+        noisy = noisy + read[:, None, None] * torch.randn(noisy.shape, generator=self.torch_gen)
+        gain = torch.from_numpy(_log_uniform(self.rng, cfg.gain, b).astype(np.float32))
+        offset = torch.from_numpy(_log_uniform(self.rng, cfg.offset_dn, b).astype(np.float32))
+        dn = torch.round(noisy * gain[:, None, None] + offset[:, None, None]).clamp(0, 65535)
+        return dn[:, None]
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of simulated DN patches (B, 1, p, p) float32 and their level labels (B,) int64."""
+        self._calls += 1
+        if self.pool and self._calls % self._refresh_every == 0:  # keep procedural content fresh
+            self.pool[int(self.rng.integers(len(self.pool)))] = procedural_field(
+                (2 * self.crop, 2 * self.crop), self.rng
+            )
+        labels = self.rng.integers(0, self.levels.n_levels, batch_size)
+        content = np.stack([self._sample_content() for _ in range(batch_size)])
+        x = self.simulate(content, self.sample_z(labels))
+        return x, torch.from_numpy(labels.astype(np.int64))

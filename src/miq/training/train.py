@@ -1,0 +1,204 @@
+"""Training loop: synthetic defocus on the fly, RPS loss, checkpoints, resume, export."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..optics import LevelTable, Optics
+from .export import export_model
+from .loss import ranked_probability_score
+from .synthetic import DefocusBatches, SimulationConfig, load_sources
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved next to the model)."""
+
+    architecture: str = "compact"
+    architecture_kwargs: dict = field(default_factory=dict)
+    steps: int = 20000
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    procedural_fraction: float = 0.3
+    max_minutes: float | None = None
+    checkpoint_every: int = 500
+    threads: int | None = None
+    patch_size: int = 84
+    optics: Optics = field(default_factory=Optics)
+    levels: LevelTable = field(default_factory=LevelTable)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _file_sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _validation_batch(batches: DefocusBatches, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch drawn from the training sources with its own seed (monitoring only)."""
+    state = (batches.rng.bit_generator.state, batches.torch_gen.get_state())
+    batches.rng = np.random.default_rng(seed)
+    batches.torch_gen.manual_seed(seed)
+    x, y = batches.next_batch(n)
+    batches.rng = np.random.default_rng()
+    batches.rng.bit_generator.state = state[0]
+    batches.torch_gen.set_state(state[1])
+    return x, y
+
+
+def train(
+    image_paths: list[str],
+    out_dir: str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    resume: bool = False,
+    log=print,
+    command: str | None = None,
+) -> Path:
+    """Train a focus model on in-focus images and export it to ``out_dir``.
+
+    Parameters
+    ----------
+    image_paths : in-focus image files (every plane is used). May be empty if
+        ``config.procedural_fraction`` > 0 (procedural content only).
+    out_dir : receives ``checkpoint.pt`` (resumable), ``train_log.csv``, ``train_config.json``
+        and the exported model (``model.onnx``, ``model.safetensors``, ``model.json``).
+    resume : continue from ``out_dir/checkpoint.pt``.
+
+    Returns
+    -------
+    Path of the exported ``model.json``.
+    """
+    from ..model.network import build_network
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    margin_side = config.patch_size + 2 * (config.optics.psf_width_px // 2)
+    sources = load_sources(image_paths, min_side=config.patch_size)
+    log(f"training sources: {len(sources)} planes from {len(image_paths)} files; "
+        f"procedural fraction {config.procedural_fraction}; crop {margin_side}px")
+    batches = DefocusBatches(
+        sources,
+        optics=config.optics,
+        levels=config.levels,
+        config=config.simulation,
+        patch_size=config.patch_size,
+        procedural_fraction=config.procedural_fraction,
+        seed=config.seed,
+    )
+    val_x, val_y = _validation_batch(batches, 512, seed=config.seed + 1_000_003)
+    kwargs = dict(config.architecture_kwargs)
+    kwargs.setdefault("n_levels", config.levels.n_levels)
+    kwargs.setdefault("patch_size", config.patch_size)
+    model = build_network(config.architecture, **kwargs)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.05
+    )
+    step, elapsed_before = 0, 0.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume:
+        if not ckpt_path.exists():
+            raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, elapsed_before = ckpt["step"], ckpt["elapsed_s"]
+        batches.rng.bit_generator.state = ckpt["numpy_rng"]
+        batches.torch_gen.set_state(ckpt["torch_rng"])
+        log(f"resumed at step {step}")
+    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    log_file = open(out / "train_log.csv", "a", encoding="utf-8")
+    if step == 0:
+        log_file.write("step,loss,val_loss,val_accuracy,val_within_one,lr,elapsed_s\n")
+    start = time.monotonic()
+    running = 0.0
+
+    def save_checkpoint() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "elapsed_s": elapsed_before + time.monotonic() - start,
+                "numpy_rng": batches.rng.bit_generator.state,
+                "torch_rng": batches.torch_gen.get_state(),
+            },
+            tmp,
+        )
+        tmp.replace(ckpt_path)
+
+    stopped_early = False
+    model.train()
+    while step < config.steps:
+        x, y = batches.next_batch(config.batch_size)
+        loss = ranked_probability_score(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+        elapsed = elapsed_before + time.monotonic() - start
+        if step % 100 == 0 or step == config.steps:
+            model.eval()
+            with torch.no_grad():
+                logits = model(val_x)
+                val_loss = float(ranked_probability_score(logits, val_y))
+                pred = logits.argmax(1)
+                acc = float((pred == val_y).float().mean())
+                within = float(((pred - val_y).abs() <= 1).float().mean())
+            model.train()
+            lr = scheduler.get_last_lr()[0]
+            log_file.write(f"{step},{running:.5f},{val_loss:.5f},{acc:.4f},{within:.4f},{lr:.6g},{elapsed:.1f}\n")
+            log_file.flush()
+            log(f"step {step}/{config.steps}  loss {running:.4f}  val {val_loss:.4f}  "
+                f"acc {acc:.3f}  within-1 {within:.3f}  {elapsed / 60:.1f} min")
+        if step % config.checkpoint_every == 0:
+            save_checkpoint()
+        if config.max_minutes is not None and elapsed > 60 * config.max_minutes:
+            log(f"time limit of {config.max_minutes} min reached at step {step}")
+            stopped_early = True
+            break
+    save_checkpoint()
+    log_file.close()
+    model.eval()
+    provenance = {
+        "command": command or " ".join(sys.argv),
+        "steps_completed": step,
+        "stopped_early_by_time_limit": stopped_early,
+        "training_minutes": round((elapsed_before + time.monotonic() - start) / 60, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}".strip(),
+        "torch_version": torch.__version__,
+        "files": [{"path": p, "sha256": _file_sha256(p)} for p in image_paths],
+        "procedural_fraction": config.procedural_fraction,
+    }
+    return export_model(model, out, config=config.to_dict(), provenance=provenance)
