@@ -29,11 +29,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "assess": "miq.assess",
+    "assess": "miq.assessment",
     "assess_file": "miq.pipeline",
-    "ImageAssessment": "miq.assess",
-    "certainty": "miq.assess",
-    "aggregate": "miq.assess",
+    "ImageAssessment": "miq.assessment",
+    "certainty": "miq.assessment",
+    "aggregate": "miq.assessment",
     "load_model": "miq.model.runtime",
     "FocusModel": "miq.model.runtime",
     "defocus_psf": "miq.optics",
@@ -44,7 +44,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .assess import ImageAssessment, aggregate, assess, certainty
+    from .assessment import ImageAssessment, aggregate, assess, certainty
     from .io import read_planes
     from .model.runtime import FocusModel, load_model
     from .optics import LevelTable, Optics, defocus_psf, degrade

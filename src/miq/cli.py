@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -70,6 +71,119 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_table(results, limit: int = 40) -> None:
+    """A short, aligned result table on stdout."""
+    header = f"{'file':<44} {'c':>2} {'z':>3} {'level':>5} {'mean':>5} {'~um':>5} {'cert':>5} {'P(in)':>5}  flag"
+    print(header)
+    shown = 0
+    for r in results:
+        if shown == limit:
+            print(f"... {len(results) - limit} more rows in results.csv")
+            break
+        name = r.file if len(r.file) <= 44 else "..." + r.file[-41:]
+        if r.assessment is None:
+            print(f"{name:<44} {r.c:>2} {r.z:>3}  ERROR: {r.error.split(': ', 1)[-1]}")
+        else:
+            a = r.assessment
+            flag = "in focus" if a.in_focus else "OUT OF FOCUS"
+            print(f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
+                  f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}")
+        shown += 1
+
+
+def _run_predict(files, args, model) -> int:
+    from .assessment import AssessOptions
+    from .pipeline import predict_files
+
+    options = AssessOptions(in_focus_levels=args.in_focus_levels, in_focus_threshold=args.threshold)
+    summary = predict_files(
+        files, args.output, model, options=options, write_masks=not args.no_masks,
+        write_overlays=not args.no_overlays, on_error=_err,
+    )
+    if not args.quiet:
+        _print_table(summary.results)
+    n_ok = sum(r.assessment is not None for r in summary.results)
+    print(f"{n_ok} planes rated from {summary.n_files} files; {summary.n_failed_files} files and "
+          f"{summary.n_failed_planes} planes failed; results: {summary.csv_path}")
+    return EXIT_OK if summary.ok else EXIT_SOME_FAILED
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .io import find_images
+    from .model.runtime import load_model
+
+    missing: list[str] = []
+    files = find_images(args.inputs, on_missing=missing.append)
+    for m in missing:
+        _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+    if not files:
+        _err("no input images found")
+        return EXIT_USAGE
+    model = load_model(args.model, threads=args.threads)
+    code = _run_predict(files, args, model)
+    return EXIT_SOME_FAILED if missing and code == EXIT_OK else code
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Defocus the bundled sample by the simulator to a few levels and rate the results."""
+    import numpy as np
+    import tifffile
+
+    from .io import atomic_write
+    from .model.runtime import load_model
+    from .optics import Optics, degrade
+
+    sample = Path(__file__).parent / "data" / "bbbc022_A01_s3_hoechst.tif"
+    image = tifffile.imread(sample).astype(np.float64) / 65535.0
+    inputs = Path(args.output) / "demo_inputs"
+    files = []
+    for z_um in (0.0, 4.0, 10.0, 18.0):
+        out = image if z_um == 0 else degrade(image, z_um, optics=Optics(), rng=int(z_um))
+        path = inputs / f"bbbc022_A01_s3_defocus_{z_um:04.1f}um.tif"
+        with atomic_write(path) as fh:
+            tifffile.imwrite(fh, np.round(out * 65535).astype(np.uint16))
+        files.append(path)
+    print(f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
+          f"(true levels 0, 2, 5, 9) -> {inputs}")
+    return _run_predict(files, args, load_model(args.model, threads=args.threads))
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+
+    from .io import atomic_write, find_images, read_planes
+    from .optics import LevelTable, degrade
+
+    optics = _optics(args)
+    table = LevelTable()
+    depths = list(args.z_um) + [table.defocus_um[k] for k in args.level]
+    if not depths:
+        _err("give --z-um and/or --level")
+        return EXIT_USAGE
+    files = find_images(args.images, on_missing=lambda m: _err(f"{m}: no such image"))
+    failed = 0
+    for f in files:
+        try:
+            planes = read_planes(f)
+        except Exception as exc:
+            _err(str(exc))
+            failed += 1
+            continue
+        for z_um in depths:
+            stack = []
+            for plane in planes:
+                unit = plane.data.astype(np.float64) / 65535.0
+                stack.append(degrade(unit, z_um, optics=optics, exposure_factor=args.exposure,
+                                     rng=args.seed, noise=not args.no_noise) * 65535.0)
+            data = np.round(np.stack(stack)).clip(0, 65535).astype(np.uint16)
+            out = Path(args.output) / f"{f.stem}_defocus_{z_um:g}um.tif"
+            with atomic_write(out) as fh:
+                tifffile.imwrite(fh, data[0] if len(stack) == 1 else data)
+            print(out)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miq",
@@ -77,6 +191,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
+
+    def add_predict_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-o", "--output", required=True, help="output folder")
+        p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+        p.add_argument("--in-focus-levels", type=int, default=3,
+                       help="levels 0..N-1 count as in focus (default 3: levels 0-2)")
+        p.add_argument("--threshold", type=float, default=0.5,
+                       help="flag in focus when P(in focus) >= this (default 0.5)")
+        p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
+        p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+        p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+        p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
+
+    p = sub.add_parser("predict", help="rate the focus of images (files, folders, globs)")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
+    add_predict_options(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("demo", help="run predict on the bundled sample, defocused by the simulator")
+    add_predict_options(p)
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("simulate", help="defocus images with the physical simulator")
+    p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, help="output folder (uint16 TIFFs)")
+    p.add_argument("--z-um", type=float, action="append", default=[], help="defocus in um (repeatable)")
+    p.add_argument("--level", type=int, action="append", default=[],
+                   help="defocus level 0-10 of the default table (level k = 2k um; repeatable)")
+    p.add_argument("--exposure", type=float, default=1.0, help="exposure factor above the offset")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--no-noise", action="store_true", help="skip Poisson noise")
+    _add_optics(p)
+    p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("train", help="train a model on in-focus images (needs the 'train' extra)")
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")

@@ -227,7 +227,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     except OSError as exc:
         raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as fh:
+        os.close(fd)
+        text_args = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+        with open(tmp, mode, **text_args) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

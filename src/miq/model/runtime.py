@@ -1,0 +1,117 @@
+"""Inference runtime: a trained model in ONNX format run by ONNX Runtime (no torch needed).
+
+A model is a folder (or its ``model.json``) holding ``model.json`` (metadata) and ``model.onnx``.
+The bundled default model lives in ``miq/model/weights/`` and loads offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+
+__all__ = ["FocusModel", "load_model", "default_model", "BUNDLED_MODEL"]
+
+BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
+_FORMAT = "miq-model/1"
+
+
+class FocusModel:
+    """A loaded focus model: ``predict(patches)`` → per-patch level probabilities.
+
+    Attributes: ``metadata`` (dict from model.json), ``patch_size`` (px), ``n_levels``,
+    ``um_per_level`` (µm of defocus per level), ``path`` (model.json).
+    """
+
+    def __init__(self, metadata_path: str | os.PathLike, *, threads: int | None = None,
+                 batch_size: int = 512, providers: list[str] | None = None) -> None:
+        meta_path = Path(metadata_path)
+        try:
+            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{meta_path}: not a readable miq model.json ({exc})") from None
+        if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
+            raise ModelError(f"{meta_path}: not a miq model description (format {_FORMAT} expected)")
+        try:
+            onnx_info = metadata["weights"]["onnx"]
+            onnx_path = meta_path.parent / onnx_info["file"]
+            payload = onnx_path.read_bytes()
+        except (KeyError, TypeError):
+            raise ModelError(f"{meta_path}: metadata lists no ONNX weights") from None
+        except OSError as exc:
+            raise ModelError(f"{meta_path}: ONNX weights missing ({exc.strerror or exc})") from None
+        digest = hashlib.sha256(payload).hexdigest()
+        if onnx_info.get("sha256") and digest != onnx_info["sha256"]:
+            raise ModelError(f"{onnx_path}: sha256 does not match model.json: corrupt or replaced file")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                payload, sess_options=options, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        self.metadata = metadata
+        self.path = meta_path
+        self.patch_size = int(metadata["patch_size"])
+        self.n_levels = int(metadata["n_levels"])
+        self.um_per_level = float(metadata["um_per_level"])
+        self.batch_size = int(batch_size)
+        self._input = self._session.get_inputs()[0].name
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", self.path.parent.name))
+
+    def predict(self, patches: np.ndarray) -> np.ndarray:
+        """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32."""
+        x = np.asarray(patches, dtype=np.float32)
+        if x.ndim != 3 or x.shape[1:] != (self.patch_size, self.patch_size):
+            raise ValueError(f"patches must be (N, {self.patch_size}, {self.patch_size}), got {x.shape}")
+        out = np.empty((len(x), self.n_levels), np.float32)
+        for start in range(0, len(x), self.batch_size):
+            batch = np.ascontiguousarray(x[start : start + self.batch_size, None])
+            out[start : start + len(batch)] = self._session.run(None, {self._input: batch})[0]
+        return out
+
+    def __repr__(self) -> str:
+        return f"FocusModel({self.name!r}, levels={self.n_levels}, patch={self.patch_size})"
+
+
+def _resolve(path: str | os.PathLike | None) -> Path:
+    if path is None:
+        return BUNDLED_MODEL
+    p = Path(path)
+    if p.is_dir():
+        return p / "model.json"
+    if p.suffix == ".onnx":
+        return p.with_name("model.json")
+    return p
+
+
+def load_model(path: str | os.PathLike | None = None, *, threads: int | None = None) -> FocusModel:
+    """Load a model (folder, ``model.json`` or ``model.onnx`` path); default: the bundled one.
+
+    Raises :class:`miq.errors.ModelError` with the file name if it is missing or not a miq model.
+    """
+    meta = _resolve(path)
+    if not meta.exists():
+        raise ModelError(f"{meta}: model not found (give a model folder or its model.json)")
+    return FocusModel(meta, threads=threads)
+
+
+@lru_cache(maxsize=1)
+def default_model() -> FocusModel:
+    """The bundled model, loaded once per process."""
+    return load_model()

@@ -1,0 +1,224 @@
+"""The orchestrator: files → planes → assessments → CSV rows, masks and overlays.
+
+The CLI, the demo and any other front end call :func:`predict_files` (or :func:`assess_file`)
+and never re-implement a step. Every output file is written atomically (temp file + rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .assessment import AssessOptions, ImageAssessment, assess
+from .errors import MiqError
+from .io import atomic_write, read_planes
+
+__all__ = ["PlaneResult", "assess_file", "predict_files", "RunSummary", "csv_columns", "write_csv"]
+
+
+@dataclass
+class PlaneResult:
+    """Result for one plane of one file; ``assessment`` is None when ``error`` is set."""
+
+    file: str
+    c: int
+    z: int
+    assessment: ImageAssessment | None = None
+    error: str = ""
+    image: np.ndarray | None = field(default=None, repr=False)
+    n_planes: int = 1
+
+
+def assess_file(path: str | os.PathLike, model=None, *, options: AssessOptions = AssessOptions(),
+                keep_image: bool = False) -> list[PlaneResult]:
+    """Assess every plane of an image file.
+
+    A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane that
+    cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
+    """
+    name = os.fspath(path)
+    try:
+        planes = read_planes(path)
+    except MiqError as exc:
+        return [PlaneResult(name, -1, -1, error=str(exc))]
+    results = []
+    for plane in planes:
+        label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}]"
+        try:
+            a = assess(plane.data, model, options=options, name=label)
+            results.append(PlaneResult(name, plane.c, plane.z, a, image=plane.data if keep_image else None,
+                                       n_planes=len(planes)))
+        except MiqError as exc:
+            results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), n_planes=len(planes)))
+    return results
+
+
+def csv_columns(n_levels: int) -> list[str]:
+    """Column names of ``results.csv``."""
+    return (["file", "c", "z", "level", "level_mean", "defocus_um", "certainty", "certainty_mean",
+             "certainty_max", "certainty_weighted", "p_in_focus", "in_focus", "n_patches"]
+            + [f"prob_{k}" for k in range(n_levels)] + ["error"])
+
+
+def _row(result: PlaneResult, n_levels: int) -> dict:
+    row = {col: "" for col in csv_columns(n_levels)}
+    row.update(file=result.file, c=result.c, z=result.z, error=result.error)
+    if result.assessment is not None:
+        for key, value in result.assessment.summary().items():
+            if isinstance(value, bool):
+                row[key] = int(value)
+            elif isinstance(value, float):
+                row[key] = f"{value:.6g}"
+            else:
+                row[key] = value
+    return row
+
+
+def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels: int) -> None:
+    """Write ``results.csv`` (one row per plane, UTF-8, comma-separated) atomically."""
+    buffer = _io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=csv_columns(n_levels), lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow(_row(r, n_levels))
+    with atomic_write(path, "w") as fh:
+        fh.write(buffer.getvalue())
+
+
+def _output_stem(result: PlaneResult, base: str) -> str:
+    return base if result.n_planes == 1 else f"{base}_c{result.c}_z{result.z}"
+
+
+def _write_masks(out_dir: Path, stem: str, a: ImageAssessment) -> None:
+    import tifffile
+
+    from .tiling import paint
+
+    masks = {
+        "level": paint(a.patch_level.astype(np.int16), a.grid),
+        "certainty": paint(a.patch_certainty.astype(np.float32), a.grid),
+        "valid": paint(a.patch_valid.astype(np.uint8), a.grid),
+    }
+    for kind, data in masks.items():
+        with atomic_write(out_dir / "masks" / f"{stem}_{kind}.tif") as fh:
+            tifffile.imwrite(fh, data, compression="zlib", metadata={"axes": "YX"})
+
+
+def _write_overlay(out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str) -> None:
+    from .render import overlay_image
+
+    picture = overlay_image(image, a, title=title)
+    with atomic_write(out_dir / "overlays" / f"{stem}.png") as fh:
+        picture.save(fh, format="PNG")
+
+
+@dataclass
+class RunSummary:
+    """What a prediction run did."""
+
+    results: list[PlaneResult]
+    csv_path: Path
+    n_files: int
+    n_failed_files: int
+    n_failed_planes: int
+
+    @property
+    def ok(self) -> bool:
+        return self.n_failed_files == 0 and self.n_failed_planes == 0
+
+
+def _unique_stems(files: list[Path]) -> dict[str, str]:
+    """Output base name per file: the file stem, suffixed _2, _3 … when stems repeat."""
+    used: dict[str, int] = {}
+    stems = {}
+    for f in files:
+        stem = f.name.rsplit(".", 1)[0] if "." in f.name else f.name
+        stem = stem.removesuffix(".ome")
+        n = used.get(stem, 0) + 1
+        used[stem] = n
+        stems[str(f)] = stem if n == 1 else f"{stem}_{n}"
+    return stems
+
+
+def predict_files(
+    files: list[Path],
+    out_dir: str | os.PathLike,
+    model=None,
+    *,
+    options: AssessOptions = AssessOptions(),
+    write_masks: bool = True,
+    write_overlays: bool = True,
+    progress: bool | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> RunSummary:
+    """Assess files and write ``results.csv``, masks (TIFF) and overlays (PNG) into ``out_dir``.
+
+    The model is loaded once; a file that fails is reported through ``on_error`` (one line) and
+    gets a CSV row with ``error`` filled, and the run goes on.
+    """
+    from tqdm import tqdm
+
+    from .model.runtime import default_model
+
+    model = model or default_model()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(files)
+    results: list[PlaneResult] = []
+    failed_files = failed_planes = 0
+    bar = tqdm(files, desc="miq predict", unit="file", disable=None if progress is None else not progress,
+               file=sys.stderr)
+    for f in bar:
+        file_results = assess_file(f, model, options=options, keep_image=write_overlays)
+        if file_results and file_results[0].c == -1:
+            failed_files += 1
+        for r in file_results:
+            if r.error:
+                failed_planes += r.c != -1
+                if on_error:
+                    on_error(r.error)
+                continue
+            stem = _output_stem(r, stems[str(f)])
+            try:
+                if write_masks:
+                    _write_masks(out, stem, r.assessment)
+                if write_overlays:
+                    _write_overlay(out, stem, r.image, r.assessment, title=Path(r.file).name)
+            except (OSError, MiqError) as exc:
+                r.error = f"{r.file}: cannot write outputs ({exc})"
+                failed_planes += 1
+                if on_error:
+                    on_error(r.error)
+            r.image = None
+        results.extend(file_results)
+    csv_path = out / "results.csv"
+    write_csv(csv_path, results, model.n_levels)
+    _write_run_info(out, model, options, len(files))
+    return RunSummary(results, csv_path, len(files), failed_files, failed_planes)
+
+
+def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> None:
+    from . import __version__
+
+    info = {
+        "miq_version": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "model": {"path": str(model.path), "name": model.name,
+                  "onnx_sha256": model.metadata["weights"]["onnx"].get("sha256"),
+                  "um_per_level": model.um_per_level, "patch_size": model.patch_size},
+        "options": {"in_focus_levels": options.in_focus_levels,
+                    "in_focus_threshold": options.in_focus_threshold},
+        "n_files": n_files,
+    }
+    with atomic_write(out / "run.json", "w") as fh:
+        fh.write(json.dumps(info, indent=2))

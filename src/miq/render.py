@@ -1,0 +1,73 @@
+"""Annotated overlay images: grayscale image with patch borders, hue = level, brightness = certainty.
+
+Colours: level 0 red → level 10 blue (hue 0° → 240°, like the Fiji plug-in's spectrum, so the
+scale does not wrap back to red); each border colour is multiplied by the patch certainty, so an
+uncertain patch (e.g. empty background) has a dark border. Invalid (constant) patches get none.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+__all__ = ["level_colors", "overlay_image"]
+
+
+def level_colors(n_levels: int = 11) -> np.ndarray:
+    """RGB uint8 colours (n_levels, 3): level 0 red → last level blue."""
+    hues = np.linspace(0.0, 240.0 / 360.0, n_levels)
+    return np.array([[round(255 * v) for v in colorsys.hsv_to_rgb(h, 1.0, 1.0)] for h in hues], np.uint8)
+
+
+def _gray8(image: np.ndarray) -> np.ndarray:
+    data = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(data, [0.5, 99.8])
+    if hi <= lo:
+        hi = lo + 1.0
+    return (np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def overlay_image(image: np.ndarray, assessment, *, title: str = "", border_px: int = 3):
+    """Annotated RGB overlay (a ``PIL.Image``) of an :class:`miq.ImageAssessment`.
+
+    The image is contrast-stretched (0.5–99.8th percentile); below it, a legend bar of level colours
+    and a line with the whole-image level, defocus, certainty and in-focus flag.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    grid = assessment.grid
+    k = assessment.patch_probabilities.shape[-1]
+    colors = level_colors(k).astype(np.float32)
+    rgb = np.repeat(_gray8(image)[:, :, None], 3, axis=2)
+    p, b = grid.patch_size, border_px
+    levels = assessment.patch_level
+    for i, y in enumerate(grid.ys):
+        for j, x in enumerate(grid.xs):
+            if levels[i, j] < 0:
+                continue
+            color = (colors[levels[i, j]] * assessment.patch_certainty[i, j]).astype(np.uint8)
+            rgb[y : y + b, x : x + p] = color
+            rgb[y + p - b : y + p, x : x + p] = color
+            rgb[y : y + p, x : x + b] = color
+            rgb[y : y + p, x + p - b : x + p] = color
+    h, w = rgb.shape[:2]
+    font = ImageFont.load_default()
+    bar_h, text_h = 18, 34
+    canvas = Image.new("RGB", (max(w, 420), h + bar_h + text_h), (0, 0, 0))
+    canvas.paste(Image.fromarray(rgb), (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    cell = canvas.width / k
+    for lvl in range(k):
+        x0 = int(lvl * cell)
+        draw.rectangle([x0, h, int((lvl + 1) * cell) - 1, h + bar_h - 1], fill=tuple(int(v) for v in colors[lvl]))
+        draw.text((x0 + 3, h + 3), str(lvl), fill=(0, 0, 0), font=font)
+    a = assessment
+    flag = "IN FOCUS" if a.in_focus else "OUT OF FOCUS"
+    line1 = (f"level {a.level} (mean {a.level_mean:.2f}, ~{a.defocus_um:.1f} um)  "
+             f"certainty {a.certainty_aggregate:.2f}  P(in focus) {a.p_in_focus:.2f}  {flag}")
+    draw.text((4, h + bar_h + 2), line1, fill=(255, 255, 255), font=font)
+    draw.text((4, h + bar_h + 17), (title + "  |  " if title else "")
+              + "border hue = level (0 red = in focus ... 10 blue), brightness = certainty",
+              fill=(200, 200, 200), font=font)
+    return canvas

@@ -1,0 +1,76 @@
+"""Patch grid covering a whole image: no border is dropped.
+
+Patches are ``patch_size`` px squares on a regular stride of ``patch_size`` from the top-left; when
+a side is not a multiple of the patch size, the last row/column is shifted back to end exactly at
+the image border (it overlaps its neighbour). Every pixel is covered by at least one patch and
+every patch holds only real image pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PatchGrid", "patch_grid", "extract_patches", "paint"]
+
+
+def _starts(length: int, patch: int) -> np.ndarray:
+    if length < patch:
+        raise ValueError(f"side of {length} px is smaller than one {patch} px patch")
+    n = -(-length // patch)  # ceil
+    starts = np.arange(n) * patch
+    starts[-1] = length - patch
+    return starts
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """Top-left corners of the patches: ``ys`` (rows,) and ``xs`` (cols,), in px."""
+
+    image_shape: tuple[int, int]
+    patch_size: int
+    ys: np.ndarray
+    xs: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the grid."""
+        return (len(self.ys), len(self.xs))
+
+    @property
+    def n_patches(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def patch_grid(image_shape: tuple[int, int], patch_size: int = 84) -> PatchGrid:
+    """Grid of ``patch_size`` squares covering an image of ``image_shape`` (H, W) px."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    return PatchGrid((h, w), int(patch_size), _starts(h, patch_size), _starts(w, patch_size))
+
+
+def extract_patches(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """Copy the grid's patches out of ``image`` (H, W) → (rows, cols, P, P), same dtype."""
+    if tuple(image.shape) != grid.image_shape:
+        raise ValueError(f"image shape {image.shape} does not match grid {grid.image_shape}")
+    p = grid.patch_size
+    windows = np.lib.stride_tricks.sliding_window_view(image, (p, p))
+    return windows[grid.ys][:, grid.xs]
+
+
+def paint(values: np.ndarray, grid: PatchGrid, dtype=None) -> np.ndarray:
+    """Per-patch values (rows, cols) → per-pixel map (H, W); each pixel gets the value of the
+    last patch (in row-major order) that covers it."""
+    values = np.asarray(values)
+    if values.shape != grid.shape:
+        raise ValueError(f"values shape {values.shape} does not match grid {grid.shape}")
+    out = np.zeros(grid.image_shape, dtype=dtype or values.dtype)
+    p = grid.patch_size
+    row_of = np.zeros(grid.image_shape[0], dtype=int)
+    col_of = np.zeros(grid.image_shape[1], dtype=int)
+    for i, y in enumerate(grid.ys):
+        row_of[y : y + p] = i
+    for j, x in enumerate(grid.xs):
+        col_of[x : x + p] = j
+    out[:] = values[row_of[:, None], col_of[None, :]]
+    return out
