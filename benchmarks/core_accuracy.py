@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from data_split import SHARED_DATA, held_out_files  # noqa: E402
-
 import miq  # noqa: E402
+from data_split import SHARED_DATA, held_out_files  # noqa: E402
 from miq.evaluation import accuracy_within, confusion_matrix, format_confusion  # noqa: E402
 from miq.io import read_planes  # noqa: E402
 from miq.optics import LevelTable, Optics, degrade  # noqa: E402
@@ -47,14 +46,21 @@ def synthetic_on_real(model, seeds: int) -> dict:
         unit = dn / 65535.0
         for level in range(table.n_levels):
             for seed in range(seeds):
-                img = degrade(unit, table.defocus_um[level], optics=Optics(), rng=1000 * level + seed)
+                img = degrade(
+                    unit, table.defocus_um[level], optics=Optics(), rng=1000 * level + seed
+                )
                 a = miq.assess(img, model)
                 truth.append(level)
                 pred.append(a.level)
                 per_plane.setdefault(name, []).append(a.level - level)
     cm = confusion_matrix(truth, pred, table.n_levels)
-    return {"confusion": cm, "exact": accuracy_within(truth, pred, 0),
-            "within_one": accuracy_within(truth, pred, 1), "n": len(truth), "per_plane": per_plane}
+    return {
+        "confusion": cm,
+        "exact": accuracy_within(truth, pred, 0),
+        "within_one": accuracy_within(truth, pred, 1),
+        "n": len(truth),
+        "per_plane": per_plane,
+    }
 
 
 def rate_files(model, files) -> list[tuple[str, object]]:
@@ -77,8 +83,10 @@ def main() -> int:
     print(f"model: {model.path}")
     t0 = time.time()
     syn = synthetic_on_real(model, args.seeds)
-    print(f"\n## 1. Synthetic defocus of held-out real fields ({syn['n']} images, "
-          f"{len(syn['per_plane'])} planes x 11 levels x {args.seeds} seeds)")
+    print(
+        f"\n## 1. Synthetic defocus of held-out real fields ({syn['n']} images, "
+        f"{len(syn['per_plane'])} planes x 11 levels x {args.seeds} seeds)"
+    )
     print(f"exact {syn['exact']:.3f}   within-one {syn['within_one']:.3f}")
     print(format_confusion(syn["confusion"]))
     for name, errs in syn["per_plane"].items():
@@ -90,23 +98,31 @@ def main() -> int:
     z10 = rate_files(model, sorted((real / "bbbc006-hoechst-z10").glob("*.png")))
     infocus = rate_files(model, held_out_files())
     print("\n## 2. Real images")
-    for label, rows, rule in (("BBBC006 z00 (~32 um)", z00, lambda a: a.level >= 8),
-                              ("BBBC006 z10 (sharper)", z10, None),
-                              ("held-out in focus", infocus, lambda a: a.level <= 2)):
+    for label, rows, rule in (
+        ("BBBC006 z00 (~32 um)", z00, lambda a: a.level >= 8),
+        ("BBBC006 z10 (sharper)", z10, None),
+        ("held-out in focus", infocus, lambda a: a.level <= 2),
+    ):
         ok = sum(rule(a) for _, a in rows) if rule else None
         verdict = f"  pass {ok}/{len(rows)}" if rule else ""
-        print(f"{label}: levels {[a.level for _, a in rows]}  "
-              f"level_mean {[round(a.level_mean, 2) for _, a in rows]}{verdict}")
+        print(
+            f"{label}: levels {[a.level for _, a in rows]}  "
+            f"level_mean {[round(a.level_mean, 2) for _, a in rows]}{verdict}"
+        )
     worst_z10 = max(a.level_mean for _, a in z10)
     best_z00 = min(a.level_mean for _, a in z00)
-    print(f"ordering: max z10 level_mean {worst_z10:.2f} < min z00 level_mean {best_z00:.2f}: "
-          f"{'PASS' if worst_z10 < best_z00 else 'FAIL'}")
+    print(
+        f"ordering: max z10 level_mean {worst_z10:.2f} < min z00 level_mean {best_z00:.2f}: "
+        f"{'PASS' if worst_z10 < best_z00 else 'FAIL'}"
+    )
 
     print("\n## 3. Gain/offset invariance (max |level change| vs the original image)")
     worst = 0
-    for name, files in (("z00", sorted((real / "bbbc006-hoechst-z00").glob("*.tif"))),
-                        ("z10", sorted((real / "bbbc006-hoechst-z10").glob("*.png"))),
-                        ("in-focus", held_out_files())):
+    for name, files in (
+        ("z00", sorted((real / "bbbc006-hoechst-z00").glob("*.tif"))),
+        ("z10", sorted((real / "bbbc006-hoechst-z10").glob("*.png"))),
+        ("in-focus", held_out_files()),
+    ):
         changes = []
         for f in files:
             for p in read_planes(f):
@@ -115,7 +131,9 @@ def main() -> int:
                     for offset in (1.0, 1000.0):
                         changes.append(abs(miq.assess(p.data * gain + offset, model).level - base))
         worst = max(worst, max(changes))
-        print(f"{name}: max change {max(changes)}, mean {np.mean(changes):.2f} over {len(changes)} variants")
+        print(
+            f"{name}: max change {max(changes)}, mean {np.mean(changes):.2f} over {len(changes)} variants"
+        )
     print(f"invariance within one level: {'PASS' if worst <= 1 else 'FAIL'}")
     print(f"\n(total {time.time() - t0:.0f} s)")
     return 0

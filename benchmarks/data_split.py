@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-SHARED_DATA = Path(os.environ.get("MIQ_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+SHARED_DATA = Path(
+    os.environ.get(
+        "MIQ_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+)
 
 # Substrings of held-out file paths (whole fields of view, all channels).
 HELD_OUT = [
@@ -26,7 +30,11 @@ NOT_IMAGES = ["mask2d"]
 def in_focus_files() -> list[Path]:
     root = SHARED_DATA / "in-focus"
     suffixes = (".tif", ".tiff", ".png")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes and not any(n in str(p) for n in NOT_IMAGES))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if p.suffix.lower() in suffixes and not any(n in str(p) for n in NOT_IMAGES)
+    )
 
 
 def held_out_files() -> list[Path]:

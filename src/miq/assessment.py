@@ -55,9 +55,15 @@ def aggregate(probabilities: np.ndarray, weights_valid: np.ndarray | None = None
     k = p.shape[-1]
     if len(p) == 0:
         nan = float("nan")
-        return {"probabilities": np.full(k, nan), "level": -1, "level_mean": nan,
-                "certainty_mean": nan, "certainty_max": nan, "certainty_aggregate": nan,
-                "certainty_weighted": nan}
+        return {
+            "probabilities": np.full(k, nan),
+            "level": -1,
+            "level_mean": nan,
+            "certainty_mean": nan,
+            "certainty_max": nan,
+            "certainty_aggregate": nan,
+            "certainty_weighted": nan,
+        }
     c = certainty(p)
     total = c.sum()
     weights = c / total if total > 0 else np.full(len(c), 1.0 / len(c))
@@ -183,8 +189,9 @@ def assess(
     return _assessment(grid, probs, valid, model, options)
 
 
-def _assessment(grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model,
-                options: AssessOptions) -> ImageAssessment:
+def _assessment(
+    grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model, options: AssessOptions
+) -> ImageAssessment:
     k = probs.shape[-1]
     agg = aggregate(probs, valid)
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())

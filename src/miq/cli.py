@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -51,7 +51,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _err(f"{m}: no such file, folder or matching image")
     files = [f for f in files if not any(x in str(f) for x in args.exclude)]
     if not files and args.procedural_fraction < 1:
-        _err("no training images found (use --procedural-fraction 1 to train on procedural content only)")
+        _err(
+            "no training images found (use --procedural-fraction 1 to train on procedural content only)"
+        )
         return EXIT_USAGE
     config = TrainConfig(
         architecture=args.architecture,
@@ -86,8 +88,10 @@ def _print_table(results, limit: int = 40) -> None:
         else:
             a = r.assessment
             flag = "in focus" if a.in_focus else "OUT OF FOCUS"
-            print(f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
-                  f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}")
+            print(
+                f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
+                f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}"
+            )
         shown += 1
 
 
@@ -97,14 +101,21 @@ def _run_predict(files, args, model) -> int:
 
     options = AssessOptions(in_focus_levels=args.in_focus_levels, in_focus_threshold=args.threshold)
     summary = predict_files(
-        files, args.output, model, options=options, write_masks=not args.no_masks,
-        write_overlays=not args.no_overlays, on_error=_err,
+        files,
+        args.output,
+        model,
+        options=options,
+        write_masks=not args.no_masks,
+        write_overlays=not args.no_overlays,
+        on_error=_err,
     )
     if not args.quiet:
         _print_table(summary.results)
     n_ok = sum(r.assessment is not None for r in summary.results)
-    print(f"{n_ok} planes rated from {summary.n_files} files; {summary.n_failed_files} files and "
-          f"{summary.n_failed_planes} planes failed; results: {summary.csv_path}")
+    print(
+        f"{n_ok} planes rated from {summary.n_files} files; {summary.n_failed_files} files and "
+        f"{summary.n_failed_planes} planes failed; results: {summary.csv_path}"
+    )
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
@@ -143,8 +154,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         with atomic_write(path) as fh:
             tifffile.imwrite(fh, np.round(out * 65535).astype(np.uint16))
         files.append(path)
-    print(f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
-          f"(true levels 0, 2, 5, 9) -> {inputs}")
+    print(
+        f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
+        f"(true levels 0, 2, 5, 9) -> {inputs}"
+    )
     return _run_predict(files, args, load_model(args.model, threads=args.threads))
 
 
@@ -174,8 +187,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             stack = []
             for plane in planes:
                 unit = plane.data.astype(np.float64) / 65535.0
-                stack.append(degrade(unit, z_um, optics=optics, exposure_factor=args.exposure,
-                                     rng=args.seed, noise=not args.no_noise) * 65535.0)
+                stack.append(
+                    degrade(
+                        unit,
+                        z_um,
+                        optics=optics,
+                        exposure_factor=args.exposure,
+                        rng=args.seed,
+                        noise=not args.no_noise,
+                    )
+                    * 65535.0
+                )
             data = np.round(np.stack(stack)).clip(0, 65535).astype(np.uint16)
             out = Path(args.output) / f"{f.stem}_defocus_{z_um:g}um.tif"
             with atomic_write(out) as fh:
@@ -194,14 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_predict_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", required=True, help="output folder")
-        p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
-        p.add_argument("--in-focus-levels", type=int, default=3,
-                       help="levels 0..N-1 count as in focus (default 3: levels 0-2)")
-        p.add_argument("--threshold", type=float, default=0.5,
-                       help="flag in focus when P(in focus) >= this (default 0.5)")
+        p.add_argument(
+            "--model", default=None, help="model folder or model.json (default: bundled)"
+        )
+        p.add_argument(
+            "--in-focus-levels",
+            type=int,
+            default=3,
+            help="levels 0..N-1 count as in focus (default 3: levels 0-2)",
+        )
+        p.add_argument(
+            "--threshold",
+            type=float,
+            default=0.5,
+            help="flag in focus when P(in focus) >= this (default 0.5)",
+        )
         p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
         p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
-        p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+        p.add_argument(
+            "--threads", type=int, default=None, help="inference threads (default: all cores)"
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
 
     p = sub.add_parser("predict", help="rate the focus of images (files, folders, globs)")
@@ -216,9 +250,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="defocus images with the physical simulator")
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="output folder (uint16 TIFFs)")
-    p.add_argument("--z-um", type=float, action="append", default=[], help="defocus in um (repeatable)")
-    p.add_argument("--level", type=int, action="append", default=[],
-                   help="defocus level 0-10 of the default table (level k = 2k um; repeatable)")
+    p.add_argument(
+        "--z-um", type=float, action="append", default=[], help="defocus in um (repeatable)"
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        action="append",
+        default=[],
+        help="defocus level 0-10 of the default table (level k = 2k um; repeatable)",
+    )
     p.add_argument("--exposure", type=float, default=1.0, help="exposure factor above the offset")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--no-noise", action="store_true", help="skip Poisson noise")
@@ -228,15 +269,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model on in-focus images (needs the 'train' extra)")
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="output folder for the model")
-    p.add_argument("--exclude", action="append", default=[], metavar="TEXT",
-                   help="skip files whose path contains TEXT (repeatable), e.g. held-out fields")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="skip files whose path contains TEXT (repeatable), e.g. held-out fields",
+    )
     p.add_argument("--architecture", default="compact", choices=["compact", "yang2018"])
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--procedural-fraction", type=float, default=0.3,
-                   help="share of samples from procedural in-focus content (0..1)")
+    p.add_argument(
+        "--procedural-fraction",
+        type=float,
+        default=0.3,
+        help="share of samples from procedural in-focus content (0..1)",
+    )
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

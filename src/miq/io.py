@@ -164,7 +164,9 @@ def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:
         raise ImageContentError(f"{name}: {n_bad} pixels are NaN or infinite")
     lo, hi = float(plane.min()), float(plane.max())
     if lo == hi:
-        raise ImageContentError(f"{name}: image is constant (every pixel = {lo:g}); nothing to rate")
+        raise ImageContentError(
+            f"{name}: image is constant (every pixel = {lo:g}); nothing to rate"
+        )
 
 
 def to_unit_range(plane: np.ndarray) -> np.ndarray:

@@ -87,21 +87,29 @@ class LevelTable:
         return {"defocus_um": list(self.defocus_um)}
 
 
+@lru_cache(maxsize=4)
+def _quadrature_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [0, 1] (computed once: an eigenproblem)."""
+    rho, weights = np.polynomial.legendre.leggauss(n_nodes)
+    return 0.5 * (rho + 1.0), 0.5 * weights
+
+
 def _radial_profile(
     radii_um: np.ndarray, z_um: float, optics: Optics, n_nodes: int = 600
 ) -> np.ndarray:
     """Unnormalised PSF value at each radius (µm) for defocus ``z_um``; same shape as radii."""
     from scipy.special import j0  # scipy is imported lazily to keep `import miq` cheap
 
-    rho, weights = np.polynomial.legendre.leggauss(n_nodes)
-    rho = 0.5 * (rho + 1.0)  # map [-1, 1] → [0, 1]
-    weights = 0.5 * weights
+    rho, weights = _quadrature_nodes(n_nodes)
     k = 2.0 * np.pi / (optics.wavelength_nm * 1e-3)  # 1/µm
     na_n = optics.numerical_aperture / optics.refractive_index
     phase = np.exp(-0.5j * k * rho**2 * z_um * na_n**2)  # (n_nodes,)
     bessel = j0(k * na_n * np.outer(radii_um.ravel(), rho))  # (n_radii, n_nodes)
-    integral = bessel @ (phase * rho * weights)
-    return (np.abs(integral) ** 2).reshape(radii_um.shape)
+    kernel = phase * rho * weights
+    # elementwise sums instead of a BLAS matmul: tiny, and immune to BLAS thread oversubscription
+    real = (bessel * kernel.real).sum(axis=1)
+    imag = (bessel * kernel.imag).sum(axis=1)
+    return (real * real + imag * imag).reshape(radii_um.shape)
 
 
 def defocus_psf(
@@ -153,7 +161,9 @@ def _cached_psf(z_um: float, optics: Optics) -> np.ndarray:
     return psf
 
 
-def psf_for_level(level: int, optics: Optics = Optics(), table: LevelTable = LevelTable()) -> np.ndarray:
+def psf_for_level(
+    level: int, optics: Optics = Optics(), table: LevelTable = LevelTable()
+) -> np.ndarray:
     """Sum-normalised PSF (psf_width_px²) for a defocus level of ``table`` (cached, read-only)."""
     if not 0 <= level < table.n_levels:
         raise ValueError(f"level must be in 0..{table.n_levels - 1}, got {level}")

@@ -38,8 +38,13 @@ class PlaneResult:
     n_planes: int = 1
 
 
-def assess_file(path: str | os.PathLike, model=None, *, options: AssessOptions = AssessOptions(),
-                keep_image: bool = False) -> list[PlaneResult]:
+def assess_file(
+    path: str | os.PathLike,
+    model=None,
+    *,
+    options: AssessOptions = AssessOptions(),
+    keep_image: bool = False,
+) -> list[PlaneResult]:
     """Assess every plane of an image file.
 
     A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane that
@@ -55,18 +60,44 @@ def assess_file(path: str | os.PathLike, model=None, *, options: AssessOptions =
         label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}]"
         try:
             a = assess(plane.data, model, options=options, name=label)
-            results.append(PlaneResult(name, plane.c, plane.z, a, image=plane.data if keep_image else None,
-                                       n_planes=len(planes)))
+            results.append(
+                PlaneResult(
+                    name,
+                    plane.c,
+                    plane.z,
+                    a,
+                    image=plane.data if keep_image else None,
+                    n_planes=len(planes),
+                )
+            )
         except MiqError as exc:
-            results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), n_planes=len(planes)))
+            results.append(
+                PlaneResult(name, plane.c, plane.z, error=str(exc), n_planes=len(planes))
+            )
     return results
 
 
 def csv_columns(n_levels: int) -> list[str]:
     """Column names of ``results.csv``."""
-    return (["file", "c", "z", "level", "level_mean", "defocus_um", "certainty", "certainty_mean",
-             "certainty_max", "certainty_weighted", "p_in_focus", "in_focus", "n_patches"]
-            + [f"prob_{k}" for k in range(n_levels)] + ["error"])
+    return (
+        [
+            "file",
+            "c",
+            "z",
+            "level",
+            "level_mean",
+            "defocus_um",
+            "certainty",
+            "certainty_mean",
+            "certainty_max",
+            "certainty_weighted",
+            "p_in_focus",
+            "in_focus",
+            "n_patches",
+        ]
+        + [f"prob_{k}" for k in range(n_levels)]
+        + ["error"]
+    )
 
 
 def _row(result: PlaneResult, n_levels: int) -> dict:
@@ -113,7 +144,9 @@ def _write_masks(out_dir: Path, stem: str, a: ImageAssessment) -> None:
             tifffile.imwrite(fh, data, compression="zlib", metadata={"axes": "YX"})
 
 
-def _write_overlay(out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str) -> None:
+def _write_overlay(
+    out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str
+) -> None:
     from .render import overlay_image
 
     picture = overlay_image(image, a, title=title)
@@ -175,8 +208,13 @@ def predict_files(
     stems = _unique_stems(files)
     results: list[PlaneResult] = []
     failed_files = failed_planes = 0
-    bar = tqdm(files, desc="miq predict", unit="file", disable=None if progress is None else not progress,
-               file=sys.stderr)
+    bar = tqdm(
+        files,
+        desc="miq predict",
+        unit="file",
+        disable=None if progress is None else not progress,
+        file=sys.stderr,
+    )
     for f in bar:
         file_results = assess_file(f, model, options=options, keep_image=write_overlays)
         if file_results and file_results[0].c == -1:
@@ -213,11 +251,17 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> N
         "miq_version": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "model": {"path": str(model.path), "name": model.name,
-                  "onnx_sha256": model.metadata["weights"]["onnx"].get("sha256"),
-                  "um_per_level": model.um_per_level, "patch_size": model.patch_size},
-        "options": {"in_focus_levels": options.in_focus_levels,
-                    "in_focus_threshold": options.in_focus_threshold},
+        "model": {
+            "path": str(model.path),
+            "name": model.name,
+            "onnx_sha256": model.metadata["weights"]["onnx"].get("sha256"),
+            "um_per_level": model.um_per_level,
+            "patch_size": model.patch_size,
+        },
+        "options": {
+            "in_focus_levels": options.in_focus_levels,
+            "in_focus_threshold": options.in_focus_threshold,
+        },
         "n_files": n_files,
     }
     with atomic_write(out / "run.json", "w") as fh:

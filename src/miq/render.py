@@ -17,7 +17,9 @@ __all__ = ["level_colors", "overlay_image"]
 def level_colors(n_levels: int = 11) -> np.ndarray:
     """RGB uint8 colours (n_levels, 3): level 0 red → last level blue."""
     hues = np.linspace(0.0, 240.0 / 360.0, n_levels)
-    return np.array([[round(255 * v) for v in colorsys.hsv_to_rgb(h, 1.0, 1.0)] for h in hues], np.uint8)
+    return np.array(
+        [[round(255 * v) for v in colorsys.hsv_to_rgb(h, 1.0, 1.0)] for h in hues], np.uint8
+    )
 
 
 def _gray8(image: np.ndarray) -> np.ndarray:
@@ -60,14 +62,23 @@ def overlay_image(image: np.ndarray, assessment, *, title: str = "", border_px: 
     cell = canvas.width / k
     for lvl in range(k):
         x0 = int(lvl * cell)
-        draw.rectangle([x0, h, int((lvl + 1) * cell) - 1, h + bar_h - 1], fill=tuple(int(v) for v in colors[lvl]))
+        draw.rectangle(
+            [x0, h, int((lvl + 1) * cell) - 1, h + bar_h - 1],
+            fill=tuple(int(v) for v in colors[lvl]),
+        )
         draw.text((x0 + 3, h + 3), str(lvl), fill=(0, 0, 0), font=font)
     a = assessment
     flag = "IN FOCUS" if a.in_focus else "OUT OF FOCUS"
-    line1 = (f"level {a.level} (mean {a.level_mean:.2f}, ~{a.defocus_um:.1f} um)  "
-             f"certainty {a.certainty_aggregate:.2f}  P(in focus) {a.p_in_focus:.2f}  {flag}")
+    line1 = (
+        f"level {a.level} (mean {a.level_mean:.2f}, ~{a.defocus_um:.1f} um)  "
+        f"certainty {a.certainty_aggregate:.2f}  P(in focus) {a.p_in_focus:.2f}  {flag}"
+    )
     draw.text((4, h + bar_h + 2), line1, fill=(255, 255, 255), font=font)
-    draw.text((4, h + bar_h + 17), (title + "  |  " if title else "")
-              + "border hue = level (0 red = in focus ... 10 blue), brightness = certainty",
-              fill=(200, 200, 200), font=font)
+    draw.text(
+        (4, h + bar_h + 17),
+        (title + "  |  " if title else "")
+        + "border hue = level (0 red = in focus ... 10 blue), brightness = certainty",
+        fill=(200, 200, 200),
+        font=font,
+    )
     return canvas

@@ -29,15 +29,23 @@ class FocusModel:
     ``um_per_level`` (µm of defocus per level), ``path`` (model.json).
     """
 
-    def __init__(self, metadata_path: str | os.PathLike, *, threads: int | None = None,
-                 batch_size: int = 512, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        metadata_path: str | os.PathLike,
+        *,
+        threads: int | None = None,
+        batch_size: int = 512,
+        providers: list[str] | None = None,
+    ) -> None:
         meta_path = Path(metadata_path)
         try:
             metadata = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"{meta_path}: not a readable miq model.json ({exc})") from None
         if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
-            raise ModelError(f"{meta_path}: not a miq model description (format {_FORMAT} expected)")
+            raise ModelError(
+                f"{meta_path}: not a miq model description (format {_FORMAT} expected)"
+            )
         try:
             onnx_info = metadata["weights"]["onnx"]
             onnx_path = meta_path.parent / onnx_info["file"]
@@ -48,7 +56,9 @@ class FocusModel:
             raise ModelError(f"{meta_path}: ONNX weights missing ({exc.strerror or exc})") from None
         digest = hashlib.sha256(payload).hexdigest()
         if onnx_info.get("sha256") and digest != onnx_info["sha256"]:
-            raise ModelError(f"{onnx_path}: sha256 does not match model.json: corrupt or replaced file")
+            raise ModelError(
+                f"{onnx_path}: sha256 does not match model.json: corrupt or replaced file"
+            )
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -61,7 +71,9 @@ class FocusModel:
                 payload, sess_options=options, providers=providers or ["CPUExecutionProvider"]
             )
         except Exception as exc:
-            raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise ModelError(
+                f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
+            ) from None
         self.metadata = metadata
         self.path = meta_path
         self.patch_size = int(metadata["patch_size"])
@@ -78,7 +90,9 @@ class FocusModel:
         """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32."""
         x = np.asarray(patches, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (self.patch_size, self.patch_size):
-            raise ValueError(f"patches must be (N, {self.patch_size}, {self.patch_size}), got {x.shape}")
+            raise ValueError(
+                f"patches must be (N, {self.patch_size}, {self.patch_size}), got {x.shape}"
+            )
         out = np.empty((len(x), self.n_levels), np.float32)
         for start in range(0, len(x), self.batch_size):
             batch = np.ascontiguousarray(x[start : start + self.batch_size, None])

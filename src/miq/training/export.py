@@ -84,10 +84,17 @@ def export_model(
         "level_defocus_um": levels,
         "um_per_level": (levels[-1] - levels[0]) / max(1, n_levels - 1),
         "optics": config["optics"],
-        "input": {"name": "patches", "shape": ["batch", 1, patch, patch], "dtype": "float32",
-                  "normalisation": NORMALISATION},
-        "output": {"name": "probabilities", "shape": ["batch", n_levels],
-                   "meaning": "softmax over defocus levels, level 0 = in focus"},
+        "input": {
+            "name": "patches",
+            "shape": ["batch", 1, patch, patch],
+            "dtype": "float32",
+            "normalisation": NORMALISATION,
+        },
+        "output": {
+            "name": "probabilities",
+            "shape": ["batch", n_levels],
+            "meaning": "softmax over defocus levels, level 0 = in focus",
+        },
         "weights": {
             "onnx": {"file": onnx_path.name, "sha256": _sha256(onnx_path)},
             "safetensors": {"file": st_path.name, "sha256": _sha256(st_path)},

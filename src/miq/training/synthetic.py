@@ -68,7 +68,9 @@ def load_sources(paths: list[str], min_side: int) -> list[Source]:
     for path in paths:
         for plane in read_planes(path):
             if min(plane.data.shape) >= min_side and plane.data.max() > plane.data.min():
-                sources.append(Source(relative_intensity(plane.data), f"{path}[c={plane.c},z={plane.z}]"))
+                sources.append(
+                    Source(relative_intensity(plane.data), f"{path}[c={plane.c},z={plane.z}]")
+                )
     return sources
 
 
@@ -114,9 +116,14 @@ class DefocusBatches:
         self.z_grid = np.arange(0.0, config.top_level_max_um + 1e-9, config.z_grid_step_um)
         kernels = np.stack([defocus_psf(z, optics) for z in self.z_grid]).astype(np.float32)
         self.kernels = torch.from_numpy(kernels[:, None])  # (n_z, 1, k, k), flipped = symmetric
-        self.pool = [
-            procedural_field((2 * self.crop, 2 * self.crop), self.rng) for _ in range(procedural_pool)
-        ] if self.procedural_fraction > 0 else []
+        self.pool = (
+            [
+                procedural_field((2 * self.crop, 2 * self.crop), self.rng)
+                for _ in range(procedural_pool)
+            ]
+            if self.procedural_fraction > 0
+            else []
+        )
         self._refresh_every = 50
         self._calls = 0
 
@@ -160,7 +167,9 @@ class DefocusBatches:
         kernels = self.kernels[torch.from_numpy(z_index)]  # (B, 1, k, k)
         blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
         noisy = torch.poisson(blurred.clamp_min(0), generator=self.torch_gen)
-        read = torch.from_numpy(_log_uniform(self.rng, cfg.read_noise_photons, b).astype(np.float32))
+        read = torch.from_numpy(
+            _log_uniform(self.rng, cfg.read_noise_photons, b).astype(np.float32)
+        )
         noisy = noisy + read[:, None, None] * torch.randn(noisy.shape, generator=self.torch_gen)
         gain = torch.from_numpy(_log_uniform(self.rng, cfg.gain, b).astype(np.float32))
         offset = torch.from_numpy(_log_uniform(self.rng, cfg.offset_dn, b).astype(np.float32))

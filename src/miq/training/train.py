@@ -54,7 +54,9 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _validation_batch(batches: DefocusBatches, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation_batch(
+    batches: DefocusBatches, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed batch drawn from the training sources with its own seed (monitoring only)."""
     state = (batches.rng.bit_generator.state, batches.torch_gen.get_state())
     batches.rng = np.random.default_rng(seed)
@@ -98,8 +100,10 @@ def train(
     torch.manual_seed(config.seed)
     margin_side = config.patch_size + 2 * (config.optics.psf_width_px // 2)
     sources = load_sources(image_paths, min_side=config.patch_size)
-    log(f"training sources: {len(sources)} planes from {len(image_paths)} files; "
-        f"procedural fraction {config.procedural_fraction}; crop {margin_side}px")
+    log(
+        f"training sources: {len(sources)} planes from {len(image_paths)} files; "
+        f"procedural fraction {config.procedural_fraction}; crop {margin_side}px"
+    )
     batches = DefocusBatches(
         sources,
         optics=config.optics,
@@ -125,7 +129,12 @@ def train(
     if resume:
         if not ckpt_path.exists():
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        ckpt = torch.load(ckpt_path, weights_only=False)
+        ckpt = torch.load(ckpt_path, weights_only=False)  # our own file, written below
+        if ckpt.get("total_steps", config.steps) != config.steps:
+            raise ValueError(
+                f"{ckpt_path}: checkpoint belongs to a {ckpt['total_steps']}-step schedule; "
+                f"resume with --steps {ckpt['total_steps']}"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -148,6 +157,7 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "step": step,
+                "total_steps": config.steps,
                 "elapsed_s": elapsed_before + time.monotonic() - start,
                 "numpy_rng": batches.rng.bit_generator.state,
                 "torch_rng": batches.torch_gen.get_state(),
@@ -178,10 +188,14 @@ def train(
                 within = float(((pred - val_y).abs() <= 1).float().mean())
             model.train()
             lr = scheduler.get_last_lr()[0]
-            log_file.write(f"{step},{running:.5f},{val_loss:.5f},{acc:.4f},{within:.4f},{lr:.6g},{elapsed:.1f}\n")
+            log_file.write(
+                f"{step},{running:.5f},{val_loss:.5f},{acc:.4f},{within:.4f},{lr:.6g},{elapsed:.1f}\n"
+            )
             log_file.flush()
-            log(f"step {step}/{config.steps}  loss {running:.4f}  val {val_loss:.4f}  "
-                f"acc {acc:.3f}  within-1 {within:.3f}  {elapsed / 60:.1f} min")
+            log(
+                f"step {step}/{config.steps}  loss {running:.4f}  val {val_loss:.4f}  "
+                f"acc {acc:.3f}  within-1 {within:.3f}  {elapsed / 60:.1f} min"
+            )
         if step % config.checkpoint_every == 0:
             save_checkpoint()
         if config.max_minutes is not None and elapsed > 60 * config.max_minutes:

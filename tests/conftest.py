@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def read_png16(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im).astype(np.float64)
+
+
+@pytest.fixture(scope="session")
+def cell_image() -> np.ndarray:
+    """The original's 100×100 BBBC006 crop in unit scale (DN/65535)."""
+    import tifffile
+
+    return tifffile.imread(FIXTURES / "cell_image.tiff").astype(np.float64) / 65535.0
+
+
+@pytest.fixture(scope="session")
+def sample_image() -> np.ndarray:
+    """The bundled BBBC022 Hoechst field, uint16 (520, 696)."""
+    import tifffile
+
+    from miq.model.runtime import BUNDLED_MODEL
+
+    return tifffile.imread(BUNDLED_MODEL.parents[2] / "data" / "bbbc022_A01_s3_hoechst.tif")
+
+
+@pytest.fixture(scope="session")
+def model():
+    import miq
+
+    return miq.load_model(threads=2)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"shared data not available at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,120 @@
+"""Certainty/aggregation goldens (original-system.md §5.2) and properties of a real assessment."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import miq
+from miq.assessment import aggregate, certainty
+from miq.errors import ImageContentError
+from miq.optics import degrade
+
+
+def test_certainty_extremes():
+    assert certainty(np.full(11, 1 / 11)) == pytest.approx(0.0, abs=1e-12)
+    assert certainty(np.eye(11)[3]) == pytest.approx(1.0)
+    assert certainty(np.zeros(11)) == 0.0
+    batch = certainty(np.stack([np.full(11, 1 / 11), np.eye(11)[0]]))
+    np.testing.assert_allclose(batch, [0.0, 1.0], atol=1e-12)
+
+
+def test_aggregation_golden_1():
+    out = aggregate(np.array([[1 / 3, 1 / 3, 1 / 3], [0, 0.2, 0.8]]))
+    assert out["level"] == 2
+    np.testing.assert_allclose(out["probabilities"], [0, 0.2, 0.8], atol=1e-12)
+    assert round(out["certainty_mean"], 3) == 0.272
+    assert round(out["certainty_max"], 3) == 0.545
+    assert round(out["certainty_aggregate"], 3) == 0.545
+    assert round(out["certainty_weighted"], 3) == 0.545
+
+
+def test_aggregation_all_uniform_is_unweighted():
+    out = aggregate(np.full((4, 3), 1 / 3))
+    assert out["level"] == 0
+    np.testing.assert_allclose(out["probabilities"], [1 / 3] * 3)
+    for key in ("certainty_mean", "certainty_max", "certainty_aggregate"):
+        assert out[key] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_aggregation_golden_3():
+    out = aggregate(np.array([[1 / 3, 1 / 3, 1 / 3], [0, 0, 1]]))
+    assert out["level"] == 2
+    assert out["certainty_mean"] == pytest.approx(0.5)
+    for key in ("certainty_max", "certainty_aggregate", "certainty_weighted"):
+        assert out[key] == pytest.approx(1.0)
+
+
+def test_aggregation_respects_valid_mask_and_expected_level():
+    probs = np.array([[1.0, 0, 0], [0, 0, 1.0]])
+    out = aggregate(probs, np.array([False, True]))
+    assert out["level"] == 2 and out["level_mean"] == pytest.approx(2.0)
+    empty = aggregate(probs, np.array([False, False]))
+    assert empty["level"] == -1 and np.isnan(empty["level_mean"])
+
+
+def test_assess_outputs_are_consistent(sample_image, model):
+    a = miq.assess(sample_image, model)
+    assert a.patch_probabilities.shape == (7, 9, 11)  # 520×696 → full coverage, 7×9 patches
+    np.testing.assert_allclose(a.patch_probabilities.sum(-1), 1.0, atol=1e-5)
+    assert a.probabilities.sum() == pytest.approx(1.0)
+    assert 0 <= a.level <= 10 and a.level == int(np.argmax(a.probabilities))
+    assert a.level_mean == pytest.approx(float(a.probabilities @ np.arange(11)))
+    assert a.defocus_um == pytest.approx(a.level_mean * 2.0)
+    assert a.p_in_focus == pytest.approx(a.probabilities[:3].sum())
+    assert a.in_focus == (a.p_in_focus >= 0.5)
+    assert 0 <= a.certainty_mean <= a.certainty_max <= 1
+    assert a.n_patches == 63
+
+
+def test_simulated_defocus_raises_the_level(sample_image, model):
+    """Monotone in simulated defocus: 0 → 8 → 16 µm gives increasing expected level."""
+    unit = sample_image.astype(np.float64) / 65535
+    means = [miq.assess(degrade(unit, z, rng=1), model).level_mean for z in (0.0, 8.0, 16.0)]
+    assert means[0] < means[1] < means[2]
+    assert means[2] - means[0] > 4
+
+
+@pytest.mark.parametrize(
+    "gain,offset", [(0.2, 1.0), (5.0, 1000.0), (1 / 65535, 0.0), (1.0, 5000.0)]
+)
+def test_gain_and_offset_do_not_change_the_result(sample_image, model, gain, offset):
+    base = miq.assess(sample_image, model)
+    changed = miq.assess(sample_image.astype(np.float64) * gain + offset, model)
+    assert changed.level == base.level
+    assert changed.level_mean == pytest.approx(base.level_mean, abs=0.05)
+
+
+def test_dtypes_give_the_same_answer(sample_image, model):
+    base = miq.assess(sample_image, model).level_mean
+    for arr in (
+        sample_image.astype(np.float32),
+        sample_image.astype(np.int32),
+        sample_image.astype(np.float64) / 65535,
+    ):
+        assert miq.assess(arr, model).level_mean == pytest.approx(base, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    "image,message",
+    [
+        (np.zeros((100, 100)), "constant"),
+        (np.full((200, 200), np.nan), "NaN or infinite"),
+        (np.where(np.eye(100) > 0, np.inf, 1.0), "NaN or infinite"),
+        (np.ones((83, 500)), "smaller than one 84"),
+        (np.ones((5, 5, 5)), "2D"),
+        (np.ones((100, 100), complex), "pixel type"),
+    ],
+)
+def test_bad_arrays_raise_clear_errors(image, message, model):
+    with pytest.raises(ImageContentError, match=message):
+        miq.assess(image, model)
+
+
+def test_constant_patches_are_invalid_and_ignored(sample_image, model):
+    img = sample_image.astype(np.float32).copy()
+    img[:, :84] = 0  # a black stripe (e.g. stitching fill) over the first column of patches
+    a = miq.assess(img, model)
+    assert not a.patch_valid[:, 0].any() and a.patch_valid[:, 1:].all()
+    assert (a.patch_level[:, 0] == -1).all() and (a.patch_certainty[:, 0] == 0).all()
+    assert a.n_patches == 7 * 8

@@ -1,0 +1,179 @@
+"""The command line, run in-process through ``miq.cli.main``."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from miq.cli import main
+
+
+def _read_csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path, sample_image):
+    folder = tmp_path / "in"
+    (folder / "plate").mkdir(parents=True)
+    tifffile.imwrite(folder / "good.tif", sample_image, compression="lzw")
+    tifffile.imwrite(
+        folder / "plate" / "good.tif", sample_image[:200, :300]
+    )  # same name, other folder
+    Image.fromarray((sample_image[:300, :300] // 16).astype(np.uint8)).save(
+        folder / "eight_bit.png"
+    )
+    tifffile.imwrite(
+        folder / "stack.tif",
+        np.stack([sample_image, sample_image // 2 + 7]),
+        imagej=True,
+        metadata={"axes": "ZYX"},
+    )
+    (folder / "empty.tif").write_bytes(b"")
+    (folder / "text.tif").write_text("hello")
+    tifffile.imwrite(folder / "tiny.tif", np.ones((40, 40), np.uint16))
+    tifffile.imwrite(folder / "nan.tif", np.full((100, 100), np.nan, np.float32))
+    tifffile.imwrite(folder / "flat.tif", np.full((100, 100), 7, np.uint16))
+    Image.fromarray(np.zeros((100, 100, 3), np.uint8)).save(folder / "rgb.png")
+    return folder
+
+
+def test_predict_batch_with_bad_files(mixed_folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["predict", str(mixed_folder), "-o", str(out), "--threads", "1"])
+    assert code == 1  # some inputs failed, the rest processed
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("miq: error:")]
+    assert len(error_lines) == 6
+    for name in ("empty.tif", "text.tif", "tiny.tif", "nan.tif", "flat.tif", "rgb.png"):
+        assert any(name in line for line in error_lines), name
+    rows = _read_csv(out / "results.csv")
+    assert len(rows) == 5 + 6  # good, plate/good, eight_bit, 2 stack planes; 6 failures
+    ok = [r for r in rows if not r["error"]]
+    assert len(ok) == 5
+    for r in ok:
+        probs = [float(r[f"prob_{k}"]) for k in range(11)]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert 0 <= int(r["level"]) <= 10 and r["in_focus"] in ("0", "1")
+        assert float(r["defocus_um"]) == pytest.approx(2 * float(r["level_mean"]), rel=1e-4)
+    stack_rows = [r for r in ok if r["file"].endswith("stack.tif")]
+    assert sorted(r["z"] for r in stack_rows) == ["0", "1"]
+    # outputs for each rated plane; duplicate stems do not overwrite each other
+    overlays = sorted(p.name for p in (out / "overlays").iterdir())
+    assert overlays == [
+        "eight_bit.png",
+        "good.png",
+        "good_2.png",
+        "stack_c0_z0.png",
+        "stack_c0_z1.png",
+    ]
+    level = tifffile.imread(out / "masks" / "good_level.tif")
+    valid = tifffile.imread(out / "masks" / "good_valid.tif")
+    certainty = tifffile.imread(out / "masks" / "good_certainty.tif")
+    assert level.shape == valid.shape == certainty.shape == sample_shape(mixed_folder / "good.tif")
+    assert valid.all() and 0 <= certainty.min() and certainty.max() <= 1
+    with Image.open(out / "overlays" / "good.png") as im:
+        assert im.mode == "RGB" and im.width >= 696 and im.height > 520
+    assert not list(out.rglob("*.part"))
+
+
+def sample_shape(path):
+    return tifffile.imread(path).shape
+
+
+def test_predict_all_good_exits_zero(tmp_path, sample_image, capsys):
+    tifffile.imwrite(tmp_path / "a.tif", sample_image)
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "a.tif"),
+                "-o",
+                str(tmp_path / "o"),
+                "--no-masks",
+                "--no-overlays",
+            ]
+        )
+        == 0
+    )
+    assert "a.tif" in capsys.readouterr().out
+    assert not (tmp_path / "o" / "masks").exists()
+    assert len(_read_csv(tmp_path / "o" / "results.csv")) == 1
+
+
+def test_predict_nothing_found_is_a_usage_error(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "ghost*.tif"), "-o", str(tmp_path / "o")]) == 2
+    assert "no input images" in capsys.readouterr().err
+
+
+def test_wrong_model_file_is_a_one_line_error(tmp_path, sample_image, capsys):
+    tifffile.imwrite(tmp_path / "a.tif", sample_image)
+    bad = tmp_path / "model.json"
+    bad.write_text("{not json")
+    assert (
+        main(["predict", str(tmp_path / "a.tif"), "-o", str(tmp_path / "o"), "--model", str(bad)])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0]
+
+
+def test_demo_rates_more_defocus_as_worse(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "demo")]) == 0
+    rows = _read_csv(tmp_path / "demo" / "results.csv")
+    means = [float(r["level_mean"]) for r in rows]
+    assert len(rows) == 4 and means == sorted(means)
+    assert "level" in capsys.readouterr().out
+
+
+def test_simulate_writes_defocused_images(tmp_path, sample_image):
+    tifffile.imwrite(tmp_path / "a.tif", sample_image)
+    assert (
+        main(
+            [
+                "simulate",
+                str(tmp_path / "a.tif"),
+                "-o",
+                str(tmp_path / "sim"),
+                "--level",
+                "5",
+                "--z-um",
+                "1.5",
+                "--no-noise",
+            ]
+        )
+        == 0
+    )
+    out5 = tifffile.imread(tmp_path / "sim" / "a_defocus_10um.tif")
+    assert out5.dtype == np.uint16 and out5.shape == sample_image.shape
+    assert (tmp_path / "sim" / "a_defocus_1.5um.tif").exists()
+
+    # blur lowers the high-frequency content
+    def lap_var(x):
+        x = x.astype(float)
+        return np.var(x[1:-1, 1:-1] * 4 - x[:-2, 1:-1] - x[2:, 1:-1] - x[1:-1, :-2] - x[1:-1, 2:])
+
+    assert lap_var(out5) < 0.5 * lap_var(sample_image)
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "predict" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert main([]) == 2
+
+
+def test_import_is_cheap():
+    import subprocess
+    import sys
+
+    code = "import sys, miq; print(any(m.split('.')[0] in ('torch', 'onnxruntime', 'scipy', 'PIL') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,137 @@
+"""Training pieces (need the 'train' extra: torch, safetensors, onnx)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from miq.model.network import build_network  # noqa: E402
+from miq.training.loss import ranked_probability_score  # noqa: E402
+from miq.training.procedural import procedural_field  # noqa: E402
+from miq.training.synthetic import DefocusBatches, Source, relative_intensity  # noqa: E402
+
+
+def _logits_for(probs):
+    return torch.log(torch.tensor(probs, dtype=torch.float64).clamp_min(1e-30))
+
+
+def test_rps_goldens():
+    assert float(
+        ranked_probability_score(_logits_for([[0.7, 0.3, 0.0]]), torch.tensor([0]))
+    ) == pytest.approx(0.09, abs=1e-9)
+    for d in range(11):
+        one_hot = np.eye(11)[d][None]
+        loss = ranked_probability_score(_logits_for(one_hot), torch.tensor([0]))
+        assert float(loss) == pytest.approx(d, abs=1e-9)
+
+
+def test_networks_are_standardised_and_shaped():
+    x = torch.rand(4, 1, 84, 84)
+    for arch in ("compact", "yang2018"):
+        net = build_network(arch).eval()
+        with torch.no_grad():
+            a, b = net(x), net(x * 7.5 + 300)
+        assert a.shape == (4, 11)
+        torch.testing.assert_close(
+            a, b, atol=1e-3, rtol=1e-3
+        )  # gain/offset invariant by construction
+    assert sum(p.numel() for p in build_network("yang2018").parameters()) == 28_965_771
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_network("resnet")
+
+
+def test_procedural_fields_vary_and_are_finite():
+    rng = np.random.default_rng(0)
+    fields = [procedural_field((128, 160), rng) for _ in range(6)]
+    for f in fields:
+        assert (
+            f.shape == (128, 160)
+            and f.dtype == np.float32
+            and np.isfinite(f).all()
+            and f.min() >= 0
+        )
+    assert len({round(float(f.std()), 5) for f in fields}) == 6
+
+
+def test_synthetic_batches_blur_more_at_higher_levels():
+    rng = np.random.default_rng(1)
+    src = [Source(relative_intensity(procedural_field((300, 300), rng)), "p")]
+    batches = DefocusBatches(src, procedural_fraction=0.0, seed=0)
+    x, y = batches.next_batch(16)
+    assert x.shape == (16, 1, 84, 84) and y.shape == (16,) and int(y.max()) <= 10
+    assert float(x.min()) >= 0 and torch.equal(x, torch.round(x))  # integer DN
+    content = (
+        np.repeat(batches._sample_content()[None], 2, axis=0) * 0
+        + np.pad(np.ones((1, 1)), ((67, 66), (67, 66)))[None]
+    )
+    sharp, blurred = batches.simulate(content * 1.0, np.array([0.0, 20.0]))
+    assert sharp.max() > 3 * blurred.max() - 1e-3 or float(sharp.std()) > float(blurred.std())
+
+
+def test_train_export_and_onnx_parity(tmp_path, sample_image):
+    import tifffile
+
+    import miq
+    from miq.training.train import TrainConfig, train
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    # an interrupted run (time limit after the first step) ...
+    config = TrainConfig(
+        steps=6, batch_size=8, checkpoint_every=3, procedural_fraction=0.5, max_minutes=0
+    )
+    train([str(tmp_path / "in_focus.tif")], tmp_path / "model", config, log=lambda *_: None)
+    # ... resumed to the end
+    config.max_minutes = None
+    messages = []
+    meta_path = train(
+        [str(tmp_path / "in_focus.tif")],
+        tmp_path / "model",
+        config,
+        resume=True,
+        log=messages.append,
+    )
+    assert "resumed at step 1" in messages
+    meta = json.loads(meta_path.read_text())
+    assert meta["training"]["steps_completed"] == 6
+    assert meta["training"]["files"][0]["sha256"]
+    assert meta["level_defocus_um"] == [2.0 * k for k in range(11)]
+    assert (tmp_path / "model" / "train_log.csv").read_text().count("\n") >= 2
+    # ONNX (runtime) and torch (safetensors) give the same probabilities
+    from safetensors.torch import load_file
+
+    net = build_network(meta["architecture"], **meta["architecture_kwargs"]).eval()
+    net.load_state_dict(load_file(tmp_path / "model" / "model.safetensors"))
+    patches = np.random.default_rng(0).random((5, 84, 84)).astype(np.float32) * 1000
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(patches[:, None])), 1).numpy()
+    model = miq.load_model(tmp_path / "model")
+    np.testing.assert_allclose(model.predict(patches), expected, atol=1e-5)
+    config.steps = 9
+    with pytest.raises(ValueError, match="resume with --steps 6"):
+        train(
+            [str(tmp_path / "in_focus.tif")],
+            tmp_path / "model",
+            config,
+            resume=True,
+            log=lambda *_: None,
+        )
+
+
+def test_corrupted_onnx_is_rejected(tmp_path):
+    import shutil
+
+    import miq
+    from miq.errors import ModelError
+    from miq.model.runtime import BUNDLED_MODEL
+
+    for name in ("model.json", "model.onnx"):
+        shutil.copy(BUNDLED_MODEL.parent / name, tmp_path / name)
+    with open(tmp_path / "model.onnx", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(ModelError, match="sha256"):
+        miq.load_model(tmp_path)
