@@ -103,9 +103,13 @@ def main() -> int:
     t_model = best_time(lambda: miq.assess(image, model), args.repeats)
     t_lap = best_time(lambda: variance_of_laplacian(image), args.repeats)
     t_plls = best_time(lambda: power_log_log_slope(image), args.repeats)
-    print(f"machine: {cpu}; {os.cpu_count()} logical CPUs; miq threads={args.threads}; "
-          f"model {model.metadata['architecture']} ({model.metadata['n_parameters']} parameters)")
-    print(f"image: 2048x2048 uint16, {len(image) // 84 + 1}^2 = {(len(image) // 84 + 1) ** 2} patches; best of {args.repeats}")
+    print(
+        f"machine: {cpu}; {os.cpu_count()} logical CPUs; miq threads={args.threads}; "
+        f"model {model.metadata['architecture']} ({model.metadata['n_parameters']} parameters)"
+    )
+    print(
+        f"image: 2048x2048 uint16, {len(image) // 84 + 1}^2 = {(len(image) // 84 + 1) ** 2} patches; best of {args.repeats}"
+    )
     print(f"{'what':<44}{'ms/image':>10}{'x var(Laplacian)':>18}{'x PLLS':>9}")
     for name, t in (
         ("TIFF read (uncompressed)", t_read),

@@ -12,7 +12,12 @@ torch = pytest.importorskip("torch")
 from miq.model.network import build_network  # noqa: E402
 from miq.training.loss import ranked_probability_score  # noqa: E402
 from miq.training.procedural import procedural_field  # noqa: E402
-from miq.training.synthetic import DefocusBatches, Source, relative_intensity  # noqa: E402
+from miq.training.synthetic import (  # noqa: E402
+    DefocusBatches,
+    SimulationConfig,
+    Source,
+    relative_intensity,
+)
 
 
 def _logits_for(probs):
@@ -64,12 +69,20 @@ def test_synthetic_batches_blur_more_at_higher_levels():
     x, y = batches.next_batch(16)
     assert x.shape == (16, 1, 84, 84) and y.shape == (16,) and int(y.max()) <= 10
     assert float(x.min()) >= 0 and torch.equal(x, torch.round(x))  # integer DN
-    content = (
-        np.repeat(batches._sample_content()[None], 2, axis=0) * 0
-        + np.pad(np.ones((1, 1)), ((67, 66), (67, 66)))[None]
+    # with fixed photon budget and camera, a point source spreads out as z grows
+    fixed = SimulationConfig(
+        peak_photons=(5000, 5000),
+        background_photons=(1, 1),
+        read_noise_photons=(0.3, 0.3),
+        gain=(1, 1),
+        offset_dn=(100, 100),
     )
-    sharp, blurred = batches.simulate(content * 1.0, np.array([0.0, 20.0]))
-    assert sharp.max() > 3 * blurred.max() - 1e-3 or float(sharp.std()) > float(blurred.std())
+    batches = DefocusBatches(src, procedural_fraction=0.0, seed=0, config=fixed)
+    point = np.zeros((3, 134, 134), np.float32)
+    point[:, 67, 67] = 1.0
+    peaks = batches.simulate(point, np.array([0.0, 6.0, 20.0])).amax(dim=(1, 2, 3))
+    assert float(peaks[0]) > float(peaks[1]) > float(peaks[2])
+    assert float(peaks[0]) > 2000 and float(peaks[2]) < 200
 
 
 def test_train_export_and_onnx_parity(tmp_path, sample_image):
