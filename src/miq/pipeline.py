@@ -221,7 +221,8 @@ def predict_files(
             failed_files += 1
         for r in file_results:
             if r.error:
-                failed_planes += r.c != -1
+                if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
+                    failed_planes += 1
                 if on_error:
                     on_error(r.error)
                 continue
