@@ -15,7 +15,7 @@ Intensities here are in "unit" scale: 1.0 = full scale (65535 DN for 16-bit data
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -24,7 +24,6 @@ __all__ = [
     "Optics",
     "LevelTable",
     "defocus_psf",
-    "psf_for_level",
     "blur",
     "set_exposure",
     "poisson_noise",
@@ -60,9 +59,6 @@ class Optics:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class LevelTable:
@@ -82,9 +78,6 @@ class LevelTable:
     def um_per_level(self) -> float:
         """Mean spacing of the table in µm (used to turn an expected level into µm)."""
         return (self.defocus_um[-1] - self.defocus_um[0]) / max(1, self.n_levels - 1)
-
-    def to_dict(self) -> dict:
-        return {"defocus_um": list(self.defocus_um)}
 
 
 @lru_cache(maxsize=4)
@@ -152,22 +145,6 @@ def defocus_psf(
     elif normalize is not None:
         raise ValueError(f"normalize must be 'sum', 'max' or None, got {normalize!r}")
     return psf
-
-
-@lru_cache(maxsize=256)
-def _cached_psf(z_um: float, optics: Optics) -> np.ndarray:
-    psf = defocus_psf(z_um, optics)
-    psf.setflags(write=False)
-    return psf
-
-
-def psf_for_level(
-    level: int, optics: Optics = Optics(), table: LevelTable = LevelTable()
-) -> np.ndarray:
-    """Sum-normalised PSF (psf_width_px²) for a defocus level of ``table`` (cached, read-only)."""
-    if not 0 <= level < table.n_levels:
-        raise ValueError(f"level must be in 0..{table.n_levels - 1}, got {level}")
-    return _cached_psf(float(table.defocus_um[level]), optics)
 
 
 def blur(image: np.ndarray, psf: np.ndarray) -> np.ndarray:

@@ -129,7 +129,7 @@ def train(
     if resume:
         if not ckpt_path.exists():
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        ckpt = torch.load(ckpt_path, weights_only=False)  # our own file, written below
+        ckpt = torch.load(ckpt_path, weights_only=True)  # tensors and plain data only, no code
         if ckpt.get("total_steps", config.steps) != config.steps:
             raise ValueError(
                 f"{ckpt_path}: checkpoint belongs to a {ckpt['total_steps']}-step schedule; "
