@@ -77,11 +77,7 @@ def _print_table(results, limit: int = 40) -> None:
     """A short, aligned result table on stdout."""
     header = f"{'file':<44} {'c':>2} {'z':>3} {'level':>5} {'mean':>5} {'~um':>5} {'cert':>5} {'P(in)':>5}  flag"
     print(header)
-    shown = 0
-    for r in results:
-        if shown == limit:
-            print(f"... {len(results) - limit} more rows in results.csv")
-            break
+    for r in results[:limit]:
         name = r.file if len(r.file) <= 44 else "..." + r.file[-41:]
         if r.assessment is None:
             print(f"{name:<44} {r.c:>2} {r.z:>3}  ERROR: {r.error.split(': ', 1)[-1]}")
@@ -92,7 +88,8 @@ def _print_table(results, limit: int = 40) -> None:
                 f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
                 f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}"
             )
-        shown += 1
+    if len(results) > limit:
+        print(f"... {len(results) - limit} more rows in results.csv")
 
 
 def _run_predict(files, args, model) -> int:
@@ -247,7 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_predict_options(p)
     p.set_defaults(func=_cmd_demo)
 
-    p = sub.add_parser("simulate", help="defocus images with the physical simulator")
+    p = sub.add_parser(
+        "simulate",
+        help="defocus images with the physical simulator",
+        description="Pixel values are taken as DN of a 16-bit camera (1 photoelectron per DN, "
+        "offset 100 DN, as in the original simulator); output is uint16.",
+    )
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="output folder (uint16 TIFFs)")
     p.add_argument(
