@@ -3,7 +3,7 @@
 Times, on the same synthetic 2048² uint16 TIFF (procedural cells, written once):
   - miq end to end per image (read file + tile + model + aggregate; model loaded once; no masks or
     overlays), through the same API the CLI uses, single-threaded;
-  - variance of the Laplacian and PLLS-like power-spectrum slope in numpy/scipy (single thread);
+  - variance of the Laplacian and CellProfiler's PLLS from miq.measures (numpy, single thread);
 and prints milliseconds per image and the ratio miq / classical.
 
 Usage: python benchmarks/speed.py [--repeats 5] [--threads 1]
@@ -42,27 +42,6 @@ def synthetic_image(side: int = 2048, seed: int = 0) -> np.ndarray:
     return (rng.poisson(img + 50) + 100).astype(np.uint16)
 
 
-def variance_of_laplacian(image: np.ndarray) -> float:
-    from scipy import ndimage
-
-    return float(ndimage.laplace(image.astype(np.float32)).var())
-
-
-def power_log_log_slope(image: np.ndarray) -> float:
-    """Slope of log radial power spectrum vs log frequency (CellProfiler's PLLS idea)."""
-    x = image.astype(np.float64)
-    x = (x - x.mean()) / (np.median(np.abs(x - np.median(x))) + 1e-12)
-    power = np.abs(np.fft.rfft2(x)) ** 2
-    fy = np.fft.fftfreq(x.shape[0])[:, None]
-    fx = np.fft.rfftfreq(x.shape[1])[None, :]
-    radius = np.sqrt(fy**2 + fx**2)
-    bins = np.clip((radius * x.shape[0]).astype(int), 0, x.shape[0] // 2)
-    radial = np.bincount(bins.ravel(), power.ravel()) / np.maximum(np.bincount(bins.ravel()), 1)
-    f = np.arange(1, len(radial))
-    keep = radial[1:] > 0
-    return float(np.polyfit(np.log(f[keep]), np.log(radial[1:][keep]), 1)[0])
-
-
 def best_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -83,6 +62,7 @@ def main() -> int:
     import tifffile
 
     import miq
+    from miq.measures import power_log_log_slope, variance_of_laplacian
     from miq.pipeline import assess_file
 
     cpu = platform.processor() or platform.machine()
@@ -115,8 +95,8 @@ def main() -> int:
         ("TIFF read (uncompressed)", t_read),
         ("miq end to end (read + assess)", t_miq),
         ("miq assess (array in memory)", t_model),
-        ("variance of Laplacian (scipy)", t_lap),
-        ("PLLS-like spectrum slope (numpy FFT)", t_plls),
+        ("variance of Laplacian (miq.measures, numpy)", t_lap),
+        ("PLLS, CellProfiler definition (miq.measures)", t_plls),
     ):
         print(f"{name:<44}{1000 * t:>10.1f}{t / t_lap:>18.2f}{t / t_plls:>9.2f}")
     return 0

@@ -177,3 +177,22 @@ def test_import_is_cheap():
     code = "import sys, miq; print(any(m.split('.')[0] in ('torch', 'onnxruntime', 'scipy', 'PIL') for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_measure_writes_one_row_per_plane(mixed_folder, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["measure", str(mixed_folder), "-o", str(out)]) == 1  # bad files present
+    rows = _read_csv(out / "measures.csv")
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 5  # good ×2, eight_bit, stack ×2
+    assert all(float(r["plls"]) < 0 and float(r["variance_of_laplacian"]) > 0 for r in good)
+    stack = sorted((r for r in good if r["file"].endswith("stack.tif")), key=lambda r: r["z"])
+    assert float(stack[0]["focus_score"]) != float(stack[1]["focus_score"])
+    assert {r["file"].rsplit("/", 1)[-1] for r in rows if r["error"]} == {
+        "empty.tif",
+        "text.tif",
+        "nan.tif",
+        "flat.tif",
+        "rgb.png",
+        "tiny.tif",
+    }

@@ -203,6 +203,22 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from .io import find_images
+    from .pipeline import measure_files
+
+    missing: list[str] = []
+    files = find_images(args.inputs, on_missing=missing.append)
+    for m in missing:
+        _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+    if not files:
+        _err("no input images found")
+        return EXIT_USAGE
+    path, failures = measure_files(files, args.output, on_error=_err)
+    print(f"classical focus measures of {len(files)} files: {path}")
+    return EXIT_SOME_FAILED if failures or missing else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miq",
@@ -239,6 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
     add_predict_options(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("measure", help="classical focus measures (CellProfiler definitions)")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    p.add_argument("-o", "--output", required=True, help="output folder (measures.csv)")
+    p.set_defaults(func=_cmd_measure)
 
     p = sub.add_parser("demo", help="run predict on the bundled sample, defocused by the simulator")
     add_predict_options(p)

@@ -22,7 +22,15 @@ from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
 from .io import atomic_write, read_planes
 
-__all__ = ["PlaneResult", "assess_file", "predict_files", "RunSummary", "csv_columns", "write_csv"]
+__all__ = [
+    "PlaneResult",
+    "assess_file",
+    "predict_files",
+    "measure_files",
+    "RunSummary",
+    "csv_columns",
+    "write_csv",
+]
 
 
 @dataclass
@@ -267,3 +275,49 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> N
     }
     with atomic_write(out / "run.json", "w") as fh:
         fh.write(json.dumps(info, indent=2))
+
+
+def measure_files(
+    files: list[Path],
+    out_dir: str | os.PathLike,
+    *,
+    on_error: Callable[[str], None] | None = None,
+) -> tuple[Path, int]:
+    """Classical focus measures of every plane of every file → ``out_dir/measures.csv``.
+
+    Columns: ``file, c, z``, one per measure of :data:`miq.measures.MEASURES`, ``error``.
+    Returns the CSV path and the number of failed files or planes.
+    """
+    from .io import check_plane
+    from .measures import MEASURES, measure_all
+
+    rows: list[dict] = []
+    failures = 0
+    for f in files:
+        try:
+            planes = read_planes(f)
+        except MiqError as exc:
+            planes, failures = [], failures + 1
+            rows.append({"file": str(f), "c": -1, "z": -1, "error": str(exc)})
+            if on_error:
+                on_error(str(exc))
+        for plane in planes:
+            row: dict = {"file": str(f), "c": plane.c, "z": plane.z, "error": ""}
+            try:
+                check_plane(plane.data, str(f), min_side=3)
+                row.update({k: f"{v:.8g}" for k, v in measure_all(plane.data).items()})
+            except MiqError as exc:
+                failures += 1
+                row["error"] = str(exc)
+                if on_error:
+                    on_error(str(exc))
+            rows.append(row)
+    buffer = _io.StringIO()
+    columns = ["file", "c", "z", *MEASURES, "error"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = Path(out_dir) / "measures.csv"
+    with atomic_write(path, "w") as fh:
+        fh.write(buffer.getvalue())
+    return path, failures
