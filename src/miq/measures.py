@@ -2,9 +2,10 @@
 
 CellProfiler's MeasureImageQuality definitions (Bray et al. 2012, J Biomol Screen 17:266) for
 FocusScore, LocalFocusScore and PowerLogLogSlope; the usual definitions (Pertuz et al. 2013,
-Pattern Recognition 46:1415) for variance of Laplacian, Tenengrad and Brenner. Each is a pure
-function of a 2D image (any real dtype; computed in float64). Higher = sharper for all of them
-except PowerLogLogSlope, which is negative and more negative when blurrier.
+Pattern Recognition 46:1415) for variance of Laplacian, Tenengrad and Brenner; Haralick H3
+correlation as CellProfiler's Correlation. Each is a pure function of a 2D image (any real dtype;
+computed in float64). Higher = sharper for all of them except PowerLogLogSlope (negative, more
+negative when blurrier) and correlation (higher when blurrier).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ __all__ = [
     "focus_score",
     "local_focus_score",
     "power_log_log_slope",
+    "correlation",
     "variance_of_laplacian",
     "tenengrad",
     "brenner",
@@ -96,6 +98,31 @@ def power_log_log_slope(image: np.ndarray) -> float:
     return float(slope)
 
 
+def correlation(image: np.ndarray, scale: int = 20, levels: int = 8) -> float:
+    """Haralick texture feature H3 (GLCM correlation) at a horizontal offset of ``scale`` px.
+
+    As CellProfiler's ``Correlation_<scale>``: intensities rescaled to [0, 1] over the image and
+    quantised to ``levels`` grey levels; co-occurrences of each pixel with the pixel ``scale`` px
+    to its right (one direction, not symmetrised), normalised to probabilities P(i, j); then
+    (Σ i·j·P − μx·μy) / (σx·σy). Blur raises it (neighbours become alike). 0 if undefined.
+    """
+    x = _as_float(image)
+    if scale < 1 or x.shape[1] <= scale or x.max() == x.min():
+        return 0.0
+    q = np.minimum((x - x.min()) / (x.max() - x.min()) * levels, levels - 1).astype(np.int64)
+    pairs = q[:, :-scale] * levels + q[:, scale:]
+    p = np.bincount(pairs.ravel(), minlength=levels * levels).reshape(levels, levels)
+    p = p / p.sum()
+    i = np.arange(levels)
+    px, py = p.sum(axis=1), p.sum(axis=0)
+    mx, my = i @ px, i @ py
+    sx = np.sqrt(((i - mx) ** 2) @ px)
+    sy = np.sqrt(((i - my) ** 2) @ py)
+    if sx == 0 or sy == 0:
+        return 0.0
+    return float((i @ p @ i - mx * my) / (sx * sy))
+
+
 def variance_of_laplacian(image: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian (LAPV), interior pixels only."""
     x = _as_float(image)
@@ -125,6 +152,7 @@ MEASURES = {
     "focus_score": focus_score,
     "local_focus_score_20": lambda image: local_focus_score(image, 20),
     "plls": power_log_log_slope,
+    "correlation_20": lambda image: correlation(image, 20),
     "variance_of_laplacian": variance_of_laplacian,
     "tenengrad": tenengrad,
     "brenner": brenner,
