@@ -116,14 +116,21 @@ def _run_predict(files, args, model) -> int:
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
+def _find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Expand files/folders/globs; report each input that matched nothing on stderr."""
     from .io import find_images
-    from .model.runtime import load_model
 
     missing: list[str] = []
-    files = find_images(args.inputs, on_missing=missing.append)
+    files = find_images(inputs, on_missing=missing.append)
     for m in missing:
         _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+    return files, missing
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .model.runtime import load_model
+
+    files, missing = _find_inputs(args.inputs)
     if not files:
         _err("no input images found")
         return EXIT_USAGE
@@ -204,13 +211,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from .io import find_images
     from .pipeline import measure_files
 
-    missing: list[str] = []
-    files = find_images(args.inputs, on_missing=missing.append)
-    for m in missing:
-        _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+    files, missing = _find_inputs(args.inputs)
     if not files:
         _err("no input images found")
         return EXIT_USAGE
