@@ -122,15 +122,19 @@ def _row(result: PlaneResult, n_levels: int) -> dict:
     return row
 
 
-def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels: int) -> None:
-    """Write ``results.csv`` (one row per plane, UTF-8, comma-separated) atomically."""
+def _write_rows(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty)."""
     buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=csv_columns(n_levels), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
-    for r in results:
-        writer.writerow(_row(r, n_levels))
+    writer.writerows(rows)
     with atomic_write(path, "w") as fh:
         fh.write(buffer.getvalue())
+
+
+def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels: int) -> None:
+    """Write ``results.csv`` (one row per plane) atomically."""
+    _write_rows(path, csv_columns(n_levels), (_row(r, n_levels) for r in results))
 
 
 def _output_stem(result: PlaneResult, base: str) -> str:
@@ -312,12 +316,6 @@ def measure_files(
                 if on_error:
                     on_error(str(exc))
             rows.append(row)
-    buffer = _io.StringIO()
-    columns = ["file", "c", "z", *MEASURES, "error"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
     path = Path(out_dir) / "measures.csv"
-    with atomic_write(path, "w") as fh:
-        fh.write(buffer.getvalue())
+    _write_rows(path, ["file", "c", "z", *MEASURES, "error"], rows)
     return path, failures
