@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import miq  # noqa: E402
 from data_split import SHARED_DATA, held_out_files  # noqa: E402
-from miq.evaluation import accuracy_within, confusion_matrix, format_confusion  # noqa: E402
 from miq.io import read_planes  # noqa: E402
+from miq.metrics import accuracy_within, confusion_matrix, format_confusion  # noqa: E402
 from miq.optics import LevelTable, Optics, degrade  # noqa: E402
 
 

@@ -13,7 +13,14 @@ import numpy as np
 
 from .tiling import PatchGrid, extract_patches, patch_grid
 
-__all__ = ["certainty", "aggregate", "ImageAssessment", "assess", "AssessOptions"]
+__all__ = [
+    "certainty",
+    "aggregate",
+    "ImageAssessment",
+    "assess",
+    "AssessOptions",
+    "prepare_patches",
+]
 
 
 def certainty(probabilities: np.ndarray) -> np.ndarray:
@@ -35,13 +42,20 @@ def certainty(probabilities: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def aggregate(probabilities: np.ndarray, weights_valid: np.ndarray | None = None) -> dict:
+def aggregate(
+    probabilities: np.ndarray,
+    weights_valid: np.ndarray | None = None,
+    *,
+    temperature: float = 1.0,
+) -> dict:
     """Whole-image prediction from patch distributions.
 
     Parameters
     ----------
     probabilities : (N, K) patch distributions.
     weights_valid : (N,) bool, patches to use (default all).
+    temperature : calibration of the whole-image distribution: p ← p^(1/T), renormalised
+        (the model's ``image_temperature``; 1 = none). The most probable level never changes.
 
     Returns
     -------
@@ -68,6 +82,9 @@ def aggregate(probabilities: np.ndarray, weights_valid: np.ndarray | None = None
     total = c.sum()
     weights = c / total if total > 0 else np.full(len(c), 1.0 / len(c))
     agg = weights @ p
+    if temperature != 1.0:
+        with np.errstate(divide="ignore"):
+            agg = np.exp((np.log(agg) - np.log(agg.max())) / temperature)
     agg = agg / agg.sum()
     return {
         "probabilities": agg,
@@ -86,10 +103,15 @@ class AssessOptions:
 
     in_focus_levels : levels counted as in focus (0 .. in_focus_levels − 1); default 3 (0–2).
     in_focus_threshold : P(in focus) at or above which an image is flagged in focus.
+    pixel_size_um : the image's pixel size in µm; when given and different from the model's
+        (0.65 µm for the bundled model), the image is resampled to the model's pixel size before
+        rating (see :mod:`miq.resampling`), and patch maps refer to the resampled image.
+        None: the image is taken to be at the model's pixel size.
     """
 
     in_focus_levels: int = 3
     in_focus_threshold: float = 0.5
+    pixel_size_um: float | None = None
 
 
 @dataclass
@@ -97,7 +119,8 @@ class ImageAssessment:
     """Focus assessment of one 2D image.
 
     Patch maps have the grid's shape (rows, cols); ``patch_probabilities`` is (rows, cols, K).
-    ``defocus_um`` = ``level_mean`` × the model's µm per level.
+    ``defocus_um`` = ``level_mean`` × the model's µm per level. ``extra["scale"]``: output px per
+    input px of the resampling to the model's pixel size (1.0 = not resampled).
     """
 
     grid: PatchGrid
@@ -169,10 +192,27 @@ def assess(
     -------
     :class:`ImageAssessment`.
     """
-    from .io import check_plane, to_unit_range
     from .model.runtime import default_model
 
     model = model or default_model()
+    grid, patches, valid, scale = prepare_patches(image, model, options=options, name=name)
+    probs = model.predict(patches)
+    result = _assessment(grid, probs, valid, model, options)
+    result.extra["scale"] = scale
+    return result
+
+
+def prepare_patches(
+    image: np.ndarray, model, *, options: AssessOptions = AssessOptions(), name: str = "array"
+) -> tuple[PatchGrid, np.ndarray, np.ndarray, float]:
+    """Check a 2D image, resample it to the model's pixel size if asked, and cut its patches.
+
+    Returns the patch grid, patches (N, P, P) float32 in unit range, a validity mask (N,) (False
+    for constant patches) and the resampling factor (output px per input px; 1.0 = none).
+    Raises :class:`miq.errors.ImageContentError` for images that cannot be rated.
+    """
+    from .io import check_plane, to_unit_range
+
     data = np.asarray(image)
     if data.dtype.kind == "b":
         data = data.astype(np.float32)
@@ -180,20 +220,28 @@ def assess(
         from .errors import ImageContentError
 
         raise ImageContentError(f"{name}: unsupported pixel type {data.dtype}")
-    check_plane(data, name, model.patch_size)
+    scale = 1.0
+    if options.pixel_size_um is not None:
+        from .resampling import resample_to_pixel_size, rescale_factor
+
+        check_plane(data, name, 1)
+        scale = rescale_factor(options.pixel_size_um, model.pixel_size_um)
+        data = resample_to_pixel_size(data, options.pixel_size_um, model.pixel_size_um)
+    check_plane(
+        data, name if scale == 1.0 else f"{name} (resampled ×{scale:.3g})", model.patch_size
+    )
     unit = to_unit_range(data)
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)
     valid = patches.max(axis=(1, 2)) > patches.min(axis=(1, 2))
-    probs = model.predict(patches)
-    return _assessment(grid, probs, valid, model, options)
+    return grid, patches, valid, scale
 
 
 def _assessment(
     grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model, options: AssessOptions
 ) -> ImageAssessment:
     k = probs.shape[-1]
-    agg = aggregate(probs, valid)
+    agg = aggregate(probs, valid, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())
     patch_cert = np.where(valid, certainty(probs), 0.0)
     return ImageAssessment(

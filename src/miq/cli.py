@@ -7,6 +7,7 @@ could be done (no inputs, bad model, output folder problem).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
+        init_from=args.init_from,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
@@ -96,7 +98,11 @@ def _run_predict(files, args, model) -> int:
     from .assessment import AssessOptions
     from .pipeline import predict_files
 
-    options = AssessOptions(in_focus_levels=args.in_focus_levels, in_focus_threshold=args.threshold)
+    options = AssessOptions(
+        in_focus_levels=args.in_focus_levels,
+        in_focus_threshold=args.threshold,
+        pixel_size_um=args.pixel_size,
+    )
     summary = predict_files(
         files,
         args.output,
@@ -222,6 +228,136 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failures or missing else EXIT_OK
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .assessment import AssessOptions
+    from .errors import MiqError
+    from .evaluation import evaluate, format_table
+    from .ground_truth import manifest_items, stack_items, synthetic_items
+    from .measures import MEASURES
+    from .model.runtime import load_model
+    from .optics import LevelTable, Optics
+
+    if not (args.manifest or args.stack or args.synthetic):
+        _err("nothing to evaluate: give --manifest, --stack or --synthetic")
+        return EXIT_USAGE
+    if args.stack and not (len(args.z_step) == len(args.best_z) == len(args.stack)):
+        _err("give one --z-step and one --best-z for each --stack (in the same order)")
+        return EXIT_USAGE
+    measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        _err(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+        return EXIT_USAGE
+    try:
+        model = load_model(args.model, threads=args.threads)
+    except MiqError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    options = AssessOptions(in_focus_levels=args.in_focus_levels, pixel_size_um=args.pixel_size)
+    items, info, failures = [], {}, 0
+    for manifest in args.manifest:
+        try:
+            found = manifest_items(
+                manifest,
+                um_per_level=model.um_per_level,
+                n_levels=model.n_levels,
+                in_focus_levels=args.in_focus_levels,
+            )
+        except (MiqError, OSError) as exc:
+            _err(str(exc))
+            failures += 1
+            continue
+        items += found
+        info[found[0].dataset] = {"kind": "manifest", "source": str(manifest)}
+    for path, z_step, best in zip(args.stack, args.z_step, args.best_z):
+        try:
+            found = stack_items(path, z_step, best, in_focus_um=args.in_focus_um)
+        except (MiqError, OSError) as exc:
+            _err(str(exc))
+            failures += 1
+            continue
+        items += found
+        info[found[0].dataset] = {
+            "kind": "focal stack",
+            "source": str(path),
+            "z_step_um": z_step,
+            "best_z": best,
+            "in_focus_um": args.in_focus_um,
+        }
+    if args.synthetic:
+        files, missing = _find_inputs(args.synthetic)
+        failures += len(missing)
+        optics = Optics(**model.metadata["optics"])  # simulate with the model's own optics
+        levels = LevelTable(defocus_um=tuple(model.metadata["level_defocus_um"]))
+        try:
+            found = synthetic_items(
+                files,
+                seeds=args.seeds,
+                optics=optics,
+                levels=levels,
+                in_focus_levels=args.in_focus_levels,
+            )
+        except MiqError as exc:
+            _err(str(exc))
+            return EXIT_SOME_FAILED
+        items += found
+        info["synthetic"] = {
+            "kind": "synthetic defocus of in-focus images",
+            "files": [str(f) for f in files],
+            "seeds": args.seeds,
+            "noise_seed_rule": "1000 * level + seed",
+            "optics": dataclasses.asdict(optics),
+            "levels_um": list(levels.defocus_um),
+            "sensor": "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN)",
+        }
+    if not items:
+        _err("no images to evaluate")
+        return EXIT_SOME_FAILED if failures else EXIT_USAGE
+    evaluation = evaluate(
+        items,
+        args.output,
+        model,
+        measures=measures,
+        options=options,
+        n_splits=args.splits,
+        seed=args.seed,
+        datasets_info=info,
+        on_error=_err,
+    )
+    print(format_table(evaluation.metrics))
+    n_failed = sum(bool(r.error) for r in evaluation.results)
+    print(f"{len(items) - n_failed} images evaluated, {n_failed} failed; results: {args.output}")
+    return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate_model
+    from .errors import MiqError
+
+    files, missing = _find_inputs(args.images)
+    files = [f for f in files if not any(x in str(f) for x in args.exclude)]
+    if not files:
+        _err("no validation images found")
+        return EXIT_USAGE
+    try:
+        calibrate_model(args.model, files, seeds=args.seeds)
+    except MiqError as exc:
+        _err(str(exc))
+        return EXIT_SOME_FAILED
+    print(f"calibration written to {args.model}")
+    return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="miq",
@@ -229,6 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
+
+    def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--pixel-size",
+            type=_positive_float,
+            default=None,
+            metavar="UM",
+            help="the images' pixel size in µm: resample to the model's (0.65 µm) before rating; "
+            "without it images are taken to be at the model's pixel size",
+        )
 
     def add_predict_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", required=True, help="output folder")
@@ -247,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=0.5,
             help="flag in focus when P(in focus) >= this (default 0.5)",
         )
+        add_pixel_size_option(p)
         p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
         p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
         p.add_argument(
@@ -292,6 +439,101 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optics(p)
     p.set_defaults(func=_cmd_simulate)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="compare miq with classical focus measures on images of known focus",
+        description="Rate images of known focus with miq and the classical measures; write "
+        "summary.json, predictions.csv, metrics.csv, confusion matrices, reliability diagrams.",
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "--manifest",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="CSV with columns file and level, defocus_um and/or in_focus (repeatable)",
+    )
+    p.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="focal stack file (repeatable; each needs --z-step and --best-z)",
+    )
+    p.add_argument(
+        "--z-step",
+        action="append",
+        type=_positive_float,
+        default=[],
+        metavar="UM",
+        help="z step of the matching --stack in µm",
+    )
+    p.add_argument(
+        "--best-z",
+        action="append",
+        type=int,
+        default=[],
+        metavar="INDEX",
+        help="in-focus plane index (0-based) of the matching --stack",
+    )
+    p.add_argument(
+        "--in-focus-um",
+        type=_positive_float,
+        default=None,
+        metavar="UM",
+        help="stack planes within this defocus count as in focus (for F-score/AUC)",
+    )
+    p.add_argument(
+        "--synthetic",
+        nargs="+",
+        default=[],
+        metavar="IMAGE",
+        help="in-focus images to defocus to every level with the simulator",
+    )
+    p.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
+    p.add_argument(
+        "--measures",
+        default=",".join(
+            (
+                "plls",
+                "focus_score",
+                "local_focus_score_20",
+                "variance_of_laplacian",
+                "tenengrad",
+                "brenner",
+                "correlation_20",
+            )
+        ),
+        help="comma-separated classical measures to compare",
+    )
+    p.add_argument("--splits", type=int, default=100, help="random 10/90 splits for the F-score")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random splits")
+    p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    p.add_argument(
+        "--in-focus-levels", type=int, default=3, help="levels 0..N-1 count as in focus (default 3)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    add_pixel_size_option(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="fit a model's calibration on synthetic defocus of in-focus validation images",
+        description="Fit per-level bias and temperatures (see miq.calibration) on in-focus "
+        "images defocused to every level, and store them in the model's model.json.",
+    )
+    p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
+    p.add_argument("-m", "--model", required=True, help="model folder or model.json to update")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="skip files whose path contains TEXT (repeatable), e.g. test fields",
+    )
+    p.add_argument("--seeds", type=int, default=1, help="noise seeds per level")
+    p.set_defaults(func=_cmd_calibrate)
+
     p = sub.add_parser("train", help="train a model on in-focus images (needs the 'train' extra)")
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="output folder for the model")
@@ -317,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="WEIGHTS",
+        help="fine-tune: start from a model.safetensors or checkpoint.pt of the same architecture",
+    )
     _add_optics(p)
     p.set_defaults(func=_cmd_train)
     return parser

@@ -26,6 +26,7 @@ __all__ = [
     "to_unit_range",
     "find_images",
     "atomic_write",
+    "write_rows_csv",
     "IMAGE_SUFFIXES",
 ]
 
@@ -242,3 +243,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         except OSError:
             pass
         raise
+
+
+def write_rows_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
+    """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(path, "w") as fh:
+        fh.write(buffer.getvalue())

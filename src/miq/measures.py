@@ -21,6 +21,8 @@ __all__ = [
     "tenengrad",
     "brenner",
     "MEASURES",
+    "BLURRIER_IS_HIGHER",
+    "defocus_score",
     "measure_all",
 ]
 
@@ -157,6 +159,15 @@ MEASURES = {
     "tenengrad": tenengrad,
     "brenner": brenner,
 }
+
+
+# Measures whose value grows with blur; every other measure of MEASURES shrinks with blur.
+BLURRIER_IS_HIGHER = frozenset({"correlation_20"})
+
+
+def defocus_score(name: str, value: float) -> float:
+    """A measure's value oriented so that higher = blurrier (for ranking and thresholds)."""
+    return float(value) if name in BLURRIER_IS_HIGHER else -float(value)
 
 
 def measure_all(image: np.ndarray) -> dict[str, float]:

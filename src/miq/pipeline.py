@@ -6,8 +6,6 @@ and never re-implement a step. Every output file is written atomically (temp fil
 
 from __future__ import annotations
 
-import csv
-import io as _io
 import json
 import os
 import platform
@@ -20,7 +18,8 @@ import numpy as np
 
 from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
-from .io import atomic_write, read_planes
+from .io import atomic_write, read_planes, write_rows_csv
+from .resampling import resample_to_pixel_size
 
 __all__ = [
     "PlaneResult",
@@ -122,19 +121,9 @@ def _row(result: PlaneResult, n_levels: int) -> dict:
     return row
 
 
-def _write_rows(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
-    """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty)."""
-    buffer = _io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_write(path, "w") as fh:
-        fh.write(buffer.getvalue())
-
-
 def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels: int) -> None:
     """Write ``results.csv`` (one row per plane) atomically."""
-    _write_rows(path, csv_columns(n_levels), (_row(r, n_levels) for r in results))
+    write_rows_csv(path, csv_columns(n_levels), (_row(r, n_levels) for r in results))
 
 
 def _output_stem(result: PlaneResult, base: str) -> str:
@@ -243,7 +232,12 @@ def predict_files(
                 if write_masks:
                     _write_masks(out, stem, r.assessment)
                 if write_overlays:
-                    _write_overlay(out, stem, r.image, r.assessment, title=Path(r.file).name)
+                    image = r.image
+                    if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
+                        image = resample_to_pixel_size(
+                            image, options.pixel_size_um, model.pixel_size_um
+                        )
+                    _write_overlay(out, stem, image, r.assessment, title=Path(r.file).name)
             except (OSError, MiqError) as exc:
                 r.error = f"{r.file}: cannot write outputs ({exc})"
                 failed_planes += 1
@@ -274,6 +268,7 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> N
         "options": {
             "in_focus_levels": options.in_focus_levels,
             "in_focus_threshold": options.in_focus_threshold,
+            "pixel_size_um": options.pixel_size_um,
         },
         "n_files": n_files,
     }
@@ -317,5 +312,5 @@ def measure_files(
                     on_error(str(exc))
             rows.append(row)
     path = Path(out_dir) / "measures.csv"
-    _write_rows(path, ["file", "c", "z", *MEASURES, "error"], rows)
+    write_rows_csv(path, ["file", "c", "z", *MEASURES, "error"], rows)
     return path, failures

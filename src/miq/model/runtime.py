@@ -26,7 +26,8 @@ class FocusModel:
     """A loaded focus model: ``predict(patches)`` → per-patch level probabilities.
 
     Attributes: ``metadata`` (dict from model.json), ``patch_size`` (px), ``n_levels``,
-    ``um_per_level`` (µm of defocus per level), ``path`` (model.json).
+    ``um_per_level`` (µm of defocus per level), ``pixel_size_um`` (µm per px the levels are
+    defined at), ``path`` (model.json).
     """
 
     def __init__(
@@ -79,15 +80,39 @@ class FocusModel:
         self.patch_size = int(metadata["patch_size"])
         self.n_levels = int(metadata["n_levels"])
         self.um_per_level = float(metadata["um_per_level"])
+        self.pixel_size_um = float(metadata.get("optics", {}).get("pixel_size_um", 0.65))
         self.batch_size = int(batch_size)
         self._input = self._session.get_inputs()[0].name
+        self._set_calibration(metadata.get("calibration") or {})
+
+    def _set_calibration(self, calib: dict) -> None:
+        """Post-hoc calibration from model.json (see :mod:`miq.calibration`); identity if absent."""
+        try:
+            bias = np.asarray(calib.get("class_bias", np.zeros(self.n_levels)), dtype=np.float64)
+            self.patch_temperature = float(calib.get("patch_temperature", 1.0))
+            self.image_temperature = float(calib.get("image_temperature", 1.0))
+        except (TypeError, ValueError):
+            raise ModelError(f"{self.path}: malformed 'calibration' entry") from None
+        if (
+            bias.shape != (self.n_levels,)
+            or min(self.patch_temperature, self.image_temperature) <= 0
+        ):
+            raise ModelError(
+                f"{self.path}: 'calibration' does not fit a {self.n_levels}-level model"
+            )
+        self.class_bias = bias
+        self.calibrated = bool(calib)
 
     @property
     def name(self) -> str:
         return str(self.metadata.get("name", self.path.parent.name))
 
-    def predict(self, patches: np.ndarray) -> np.ndarray:
-        """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32."""
+    def predict(self, patches: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
+        """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32.
+
+        With ``calibrated`` (default) the network's probabilities p become
+        softmax((log p + class_bias) / patch_temperature), the calibration stored in model.json.
+        """
         x = np.asarray(patches, dtype=np.float32)
         if x.ndim != 3 or x.shape[1:] != (self.patch_size, self.patch_size):
             raise ValueError(
@@ -97,6 +122,10 @@ class FocusModel:
         for start in range(0, len(x), self.batch_size):
             batch = np.ascontiguousarray(x[start : start + self.batch_size, None])
             out[start : start + len(batch)] = self._session.run(None, {self._input: batch})[0]
+        if calibrated and self.calibrated:
+            from ..calibration import apply_patch_calibration
+
+            out = apply_patch_calibration(out, self.class_bias, self.patch_temperature)
         return out
 
     def __repr__(self) -> str:

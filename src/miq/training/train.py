@@ -34,6 +34,7 @@ class TrainConfig:
     procedural_fraction: float = 0.3
     max_minutes: float | None = None
     checkpoint_every: int = 500
+    init_from: str | None = None
     threads: int | None = None
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
@@ -52,6 +53,20 @@ def _file_sha256(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
+    """Start from trained weights (fine-tuning): a ``model.safetensors`` or a ``checkpoint.pt``."""
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(path)
+    else:
+        state = torch.load(path, weights_only=True)["model"]  # tensors and plain data only
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not fit this architecture ({exc})") from None
 
 
 def _validation_batch(
@@ -118,6 +133,9 @@ def train(
     kwargs.setdefault("n_levels", config.levels.n_levels)
     kwargs.setdefault("patch_size", config.patch_size)
     model = build_network(config.architecture, **kwargs)
+    if config.init_from and not resume:
+        _load_initial_weights(model, config.init_from)
+        log(f"initial weights: {config.init_from}")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )

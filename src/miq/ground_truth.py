@@ -1,0 +1,275 @@
+"""Ground truth for evaluation: images paired with what is known about their focus.
+
+Three sources, each giving a list of :class:`Item` (one 2D image each, loaded on demand):
+
+* :func:`manifest_items` — a CSV with a ``file`` column and ``level``, ``defocus_um`` and/or
+  ``in_focus`` columns (optional ``c`` / ``z`` columns pick one plane of a multi-plane file).
+* :func:`stack_items` — a focal stack with a known z step (µm) and a known best (in-focus) plane:
+  defocus of plane z = |z − best| · step.
+* :func:`synthetic_items` — real in-focus images defocused by the simulator to every level, with
+  the optics and noise seeds recorded.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MiqError
+from .io import read_planes
+from .optics import LevelTable, Optics, degrade
+
+__all__ = ["Item", "ManifestError", "manifest_items", "stack_items", "synthetic_items"]
+
+
+class ManifestError(MiqError, ValueError):
+    """A ground-truth description (manifest CSV, stack specification) is unusable."""
+
+
+@dataclass
+class Item:
+    """One image with its ground truth. Unknown truth fields are None.
+
+    name : how reports refer to it (file, plane and, for synthetic items, level and seed).
+    dataset : the ground-truth source it belongs to (metrics are computed per dataset).
+    level : true defocus level (0 = in focus).
+    defocus_um : true defocus in µm (absolute value).
+    in_focus : true binary label.
+    stack, z : focal-stack id (file and channel) and plane index, for best-plane metrics.
+    best_z : the stack's true best plane.
+    """
+
+    name: str
+    dataset: str
+    load: Callable[[], np.ndarray] = field(repr=False)
+    level: int | None = None
+    defocus_um: float | None = None
+    in_focus: bool | None = None
+    stack: str | None = None
+    z: int | None = None
+    best_z: int | None = None
+
+
+@lru_cache(maxsize=2)
+def _planes(path: str) -> list:
+    """Planes of a file, cached so that the items of one stack or synthetic series read it once."""
+    return read_planes(path)
+
+
+def _plane_loader(path: Path, index: int) -> Callable[[], np.ndarray]:
+    return lambda: _planes(str(path))[index].data
+
+
+def _parse_bool(text: str, where: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "y", "in", "in_focus"}:
+        return True
+    if value in {"0", "false", "no", "n", "out", "out_of_focus"}:
+        return False
+    raise ManifestError(f"{where}: in_focus must be 1/0, true/false or yes/no, got {text!r}")
+
+
+def manifest_items(
+    manifest: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    um_per_level: float = 2.0,
+    n_levels: int = 11,
+    in_focus_levels: int = 3,
+) -> list[Item]:
+    """Items from a manifest CSV.
+
+    Columns: ``file`` (required; relative paths are relative to the manifest's folder), and at
+    least one of ``level`` (integer), ``defocus_um`` (µm, sign ignored), ``in_focus`` (1/0).
+    Optional ``c`` and ``z`` select one plane; otherwise every plane of the file is an item.
+    Optional ``stack`` (a name) and ``stack_z`` (plane index) group single-plane rows into a focal
+    stack stored as one file per plane; its true best plane is the row with the least defocus,
+    and (as for :func:`stack_items`) no level is derived from defocus_um on such rows.
+    Missing truth is derived where it can be: level = round(defocus_um / um_per_level) capped at
+    the top level; in_focus = level < ``in_focus_levels``.
+    """
+    path = Path(manifest)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ManifestError(f"{path}: cannot read manifest ({exc})") from None
+    if not rows:
+        raise ManifestError(f"{path}: manifest has no rows")
+    columns = {c.strip() for c in rows[0] if c}
+    if "file" not in columns or not columns & {"level", "defocus_um", "in_focus"}:
+        raise ManifestError(
+            f"{path}: manifest needs a 'file' column and one of 'level', 'defocus_um', "
+            f"'in_focus' (found: {', '.join(sorted(columns)) or 'none'})"
+        )
+    name = dataset or path.stem
+    items: list[Item] = []
+    for line, raw in enumerate(rows, start=2):
+        row = {k.strip(): (v or "").strip() for k, v in raw.items() if k}
+        where = f"{path}:{line}"
+        try:
+            level = int(row["level"]) if row.get("level") else None
+            defocus = abs(float(row["defocus_um"])) if row.get("defocus_um") else None
+        except ValueError:
+            raise ManifestError(
+                f"{where}: level must be an integer and defocus_um a number"
+            ) from None
+        if level is not None and not 0 <= level < n_levels:
+            raise ManifestError(f"{where}: level {level} outside 0..{n_levels - 1}")
+        stack_row = bool(row.get("stack"))  # stack optics rarely match the model's: no levels
+        if level is None and defocus is not None and not stack_row:
+            level = min(n_levels - 1, int(round(defocus / um_per_level)))
+        in_focus = _parse_bool(row["in_focus"], where) if row.get("in_focus") else None
+        if in_focus is None and level is not None:
+            in_focus = level < in_focus_levels
+        file = Path(row["file"])
+        if not file.is_absolute():
+            file = path.parent / file
+        found = _file_items(file, row, name, level, defocus, in_focus, where)
+        if row.get("stack"):
+            if len(found) != 1 or not row.get("stack_z"):
+                raise ManifestError(
+                    f"{where}: a 'stack' row needs a 'stack_z' plane index and one plane per row"
+                )
+            found[0].stack, found[0].z = row["stack"], int(row["stack_z"])
+        items.extend(found)
+    _set_best_planes(items, path)
+    return items
+
+
+def _set_best_planes(items: list[Item], where: Path) -> None:
+    """For manifest stacks, the true best plane is the plane with the least defocus."""
+    stacks: dict[str, list[Item]] = {}
+    for item in items:
+        if item.stack is not None:
+            stacks.setdefault(item.stack, []).append(item)
+    for stack, members in stacks.items():
+        if any(m.defocus_um is None for m in members):
+            raise ManifestError(f"{where}: stack {stack!r} needs defocus_um on every row")
+        best = min(members, key=lambda m: m.defocus_um)
+        for m in members:
+            m.best_z = best.z
+
+
+def _file_items(file: Path, row: dict, dataset, level, defocus, in_focus, where) -> list[Item]:
+    try:
+        planes = _planes(str(file))
+    except MiqError as exc:  # unreadable: an item that reports the error when rated
+        error = exc
+
+        def fail(error=error):
+            raise error
+
+        return [Item(str(file), dataset, fail, level, defocus, in_focus)]
+    want_c = int(row["c"]) if row.get("c") else None
+    want_z = int(row["z"]) if row.get("z") else None
+    out = []
+    for index, plane in enumerate(planes):
+        if (want_c is not None and plane.c != want_c) or (want_z is not None and plane.z != want_z):
+            continue
+        label = str(file) if len(planes) == 1 else f"{file} [c={plane.c}, z={plane.z}]"
+        out.append(Item(label, dataset, _plane_loader(file, index), level, defocus, in_focus))
+    if not out:
+        raise ManifestError(f"{where}: {file} has no plane c={want_c}, z={want_z}")
+    return out
+
+
+def stack_items(
+    path: str | os.PathLike,
+    z_step_um: float,
+    best_z: int,
+    *,
+    dataset: str | None = None,
+    in_focus_um: float | None = None,
+) -> list[Item]:
+    """Items for every plane of a focal stack (each channel is its own stack).
+
+    defocus_um = |z − best_z| · ``z_step_um``; in_focus = defocus_um ≤ ``in_focus_um`` when that
+    is given (otherwise unknown). No level is assigned: a stack's optics (NA, pixel size) rarely
+    match the model's, so µm of defocus do not translate into the model's levels.
+    """
+    file = Path(path)
+    if not z_step_um > 0:
+        raise ManifestError(f"{file}: z step must be positive, got {z_step_um}")
+    planes = _planes(str(file))
+    zs = sorted({p.z for p in planes})
+    if len(zs) < 2:
+        raise ManifestError(f"{file}: a focal stack needs several z planes, found {len(zs)}")
+    if not zs[0] <= best_z <= zs[-1]:
+        raise ManifestError(f"{file}: best plane {best_z} outside the stack's z {zs[0]}..{zs[-1]}")
+    name = dataset or file.stem
+    items = []
+    for index, plane in enumerate(planes):
+        defocus = abs(plane.z - best_z) * float(z_step_um)
+        in_focus = None if in_focus_um is None else defocus <= in_focus_um
+        items.append(
+            Item(
+                f"{file} [c={plane.c}, z={plane.z}]",
+                name,
+                _plane_loader(file, index),
+                None,
+                defocus,
+                in_focus,
+                stack=f"{file} [c={plane.c}]",
+                z=plane.z,
+                best_z=best_z,
+            )
+        )
+    return items
+
+
+def _camera_scaled(data: np.ndarray) -> np.ndarray:
+    """In-focus plane → unit range for :func:`degrade`, at a 16-bit camera's brightness.
+
+    Planes whose maximum is under 2000 DN (8-bit files) are scaled up to 2000 DN so that the
+    sensor model (offset 100 DN, 1 photoelectron per DN) leaves them a realistic signal.
+    """
+    dn = np.asarray(data, dtype=np.float64)
+    dn = dn - min(0.0, float(dn.min()))
+    return dn * max(1.0, 2000.0 / max(float(dn.max()), 1e-12)) / 65535.0
+
+
+def synthetic_items(
+    files: list[str | os.PathLike],
+    *,
+    dataset: str = "synthetic",
+    levels: LevelTable = LevelTable(),
+    optics: Optics = Optics(),
+    seeds: int = 2,
+    in_focus_levels: int = 3,
+) -> list[Item]:
+    """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds.
+
+    Defocus = the level table's nominal µm; sensor model of :func:`miq.optics.degrade` with noise
+    seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range.
+    """
+    items = []
+    for f in files:
+        path = Path(f)
+        planes = _planes(str(path))
+        for index, plane in enumerate(planes):
+            label = str(path) if len(planes) == 1 else f"{path} [c={plane.c}, z={plane.z}]"
+            for level, z_um in enumerate(levels.defocus_um):
+                for seed in range(seeds):
+
+                    def load(path=path, index=index, z_um=z_um, rng=1000 * level + seed):
+                        unit = _camera_scaled(_planes(str(path))[index].data)
+                        return degrade(unit, z_um, optics=optics, rng=rng)
+
+                    items.append(
+                        Item(
+                            f"{label} @{z_um:g}um seed{seed}",
+                            dataset,
+                            load,
+                            level,
+                            float(z_um),
+                            level < in_focus_levels,
+                        )
+                    )
+    return items

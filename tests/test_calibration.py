@@ -1,0 +1,69 @@
+"""Post-hoc calibration: fitting recovers known distortions; models apply what model.json says."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from miq.assessment import aggregate
+from miq.calibration import apply_patch_calibration, fit_image_temperature, fit_patch_calibration
+from miq.errors import ModelError
+from miq.model.runtime import BUNDLED_MODEL, FocusModel
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_patch_calibration_recovers_bias_and_temperature():
+    rng = np.random.default_rng(0)
+    z = 2.0 * rng.normal(size=(20000, 5))
+    true_p = _softmax(z)
+    labels = np.array([rng.choice(5, p=p) for p in true_p])
+    shift = np.array([0.0, 0.5, -0.3, 1.0, 0.2])
+    distorted = _softmax(1.8 * z - shift)  # overconfident and shifted
+    bias, t = fit_patch_calibration(distorted, labels)
+    assert t == pytest.approx(1.8, rel=0.06)
+    assert bias == pytest.approx(shift - shift[0], abs=0.12)
+    restored = apply_patch_calibration(distorted, bias, t)
+    assert np.abs(restored - true_p).max() < 0.05
+
+
+def test_image_temperature_sharpens_underconfident_distributions():
+    rng = np.random.default_rng(1)
+    z = 3.0 * rng.normal(size=(5000, 4))
+    labels = np.array([rng.choice(4, p=p) for p in _softmax(z)])
+    flat = _softmax(z / 2.5)  # underconfident
+    assert fit_image_temperature(flat, labels) == pytest.approx(1 / 2.5, rel=0.08)
+
+
+def test_aggregate_temperature_keeps_the_level_and_sharpens():
+    p = np.array([[0.1, 0.6, 0.3], [0.2, 0.5, 0.3]])
+    plain, sharp = aggregate(p), aggregate(p, temperature=0.5)
+    assert plain["level"] == sharp["level"] == 1
+    assert sharp["probabilities"][1] > plain["probabilities"][1]
+    assert sharp["probabilities"].sum() == pytest.approx(1.0)
+
+
+def test_model_applies_calibration_from_model_json(tmp_path, sample_image):
+    folder = tmp_path / "m"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("calibration", None)
+    (folder / "model.json").write_text(json.dumps(meta))
+    plain = FocusModel(folder / "model.json")
+    patches = np.stack([sample_image[:84, :84], sample_image[100:184, 200:284]]).astype(np.float32)
+    raw = plain.predict(patches)
+    meta["calibration"] = {"class_bias": [0.0] * 10 + [5.0], "patch_temperature": 1.0}
+    (folder / "model.json").write_text(json.dumps(meta))
+    shifted = FocusModel(folder / "model.json")
+    assert np.allclose(shifted.predict(patches, calibrated=False), raw)
+    assert (shifted.predict(patches)[:, 10] > raw[:, 10]).all()
+    meta["calibration"] = {"class_bias": [0.0, 1.0]}
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="calibration"):
+        FocusModel(folder / "model.json")

@@ -1,0 +1,121 @@
+"""Ground truth sources, the evaluation runner and `miq evaluate` on small real images."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from miq.cli import main
+from miq.evaluation import MODEL, evaluate, format_table
+from miq.ground_truth import ManifestError, manifest_items, stack_items, synthetic_items
+from miq.optics import Optics, degrade
+
+
+def _write_defocus_series(folder, image, zs_um):
+    """The sample defocused to each z (uint16 files) → paths."""
+    unit = image.astype(np.float64) / 65535.0
+    paths = []
+    for i, z in enumerate(zs_um):
+        img = degrade(unit, z, optics=Optics(), rng=i)
+        path = folder / f"plane_{i:02d}.tif"
+        tifffile.imwrite(path, np.round(img * 65535).astype(np.uint16))
+        paths.append(path)
+    return paths
+
+
+def test_manifest_derives_levels_and_labels(tmp_path, sample_image):
+    tifffile.imwrite(tmp_path / "a.tif", sample_image)
+    (tmp_path / "m.csv").write_text("file,defocus_um\na.tif,-7.4\n", encoding="utf-8")
+    (item,) = manifest_items(tmp_path / "m.csv")
+    assert item.level == 4 and item.defocus_um == pytest.approx(7.4) and item.in_focus is False
+    assert item.load().shape == sample_image.shape
+    (tmp_path / "bad.csv").write_text("file,score\na.tif,1\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="needs a 'file' column"):
+        manifest_items(tmp_path / "bad.csv")
+    (tmp_path / "bad2.csv").write_text("file,level\na.tif,12\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="bad2.csv:2: level 12"):
+        manifest_items(tmp_path / "bad2.csv")
+
+
+def test_stack_items_know_defocus_and_best_plane(tmp_path, sample_image):
+    stack = np.stack([sample_image[:200, :200]] * 5)
+    tifffile.imwrite(tmp_path / "s.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    items = stack_items(tmp_path / "s.tif", 0.5, 2, in_focus_um=0.6)
+    assert [i.defocus_um for i in items] == [1.0, 0.5, 0.0, 0.5, 1.0]
+    assert [i.in_focus for i in items] == [False, True, True, True, False]
+    assert all(i.level is None and i.best_z == 2 for i in items)
+    with pytest.raises(ManifestError, match="outside"):
+        stack_items(tmp_path / "s.tif", 0.5, 9)
+
+
+def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, model):
+    tifffile.imwrite(tmp_path / "in.tif", sample_image)
+    items = synthetic_items([tmp_path / "in.tif"], seeds=1)
+    assert len(items) == 11 and [i.level for i in items] == list(range(11))
+    paths = _write_defocus_series(tmp_path, sample_image, [6.0, 3.0, 0.0, 3.0, 6.0])
+    rows = [f"{p.name},{abs(z)},s,{i}" for i, (p, z) in enumerate(zip(paths, [6, 3, 0, 3, 6]))]
+    (tmp_path / "stack.csv").write_text(
+        "file,defocus_um,stack,stack_z\n" + "\n".join(rows) + "\n", encoding="utf-8"
+    )
+    items += manifest_items(tmp_path / "stack.csv")
+    ev = evaluate(items, tmp_path / "out", model, measures=("plls", "focus_score"), n_splits=10)
+    syn, stk = ev.metrics["synthetic"], ev.metrics["stack"]
+    assert syn["n"] == 11 and syn["n_failed"] == 0
+    assert syn["model"]["within_one"] >= 9 / 11  # the bundled sample is a held-out field
+    assert syn["methods"][MODEL]["spearman"] > 0.9
+    assert syn["methods"][MODEL]["roc_auc"] > 0.9
+    assert stk["best_plane"][0]["true_z"] == 2
+    assert stk["methods"]["plls"]["best_plane_error_mean"] == 0  # the sharp plane is obvious
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["datasets"]) == {"synthetic", "stack"}
+    assert summary["methods"] == [MODEL, "plls", "focus_score"]
+    with open(out / "predictions.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 16
+    cm = np.loadtxt(out / "confusion_synthetic.csv", delimiter=",", skiprows=1)[:, 1:]
+    assert cm.sum() == 11
+    assert (out / "best_plane.csv").exists() and (out / "reliability_synthetic.csv").exists()
+    table = format_table(ev.metrics)
+    assert "synthetic: 11 images" in table and "plls" in table
+
+
+def test_evaluate_cli_reports_bad_rows_and_goes_on(tmp_path, sample_image, capsys):
+    tifffile.imwrite(tmp_path / "good.tif", sample_image)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00garbage")
+    (tmp_path / "m.csv").write_text("file,in_focus\ngood.tif,1\nbroken.tif,0\n", encoding="utf-8")
+    code = main(["evaluate", "--manifest", str(tmp_path / "m.csv"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 1 and "broken.tif" in err and len(err.strip().splitlines()) == 1
+    with open(tmp_path / "o" / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [bool(r["error"]) for r in rows] == [False, True]  # the good file was still rated
+    assert rows[0]["level"] != ""
+    code = main(
+        [
+            "evaluate",
+            "--synthetic",
+            str(tmp_path / "good.tif"),
+            "--seeds",
+            "1",
+            "--measures",
+            "plls",
+            "--splits",
+            "5",
+            "-o",
+            str(tmp_path / "o2"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "within-one" in out and "plls" in out
+    assert (
+        json.loads((tmp_path / "o2" / "summary.json").read_text())["datasets"]["synthetic"]["info"][
+            "seeds"
+        ]
+        == 1
+    )
+    assert main(["evaluate", "-o", str(tmp_path / "o3")]) == 2
+    assert main(["evaluate", "--synthetic", "x", "--measures", "nope", "-o", "o"]) == 2

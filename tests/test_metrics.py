@@ -1,0 +1,85 @@
+"""Metrics of miq.metrics against hand-computed values and independent implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from miq.metrics import (
+    accuracy_within,
+    best_threshold,
+    calibration,
+    confusion_matrix,
+    f_score,
+    roc_auc,
+    spearman,
+    split_f_score,
+)
+
+
+def test_confusion_and_accuracy():
+    truth, pred = [0, 1, 2, 2, 10], [0, 2, 2, 0, 9]
+    cm = confusion_matrix(truth, pred)
+    assert cm.sum() == 5 and cm[2, 0] == 1 and cm[10, 9] == 1
+    assert accuracy_within(truth, pred, 0) == pytest.approx(2 / 5)
+    assert accuracy_within(truth, pred, 1) == pytest.approx(4 / 5)
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 11], [0, 0])
+
+
+def test_f_score_by_hand():
+    y = [1, 1, 1, 0, 0]
+    p = [1, 1, 0, 1, 0]  # TP 2, FP 1, FN 1
+    assert f_score(y, p) == pytest.approx(4 / 6)
+    assert f_score([0, 0], [0, 0]) == 1.0
+    assert f_score([1, 1], [0, 0]) == 0.0
+
+
+def test_roc_auc_matches_pair_counting():
+    rng = np.random.default_rng(3)
+    y = rng.random(60) < 0.4
+    s = np.round(rng.normal(size=60) + y, 1)  # rounded: ties between classes occur
+    pairs = [(a > b) + 0.5 * (a == b) for a in s[y] for b in s[~y]]
+    assert roc_auc(y, s) == pytest.approx(np.mean(pairs))
+    assert roc_auc([True, False], [1.0, 0.0]) == 1.0
+    assert np.isnan(roc_auc([True, True], [1.0, 0.0]))
+
+
+def test_spearman_matches_scipy_and_handles_constants():
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(30), rng.random(30)
+    assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_best_threshold_separates_perfectly_separable_scores():
+    y = np.array([0, 0, 0, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.8, 0.9])
+    t = best_threshold(y, s)
+    assert 0.3 < t <= 0.8
+    assert f_score(y, s >= t) == 1.0
+
+
+def test_split_f_score_protocol():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(50, bool), np.ones(50, bool)]
+    separable = np.r_[rng.random(50), rng.random(50) + 2]
+    r = split_f_score(y, separable, n_splits=20)
+    assert r.mean == 1.0 and r.sd == 0.0 and len(r.values) == 20
+    noisy = rng.random(100)  # scores unrelated to the labels
+    assert split_f_score(y, noisy, n_splits=20).mean < 0.8
+    same = split_f_score(y, noisy, n_splits=20, seed=5)
+    assert same.values == split_f_score(y, noisy, n_splits=20, seed=5).values
+    assert np.isnan(split_f_score([1, 0, 0], [1.0, 0.0, 0.0]).mean)  # needs 2 of each class
+
+
+def test_calibration_error():
+    conf = np.array([0.95] * 100)
+    perfect = calibration(conf, np.arange(100) < 95)
+    assert perfect.ece == pytest.approx(0.0, abs=1e-12)
+    over = calibration(conf, np.arange(100) < 50)
+    assert over.ece == pytest.approx(0.45)
+    assert over.count[9] == 100 and over.count[:9].sum() == 0
+    assert np.isnan(over.accuracy[0])
