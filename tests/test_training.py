@@ -65,7 +65,8 @@ def test_procedural_fields_vary_and_are_finite():
 def test_synthetic_batches_blur_more_at_higher_levels():
     rng = np.random.default_rng(1)
     src = [Source(relative_intensity(procedural_field((300, 300), rng)), "p")]
-    batches = DefocusBatches(src, procedural_fraction=0.0, seed=0)
+    native = SimulationConfig(coarse_camera_fraction=0.0)
+    batches = DefocusBatches(src, procedural_fraction=0.0, seed=0, config=native)
     x, y = batches.next_batch(16)
     assert x.shape == (16, 1, 84, 84) and y.shape == (16,) and int(y.max()) <= 10
     assert float(x.min()) >= 0 and torch.equal(x, torch.round(x))  # integer DN
@@ -76,6 +77,7 @@ def test_synthetic_batches_blur_more_at_higher_levels():
         read_noise_photons=(0.3, 0.3),
         gain=(1, 1),
         offset_dn=(100, 100),
+        coarse_camera_fraction=0.0,
     )
     batches = DefocusBatches(src, procedural_fraction=0.0, seed=0, config=fixed)
     point = np.zeros((3, 134, 134), np.float32)
@@ -83,6 +85,31 @@ def test_synthetic_batches_blur_more_at_higher_levels():
     peaks = batches.simulate(point, np.array([0.0, 6.0, 20.0])).amax(dim=(1, 2, 3))
     assert float(peaks[0]) > float(peaks[1]) > float(peaks[2])
     assert float(peaks[0]) > 2000 and float(peaks[2]) < 200
+
+
+def test_coarse_camera_augmentation_smooths_pixel_noise():
+    rng = np.random.default_rng(3)
+    src = [Source(relative_intensity(procedural_field((300, 300), rng)), "p")]
+
+    def roughness(fraction):
+        config = SimulationConfig(coarse_camera_fraction=fraction)
+        x, _ = DefocusBatches(src, procedural_fraction=0.0, seed=4, config=config).next_batch(32)
+        x = (x - x.mean(dim=(2, 3), keepdim=True)) / x.std(dim=(2, 3), keepdim=True)
+        return float((x[..., 1:] - x[..., :-1]).abs().mean())
+
+    assert roughness(1.0) < 0.8 * roughness(0.0)
+
+
+def test_level_defocus_sampling_keeps_the_top_level_centred():
+    rng = np.random.default_rng(2)
+    src = [Source(relative_intensity(procedural_field((300, 300), rng)), "p")]
+    batches = DefocusBatches(src, procedural_fraction=0.0, seed=0)
+    z = batches.sample_z(np.full(20000, 10))
+    near = np.abs(z - 20.0) <= 0.5
+    assert 0.65 < near.mean() < 0.75  # 1 − top_level_open_fraction
+    assert z.min() >= 19.5 and z.max() <= 30.0 and (z[~near] > 20.5).all()
+    z3 = batches.sample_z(np.full(1000, 3))
+    assert np.abs(z3 - 6.0).max() <= 0.5
 
 
 def test_train_export_and_onnx_parity(tmp_path, sample_image):

@@ -25,7 +25,14 @@ from .errors import MiqError
 from .io import read_planes
 from .optics import LevelTable, Optics, degrade
 
-__all__ = ["Item", "ManifestError", "manifest_items", "stack_items", "synthetic_items"]
+__all__ = [
+    "Item",
+    "ManifestError",
+    "manifest_items",
+    "stack_items",
+    "synthetic_items",
+    "to_camera_range",
+]
 
 
 class ManifestError(MiqError, ValueError):
@@ -224,7 +231,7 @@ def stack_items(
     return items
 
 
-def _camera_scaled(data: np.ndarray) -> np.ndarray:
+def to_camera_range(data: np.ndarray) -> np.ndarray:
     """In-focus plane → unit range for :func:`degrade`, at a 16-bit camera's brightness.
 
     Planes whose maximum is under 2000 DN (8-bit files) are scaled up to 2000 DN so that the
@@ -259,7 +266,7 @@ def synthetic_items(
                 for seed in range(seeds):
 
                     def load(path=path, index=index, z_um=z_um, rng=1000 * level + seed):
-                        unit = _camera_scaled(_planes(str(path))[index].data)
+                        unit = to_camera_range(_planes(str(path))[index].data)
                         return degrade(unit, z_um, optics=optics, rng=rng)
 
                     items.append(

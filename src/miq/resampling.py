@@ -3,8 +3,9 @@
 The model's levels are defined in µm of defocus at its own pixel size (0.65 µm/px for the
 bundled model), so the blur it reads is in model pixels. An image sampled at another pixel size
 must be resampled first for its level to be comparable: a 0.325 µm/px image is halved, a
-1.3 µm/px image doubled. Downsampling is anti-aliased (Pillow's bilinear filter widens with the
-reduction factor); upsampling is bilinear and cannot restore detail the camera never recorded.
+1.3 µm/px image doubled. Downsampling averages areas (as camera binning does, so pixel noise stays
+independent); upsampling is bilinear (the bundled model is trained with such coarse-camera,
+upsampled patches) and cannot restore detail the camera never recorded.
 """
 
 from __future__ import annotations
@@ -44,5 +45,6 @@ def resample_to_pixel_size(
         return data
     h, w = data.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    resized = Image.fromarray(np.ascontiguousarray(data)).resize(size, Image.Resampling.BILINEAR)
+    method = Image.Resampling.BOX if factor < 1 else Image.Resampling.BILINEAR
+    resized = Image.fromarray(np.ascontiguousarray(data)).resize(size, method)
     return np.asarray(resized, dtype=np.float32)

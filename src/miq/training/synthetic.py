@@ -38,7 +38,13 @@ class SimulationConfig:
     gain : DN per photoelectron (paper's augmentation range 0.2–5).
     offset_dn : camera offset in DN (paper's augmentation range 1–1000).
     z_jitter_um : defocus jitter (uniform ±) around each level's nominal z.
-    top_level_max_um : the last level is trained on [z_top − jitter, this]: "at least z_top".
+    coarse_camera_fraction, coarse_camera_factor : share of samples taken by a camera with
+        pixels this many times larger (area-binned) and resampled back to the model's pixel size
+        (bilinear), as ``miq --pixel-size`` does for coarse images; the level is unchanged.
+    top_level_max_um : the last level also covers more defocus than its nominal z ("at least
+        z_top"): a share ``top_level_open_fraction`` of its samples is drawn from
+        [z_top + jitter, this], the rest from z_top ± jitter like every other level (so that an
+        image at exactly z_top is not on the edge of its class).
     """
 
     peak_photons: tuple[float, float] = (30.0, 5000.0)
@@ -48,6 +54,9 @@ class SimulationConfig:
     offset_dn: tuple[float, float] = (1.0, 1000.0)
     z_jitter_um: float = 0.5
     top_level_max_um: float = 30.0
+    top_level_open_fraction: float = 0.3
+    coarse_camera_fraction: float = 0.2
+    coarse_camera_factor: tuple[float, float] = (1.2, 2.0)
     z_grid_step_um: float = 0.25
 
 
@@ -151,7 +160,10 @@ class DefocusBatches:
         cfg = self.config
         z = table[labels] + self.rng.uniform(-cfg.z_jitter_um, cfg.z_jitter_um, labels.size)
         top = labels == self.levels.n_levels - 1
-        z[top] = self.rng.uniform(table[-1] - cfg.z_jitter_um, cfg.top_level_max_um, int(top.sum()))
+        beyond = top & (self.rng.random(labels.size) < cfg.top_level_open_fraction)
+        z[beyond] = self.rng.uniform(
+            table[-1] + cfg.z_jitter_um, cfg.top_level_max_um, int(beyond.sum())
+        )
         return np.clip(np.abs(z), 0.0, cfg.top_level_max_um)
 
     def simulate(self, content: np.ndarray, z_um: np.ndarray) -> torch.Tensor:
@@ -174,7 +186,18 @@ class DefocusBatches:
         gain = torch.from_numpy(_log_uniform(self.rng, cfg.gain, b).astype(np.float32))
         offset = torch.from_numpy(_log_uniform(self.rng, cfg.offset_dn, b).astype(np.float32))
         dn = torch.round(noisy * gain[:, None, None] + offset[:, None, None]).clamp(0, 65535)
-        return dn[:, None]
+        return self._coarse_camera(dn[:, None])
+
+    def _coarse_camera(self, dn: torch.Tensor) -> torch.Tensor:
+        """Bin a random share of the patches (B, 1, p, p) by a random factor and resample back."""
+        cfg = self.config
+        chosen = np.flatnonzero(self.rng.random(len(dn)) < cfg.coarse_camera_fraction)
+        p = dn.shape[-1]
+        for i in chosen:
+            side = max(8, round(p / self.rng.uniform(*cfg.coarse_camera_factor)))
+            small = F.interpolate(dn[i : i + 1], size=(side, side), mode="area")
+            dn[i : i + 1] = F.interpolate(small, size=(p, p), mode="bilinear", align_corners=False)
+        return dn
 
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """A batch of simulated DN patches (B, 1, p, p) float32 and their level labels (B,) int64."""
