@@ -79,6 +79,14 @@ def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, mo
     cm = np.loadtxt(out / "confusion_synthetic.csv", delimiter=",", skiprows=1)[:, 1:]
     assert cm.sum() == 11
     assert (out / "best_plane.csv").exists() and (out / "reliability_synthetic.csv").exists()
+    from PIL import Image
+
+    from miq.plots import plots_available
+
+    assert plots_available()  # matplotlib is part of the test extra
+    for name in ("confusion_synthetic.png", "reliability_synthetic.png"):
+        with Image.open(out / name) as im:
+            assert im.size[0] > 300 and len(np.unique(np.asarray(im.convert("L")))) > 10
     table = format_table(ev.metrics)
     assert "synthetic: 11 images" in table and "plls" in table
 

@@ -50,7 +50,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     files = find_images(args.images, on_missing=missing.append)
     for m in missing:
         _err(f"{m}: no such file, folder or matching image")
-    files = [f for f in files if not any(x in str(f) for x in args.exclude)]
+    files = _without_excluded(files, args.exclude)
     if not files and args.procedural_fraction < 1:
         _err(
             "no training images found (use --procedural-fraction 1 to train on procedural content only)"
@@ -335,7 +335,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .errors import MiqError
 
     files, missing = _find_inputs(args.images)
-    files = [f for f in files if not any(x in str(f) for x in args.exclude)]
+    files = _without_excluded(files, args.exclude)
     if not files:
         _err("no validation images found")
         return EXIT_USAGE
@@ -346,6 +346,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return EXIT_SOME_FAILED
     print(f"calibration written to {args.model}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
+    """Files whose path contains none of ``patterns`` (``--exclude``)."""
+    return [f for f in files if not any(p in str(f) for p in patterns)]
 
 
 def _positive_float(text: str) -> float:
@@ -365,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
+
+    def add_exclude_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--exclude",
+            action="append",
+            default=[],
+            metavar="TEXT",
+            help="skip files whose path contains TEXT (repeatable), e.g. held-out test fields",
+        )
 
     def add_pixel_size_option(p: argparse.ArgumentParser) -> None:
         p.add_argument(
@@ -524,26 +538,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
     p.add_argument("-m", "--model", required=True, help="model folder or model.json to update")
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="skip files whose path contains TEXT (repeatable), e.g. test fields",
-    )
+    add_exclude_option(p)
     p.add_argument("--seeds", type=int, default=1, help="noise seeds per level")
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("train", help="train a model on in-focus images (needs the 'train' extra)")
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     p.add_argument("-o", "--output", required=True, help="output folder for the model")
-    p.add_argument(
-        "--exclude",
-        action="append",
-        default=[],
-        metavar="TEXT",
-        help="skip files whose path contains TEXT (repeatable), e.g. held-out fields",
-    )
+    add_exclude_option(p)
     p.add_argument("--architecture", default="compact", choices=["compact", "yang2018"])
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
