@@ -67,3 +67,22 @@ def test_model_applies_calibration_from_model_json(tmp_path, sample_image):
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="calibration"):
         FocusModel(folder / "model.json")
+
+
+def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
+    import tifffile
+
+    from miq.cli import main
+
+    folder = tmp_path / "m"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
+    assert main(["calibrate", str(tmp_path / "val.tif"), "-m", str(folder)]) == 0
+    entry = json.loads((folder / "model.json").read_text())["calibration"]
+    assert entry["validation"]["n_images"] == 11 and len(entry["class_bias"]) == 11
+    assert entry["validation"]["after"]["ece"] <= entry["validation"]["before"]["ece"] + 0.05
+    model = FocusModel(folder / "model.json")
+    assert model.calibrated and model.image_temperature == entry["image_temperature"]
+    assert (
+        main(["calibrate", str(tmp_path / "val.tif"), "-m", str(folder), "--exclude", "val"]) == 2
+    )

@@ -127,3 +127,15 @@ def test_evaluate_cli_reports_bad_rows_and_goes_on(tmp_path, sample_image, capsy
     )
     assert main(["evaluate", "-o", str(tmp_path / "o3")]) == 2
     assert main(["evaluate", "--synthetic", "x", "--measures", "nope", "-o", "o"]) == 2
+
+
+def test_evaluate_cli_stack_options_must_pair_up(tmp_path, sample_image, capsys):
+    stack = np.stack([sample_image[:200, :200]] * 3)
+    tifffile.imwrite(tmp_path / "s.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    args = ["evaluate", "--stack", str(tmp_path / "s.tif"), "-o", str(tmp_path / "o")]
+    assert main(args + ["--z-step", "0.5"]) == 2
+    assert "--best-z" in capsys.readouterr().err
+    assert main(args + ["--z-step", "0.5", "--best-z", "1", "--measures", "plls"]) == 0
+    with open(tmp_path / "o" / "best_plane.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["true_z"] == "1" and row["n_planes"] == "3"
