@@ -15,7 +15,9 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "assess",
+    "AssessOptions",
     "assess_file",
+    "evaluate",
     "load_model",
     "FocusModel",
     "ImageAssessment",
@@ -30,6 +32,8 @@ __all__ = [
 
 _LAZY = {
     "assess": "miq.assessment",
+    "AssessOptions": "miq.assessment",
+    "evaluate": "miq.evaluation",
     "assess_file": "miq.pipeline",
     "ImageAssessment": "miq.assessment",
     "certainty": "miq.assessment",
@@ -44,7 +48,8 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .assessment import ImageAssessment, aggregate, assess, certainty
+    from .assessment import AssessOptions, ImageAssessment, aggregate, assess, certainty
+    from .evaluation import evaluate
     from .io import read_planes
     from .model.runtime import FocusModel, load_model
     from .optics import LevelTable, Optics, defocus_psf, degrade
