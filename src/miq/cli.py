@@ -353,6 +353,16 @@ def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
     return [f for f in files if not any(p in str(f) for p in patterns)]
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -504,7 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE",
         help="in-focus images to defocus to every level with the simulator",
     )
-    p.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
+    p.add_argument("--seeds", type=_positive_int, default=2, help="noise seeds per synthetic level")
     p.add_argument(
         "--measures",
         default=",".join(
@@ -520,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         help="comma-separated classical measures to compare",
     )
-    p.add_argument("--splits", type=int, default=100, help="random 10/90 splits for the F-score")
+    p.add_argument(
+        "--splits", type=_positive_int, default=100, help="random 10/90 splits for the F-score"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random splits")
     p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
     p.add_argument(
@@ -539,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
     p.add_argument("-m", "--model", required=True, help="model folder or model.json to update")
     add_exclude_option(p)
-    p.add_argument("--seeds", type=int, default=1, help="noise seeds per level")
+    p.add_argument("--seeds", type=_positive_int, default=1, help="noise seeds per level")
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("train", help="train a model on in-focus images (needs the 'train' extra)")
