@@ -105,11 +105,6 @@ def run_items(
     return results
 
 
-def _mean(values) -> float:
-    v = [x for x in values if x == x]
-    return float(np.mean(v)) if v else float("nan")
-
-
 def dataset_metrics(
     results: list[ItemResult],
     *,
@@ -135,23 +130,7 @@ def dataset_metrics(
     defocus = [r.item.defocus_um for r in ok]
     labels = [r.item.in_focus for r in ok]
     if all(v is not None for v in levels):
-        truth = np.array(levels)
-        predicted = np.array([r.model["level"] for r in ok])
-        confidence = np.array([max(r.model[f"prob_{k}"] for k in range(n_levels)) for r in ok])
-        calib = calibration(confidence, predicted == truth)
-        out["model"].update(
-            exact=accuracy_within(truth, predicted, 0),
-            within_one=accuracy_within(truth, predicted, 1),
-            mean_abs_error=float(np.mean(np.abs(predicted - truth))),
-            ece=calib.ece,
-            confusion=confusion_matrix(truth, predicted, n_levels).tolist(),
-            calibration={
-                "bin_edges": calib.bin_edges.tolist(),
-                "count": calib.count.tolist(),
-                "confidence": [None if v != v else v for v in calib.confidence.tolist()],
-                "accuracy": [None if v != v else v for v in calib.accuracy.tolist()],
-            },
-        )
+        out["model"].update(_level_metrics(ok, np.array(levels), n_levels))
     if all(v is not None for v in defocus):
         rank_truth, out["spearman_with"] = np.array(defocus, dtype=float), "defocus_um"
     elif all(v is not None for v in levels):
@@ -164,17 +143,7 @@ def dataset_metrics(
         out["n_out_of_focus"] = int(out_of_focus.sum())
         out["n_in_focus"] = int((~out_of_focus).sum())
         out["model"]["f_fixed"] = f_score(out_of_focus, [not r.model["in_focus"] for r in ok])
-    stacks: dict[str, list[ItemResult]] = {}
-    for r in ok:
-        if r.item.stack is not None:
-            stacks.setdefault(r.item.stack, []).append(r)
-    out["best_plane"] = []
-    for stack, members in stacks.items():
-        row = {"stack": stack, "true_z": members[0].item.best_z, "n_planes": len(members)}
-        for method in methods:
-            scores = [r.score(method) for r in members]
-            row[method] = members[int(np.argmin(scores))].item.z
-        out["best_plane"].append(row)
+    out["best_plane"] = _best_planes(ok, methods)
     for method in methods:
         scores = np.array([r.score(method) for r in ok])
         m: dict = {}
@@ -189,7 +158,7 @@ def dataset_metrics(
                 seed=seed,
             )
             m.update(roc_auc=roc_auc(out_of_focus, scores), f_mean=split.mean, f_sd=split.sd)
-        if stacks:
+        if out["best_plane"]:
             errors = [abs(row[method] - row["true_z"]) for row in out["best_plane"]]
             m.update(
                 best_plane_error_mean=float(np.mean(errors)),
@@ -197,6 +166,53 @@ def dataset_metrics(
             )
         out["methods"][method] = m
     return out
+
+
+def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> dict:
+    """Exact / within-one accuracy, confusion matrix and calibration of the model's levels."""
+    predicted = np.array([r.model["level"] for r in ok])
+    confidence = np.array([max(r.model[f"prob_{k}"] for k in range(n_levels)) for r in ok])
+    calib = calibration(confidence, predicted == truth)
+    return {
+        "exact": accuracy_within(truth, predicted, 0),
+        "within_one": accuracy_within(truth, predicted, 1),
+        "mean_abs_error": float(np.mean(np.abs(predicted - truth))),
+        "ece": calib.ece,
+        "confusion": confusion_matrix(truth, predicted, n_levels).tolist(),
+        "calibration": {
+            "bin_edges": calib.bin_edges.tolist(),
+            "count": calib.count.tolist(),
+            "confidence": calib.confidence.tolist(),
+            "accuracy": calib.accuracy.tolist(),
+        },
+    }
+
+
+def _best_planes(ok: list[ItemResult], methods: tuple[str, ...]) -> list[dict]:
+    """Per focal stack: the true best plane and each method's pick (its least blurry plane)."""
+    stacks: dict[str, list[ItemResult]] = {}
+    for r in ok:
+        if r.item.stack is not None:
+            stacks.setdefault(r.item.stack, []).append(r)
+    rows = []
+    for stack, members in stacks.items():
+        row = {"stack": stack, "true_z": members[0].item.best_z, "n_planes": len(members)}
+        for method in methods:
+            scores = [r.score(method) for r in members]
+            row[method] = members[int(np.argmin(scores))].item.z
+        rows.append(row)
+    return rows
+
+
+def _json_ready(value):
+    """NaN → None (JSON has no NaN), recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 @dataclass
@@ -370,13 +386,12 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
             )
             if draw:
                 confusion_png(cm, out / f"confusion_{slug}.png", title=f"{name}: miq")
-                nan = float("nan")
                 calib = Calibration(
                     m["model"]["ece"],
                     np.array(cal["bin_edges"]),
                     np.array(cal["count"]),
-                    np.array([nan if v is None else v for v in cal["confidence"]]),
-                    np.array([nan if v is None else v for v in cal["accuracy"]]),
+                    np.array(cal["confidence"], dtype=float),
+                    np.array(cal["accuracy"], dtype=float),
                 )
                 reliability_png(calib, out / f"reliability_{slug}.png", title=f"{name}: miq")
     write_rows_csv(out / "metrics.csv", metric_columns, metric_rows)
@@ -408,7 +423,7 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         "plots": draw,
     }
     with atomic_write(out / "summary.json", "w") as fh:
-        fh.write(json.dumps(summary, indent=2, allow_nan=True))
+        fh.write(json.dumps(_json_ready(summary), indent=2, allow_nan=False))
 
 
 def format_table(metrics: dict[str, dict]) -> str:
