@@ -29,11 +29,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import miq  # noqa: E402
 from data_split import SHARED_DATA, held_out_files  # noqa: E402
-from miq.evaluation import MODEL, evaluate  # noqa: E402
+from miq.evaluation import BEST_FOCUS, MODEL, evaluate  # noqa: E402
 from miq.ground_truth import manifest_items, stack_items, synthetic_items  # noqa: E402
 from miq.optics import LevelTable, Optics  # noqa: E402
 
-COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")
+COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focus_score also
+# feeds the "miq best-focus" column: miq's in-focus plateau refined by FocusScore (focal stacks).
 OTHERS = ("local_focus_score_20", "brenner", "correlation_20")
 REAL = SHARED_DATA / "real-defocus"
 
@@ -95,6 +96,16 @@ ROWS = (
 )
 
 
+def _cell(key: str, value, method_metrics: dict) -> str:
+    if value is None or value != value:
+        return "–"
+    if key == "f_mean":
+        return f"{value:.3f} ± {method_metrics['f_sd']:.3f}"
+    if key == "best_plane_error_mean":
+        return f"{value:.0f} planes"
+    return f"{value:.3f}"
+
+
 def table(metrics: dict, methods: tuple[str, ...]) -> str:
     head = f"| data set | metric | {' | '.join(methods)} |"
     lines = [head, "|" + "---|" * (len(methods) + 2)]
@@ -108,14 +119,7 @@ def table(metrics: dict, methods: tuple[str, ...]) -> str:
                 values = [m["methods"].get(method, {}).get(key) for method in methods]
                 if all(v is None or v != v for v in values):
                     continue
-                if key == "f_mean":
-                    cells = [
-                        f"{v:.3f} ± {m['methods'][x]['f_sd']:.3f}" for v, x in zip(values, methods)
-                    ]
-                elif key == "best_plane_error_mean":
-                    cells = [f"{v:.0f} planes" for v in values]
-                else:
-                    cells = [f"{v:.3f}" for v in values]
+                cells = [_cell(key, v, m["methods"].get(x, {})) for v, x in zip(values, methods)]
             lines.append(f"| {dataset} | {label} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -141,7 +145,7 @@ def main() -> int:
         ev = evaluate(
             items, out, model, measures=measures, n_splits=args.splits, datasets_info=info
         )
-        print(table(ev.metrics, (MODEL, *measures)))
+        print(table(ev.metrics, (MODEL, BEST_FOCUS, *measures)))
         print(
             f"\n(results in {out}; {time.time() - t0:.0f} s)"
             if args.output

@@ -70,6 +70,7 @@ def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, mo
     assert syn["methods"][MODEL]["roc_auc"] > 0.9
     assert stk["best_plane"][0]["true_z"] == 2
     assert stk["methods"]["plls"]["best_plane_error_mean"] == 0  # the sharp plane is obvious
+    assert stk["methods"]["miq best-focus"]["best_plane_error_mean"] == 0
     out = tmp_path / "out"
     summary = json.loads(  # strict JSON: no NaN (empty calibration bins are null)
         (out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON")

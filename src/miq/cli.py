@@ -330,6 +330,59 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
 
 
+def _cmd_best_focus(args: argparse.Namespace) -> int:
+    from .assessment import AssessOptions
+    from .best_focus import best_focus_files
+    from .errors import MiqError
+    from .io import find_images
+    from .measures import MEASURES
+    from .model.runtime import load_model
+
+    if args.fine_measure not in MEASURES:
+        _err(f"unknown measure {args.fine_measure}; choose from {', '.join(MEASURES)}")
+        return EXIT_USAGE
+    missing: list[str] = []
+    if args.stack_from_files:  # each input: a folder of single-plane files, ordered by name
+        stacks = []
+        for folder in args.stacks:
+            files = sorted(find_images([folder], on_missing=missing.append), key=lambda p: p.name)
+            if files:
+                stacks.append(files)
+    else:
+        stacks = find_images(args.stacks, on_missing=missing.append)
+    for m in missing:
+        _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+    if not stacks:
+        _err("no stacks found")
+        return EXIT_USAGE
+    try:
+        model = load_model(args.model, threads=args.threads)
+    except MiqError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    errors: list[str] = []
+
+    def report(message: str) -> None:
+        errors.append(message)
+        _err(message)
+
+    curves = best_focus_files(
+        stacks,
+        args.output,
+        model,
+        fine_measure=args.fine_measure,
+        plateau=args.plateau,
+        options=AssessOptions(pixel_size_um=args.pixel_size),
+        save_best=args.save_best,
+        on_error=report,
+    )
+    print(f"{'stack':<60} {'c':>2} {'best z':>6}  rule")
+    for curve in curves:
+        print(f"{curve.stack[-60:]:<60} {curve.c:>2} {curve.best_z:>6}  {curve.rule}")
+    print(f"{len(curves)} stack channels; results: {Path(args.output) / 'best_focus.csv'}")
+    return EXIT_SOME_FAILED if errors or missing else EXIT_OK
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate_model
     from .errors import MiqError
@@ -541,6 +594,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="inference threads")
     add_pixel_size_option(p)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "best-focus",
+        help="the best-focused plane of each z-stack (per channel)",
+        description="Per stack and channel: the model's focus curve (expected level per plane), "
+        "its in-focus plateau (within --plateau levels of the minimum), and on it the plane "
+        "with the highest fine sharpness measure. Writes best_focus.csv, curves.csv, "
+        "curves/*.png and, with --save-best, best/*.tif.",
+    )
+    p.add_argument("stacks", nargs="+", help="stack files (with a Z axis), folders or globs")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "--stack-from-files",
+        action="store_true",
+        help="each input is a folder of single-plane files forming one stack, ordered by name",
+    )
+    p.add_argument(
+        "--fine-measure",
+        default="focus_score",
+        help="sharpness measure that ranks the planes of the in-focus plateau (default focus_score)",
+    )
+    p.add_argument(
+        "--plateau",
+        type=float,
+        default=0.5,
+        help="planes within this many levels of the sharpest count as in focus (default 0.5)",
+    )
+    p.add_argument("--save-best", action="store_true", help="write the best plane as a TIFF")
+    p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    add_pixel_size_option(p)
+    p.set_defaults(func=_cmd_best_focus)
 
     p = sub.add_parser(
         "calibrate",

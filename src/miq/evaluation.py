@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .assessment import AssessOptions, assess
+from .best_focus import best_plane
 from .errors import MiqError
 from .ground_truth import Item
 from .measures import MEASURES, defocus_score
@@ -42,6 +43,9 @@ from .metrics import (
 __all__ = ["ItemResult", "run_items", "dataset_metrics", "Evaluation", "evaluate", "format_table"]
 
 MODEL = "miq"
+# `miq best-focus`'s rule (model plateau refined by FocusScore), scored on focal stacks only.
+BEST_FOCUS_MEASURE = "focus_score"
+BEST_FOCUS = "miq best-focus"
 # Measures compared by default (all of miq.measures).
 DEFAULT_MEASURES = tuple(MEASURES)
 
@@ -144,6 +148,12 @@ def dataset_metrics(
         out["n_in_focus"] = int((~out_of_focus).sum())
         out["model"]["f_fixed"] = f_score(out_of_focus, [not r.model["in_focus"] for r in ok])
     out["best_plane"] = _best_planes(ok, methods)
+    if out["best_plane"] and BEST_FOCUS in out["best_plane"][0]:
+        errors = [abs(row[BEST_FOCUS] - row["true_z"]) for row in out["best_plane"]]
+        out["methods"][BEST_FOCUS] = {
+            "best_plane_error_mean": float(np.mean(errors)),
+            "best_plane_error_max": int(np.max(errors)),
+        }
     for method in methods:
         scores = np.array([r.score(method) for r in ok])
         m: dict = {}
@@ -196,10 +206,17 @@ def _best_planes(ok: list[ItemResult], methods: tuple[str, ...]) -> list[dict]:
             stacks.setdefault(r.item.stack, []).append(r)
     rows = []
     for stack, members in stacks.items():
+        members = sorted(members, key=lambda r: r.item.z)
         row = {"stack": stack, "true_z": members[0].item.best_z, "n_planes": len(members)}
         for method in methods:
             scores = [r.score(method) for r in members]
             row[method] = members[int(np.argmin(scores))].item.z
+        if BEST_FOCUS_MEASURE in methods:  # the rule of `miq best-focus`
+            index, _ = best_plane(
+                [r.score(MODEL) for r in members],
+                [-r.score(BEST_FOCUS_MEASURE) for r in members],
+            )
+            row[BEST_FOCUS] = members[index].item.z
         rows.append(row)
     return rows
 
@@ -396,9 +413,10 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
                 reliability_png(calib, out / f"reliability_{slug}.png", title=f"{name}: miq")
     write_rows_csv(out / "metrics.csv", metric_columns, metric_rows)
     if plane_rows:
-        write_rows_csv(
-            out / "best_plane.csv", ["dataset", "stack", "true_z", "n_planes", *methods], plane_rows
-        )
+        plane_columns = ["dataset", "stack", "true_z", "n_planes", *methods]
+        if any(BEST_FOCUS in row for row in plane_rows):
+            plane_columns.append(BEST_FOCUS)
+        write_rows_csv(out / "best_plane.csv", plane_columns, plane_rows)
     summary = {
         "miq_version": __version__,
         "model": {
