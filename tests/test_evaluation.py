@@ -39,6 +39,9 @@ def test_manifest_derives_levels_and_labels(tmp_path, sample_image):
     (tmp_path / "bad2.csv").write_text("file,level\na.tif,12\n", encoding="utf-8")
     with pytest.raises(ManifestError, match="bad2.csv:2: level 12"):
         manifest_items(tmp_path / "bad2.csv")
+    (tmp_path / "bad3.csv").write_text("file,level,z\na.tif,1,first\n", encoding="utf-8")
+    with pytest.raises(ManifestError, match="bad3.csv:2: .* must be integers"):
+        manifest_items(tmp_path / "bad3.csv")
 
 
 def test_stack_items_know_defocus_and_best_plane(tmp_path, sample_image):

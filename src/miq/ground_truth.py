@@ -123,9 +123,12 @@ def manifest_items(
         try:
             level = int(row["level"]) if row.get("level") else None
             defocus = abs(float(row["defocus_um"])) if row.get("defocus_um") else None
+            want_c, want_z, stack_z = (
+                int(row[key]) if row.get(key) else None for key in ("c", "z", "stack_z")
+            )
         except ValueError:
             raise ManifestError(
-                f"{where}: level must be an integer and defocus_um a number"
+                f"{where}: level, c, z and stack_z must be integers and defocus_um a number"
             ) from None
         if level is not None and not 0 <= level < n_levels:
             raise ManifestError(f"{where}: level {level} outside 0..{n_levels - 1}")
@@ -138,13 +141,13 @@ def manifest_items(
         file = Path(row["file"])
         if not file.is_absolute():
             file = path.parent / file
-        found = _file_items(file, row, name, level, defocus, in_focus, where)
-        if row.get("stack"):
-            if len(found) != 1 or not row.get("stack_z"):
+        found = _file_items(file, want_c, want_z, name, level, defocus, in_focus, where)
+        if stack_row:
+            if len(found) != 1 or stack_z is None:
                 raise ManifestError(
                     f"{where}: a 'stack' row needs a 'stack_z' plane index and one plane per row"
                 )
-            found[0].stack, found[0].z = row["stack"], int(row["stack_z"])
+            found[0].stack, found[0].z = row["stack"], stack_z
         items.extend(found)
     _set_best_planes(items, path)
     return items
@@ -164,7 +167,8 @@ def _set_best_planes(items: list[Item], where: Path) -> None:
             m.best_z = best.z
 
 
-def _file_items(file: Path, row: dict, dataset, level, defocus, in_focus, where) -> list[Item]:
+def _file_items(file: Path, want_c, want_z, dataset, level, defocus, in_focus, where) -> list[Item]:
+    """Items for the planes of one manifest file (only plane c / z when given)."""
     try:
         planes = _planes(str(file))
     except MiqError as exc:  # unreadable: an item that reports the error when rated
@@ -174,8 +178,6 @@ def _file_items(file: Path, row: dict, dataset, level, defocus, in_focus, where)
             raise error
 
         return [Item(str(file), dataset, fail, level, defocus, in_focus)]
-    want_c = int(row["c"]) if row.get("c") else None
-    want_z = int(row["z"]) if row.get("z") else None
     out = []
     for index, plane in enumerate(planes):
         if (want_c is not None and plane.c != want_c) or (want_z is not None and plane.z != want_z):
