@@ -37,7 +37,9 @@ _PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its indices."""
+    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its indices.
+
+    (Float64 files with values beyond float32's range are scaled by a power of two.)"""
 
     data: np.ndarray
     c: int = 0
@@ -62,6 +64,19 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         if im.mode == "I;16" or im.mode.startswith("I;16"):
             return np.asarray(im, dtype=np.uint16), "YX"
         return np.asarray(im), "YX"
+
+
+def _float32_safe(arr: np.ndarray) -> np.ndarray:
+    """Float64 data beyond float32's range (|x| > 1e37 or all |x| < 1e-30) scaled by a power of
+    two, so that the float32 planes keep every value finite and distinct; other data unchanged.
+    (Ratings do not depend on the intensity scale.)"""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 4:
+        return arr
+    finite = np.abs(arr[np.isfinite(arr)])
+    peak = float(finite.max()) if finite.size else 0.0
+    if peak == 0.0 or 1e-30 <= peak <= 1e37:
+        return arr
+    return arr * 2.0 ** -np.round(np.log2(peak))
 
 
 def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
@@ -95,7 +110,7 @@ def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
         )
     c_axis = next((k for k, (a, n) in enumerate(zip(lead_axes, shape)) if a == "C" and n > 1), None)
     planes: list[Plane] = []
-    flat = arr.reshape((-1,) + arr.shape[-2:])
+    flat = _float32_safe(arr.reshape((-1,) + arr.shape[-2:]))
     for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
         c = index[c_axis] if c_axis is not None else 0
         rest = [i for k, i in enumerate(index) if k != c_axis and shape[k] > 1]
@@ -245,14 +260,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         raise
 
 
+def _valid_utf8(value):
+    """Text with undecodable file-name bytes (kept by Python as surrogates) shown as \\xNN."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def write_rows_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
-    """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty)."""
+    """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty).
+
+    Always valid UTF-8: bytes of non-UTF-8 file names appear as ``\\xNN``.
+    """
     import csv
     import io
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _valid_utf8(v) for k, v in row.items()} for row in rows)
     with atomic_write(path, "w") as fh:
         fh.write(buffer.getvalue())
