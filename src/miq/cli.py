@@ -94,7 +94,7 @@ def _print_table(results, limit: int = 40) -> None:
         print(f"... {len(results) - limit} more rows in results.csv")
 
 
-def _run_predict(files, args, model) -> int:
+def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     from .assessment import AssessOptions
     from .pipeline import predict_files
 
@@ -103,6 +103,7 @@ def _run_predict(files, args, model) -> int:
         in_focus_threshold=args.threshold,
         pixel_size_um=args.pixel_size,
     )
+    overwrite = args.overwrite if overwrite is None else overwrite
     summary = predict_files(
         files,
         args.output,
@@ -110,14 +111,21 @@ def _run_predict(files, args, model) -> int:
         options=options,
         write_masks=not args.no_masks,
         write_overlays=not args.no_overlays,
+        resume=args.resume,
+        overwrite=overwrite,
         on_error=_err,
     )
     if not args.quiet:
         _print_table(summary.results)
-    n_ok = sum(r.assessment is not None for r in summary.results)
+    n_ok = sum(not row["error"] for row in summary.rows)
+    resumed = (
+        f" ({summary.n_resumed_files} files taken from the interrupted run)"
+        if summary.n_resumed_files
+        else ""
+    )
     print(
-        f"{n_ok} planes rated from {summary.n_files} files; {summary.n_failed_files} files and "
-        f"{summary.n_failed_planes} planes failed; results: {summary.csv_path}"
+        f"{n_ok} planes rated from {summary.n_files} files{resumed}; {summary.n_failed_files} "
+        f"files and {summary.n_failed_planes} planes failed; results: {summary.csv_path}"
     )
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
@@ -168,7 +176,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
         f"(true levels 0, 2, 5, 9) -> {inputs}"
     )
-    return _run_predict(files, args, load_model(args.model, threads=args.threads))
+    # the demo's folder holds its own inputs and is rewritten on every run
+    return _run_predict(files, args, load_model(args.model, threads=args.threads), overwrite=True)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -477,6 +486,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--threads", type=int, default=None, help="inference threads (default: all cores)"
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="finish an interrupted run in OUTPUT: rate only the files it had not completed",
+        )
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="write into a non-empty OUTPUT, replacing its results (default: refuse)",
+        )
 
     p = sub.add_parser("predict", help="rate the focus of images (files, folders, globs)")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")

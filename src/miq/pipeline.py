@@ -159,11 +159,13 @@ def _write_overlay(
 class RunSummary:
     """What a prediction run did."""
 
-    results: list[PlaneResult]
+    results: list[PlaneResult]  # planes rated in this run (not those resumed)
     csv_path: Path
     n_files: int
     n_failed_files: int
     n_failed_planes: int
+    rows: list[dict] = field(default_factory=list)  # every results.csv row, in input order
+    n_resumed_files: int = 0  # files taken from an interrupted run's journal
 
     @property
     def ok(self) -> bool:
@@ -183,6 +185,63 @@ def _unique_stems(files: list[Path]) -> dict[str, str]:
     return stems
 
 
+JOURNAL_NAME = ".miq-progress.jsonl"
+
+
+def _file_key(path: Path) -> str:
+    """Identity of an input for --resume: its path, size and modification time."""
+    try:
+        st = path.stat()
+        return f"{os.fspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        return f"{os.fspath(path)}|unreadable"
+
+
+def _read_journal(path: Path) -> dict[str, dict]:
+    """Completed files of an interrupted run (a torn last line is ignored)."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            try:
+                entry = json.loads(line)
+                done[entry["key"]] = entry
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _append_journal(path: Path, entry: dict) -> None:
+    """Append one completed file durably (flushed and fsynced) before moving on."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _prepare_output(out: Path, resume: bool, overwrite: bool) -> dict[str, dict]:
+    """Check the output folder and return the files a previous run already completed."""
+    from .errors import OutputError
+
+    out.mkdir(parents=True, exist_ok=True)
+    journal = out / JOURNAL_NAME
+    if resume:
+        if journal.exists() and journal.stat().st_size:
+            with open(journal, "rb+") as fh:  # end a line torn by the kill before appending
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+        return _read_journal(journal)
+    if any(out.iterdir()) and not overwrite:
+        raise OutputError(
+            f"{out}: output folder is not empty; use --resume to finish an interrupted run "
+            "there, or --overwrite to replace its results"
+        )
+    journal.unlink(missing_ok=True)
+    return {}
+
+
 def predict_files(
     files: list[Path],
     out_dir: str | os.PathLike,
@@ -191,13 +250,19 @@ def predict_files(
     options: AssessOptions = AssessOptions(),
     write_masks: bool = True,
     write_overlays: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Assess files and write ``results.csv``, masks (TIFF) and overlays (PNG) into ``out_dir``.
 
     The model is loaded once; a file that fails is reported through ``on_error`` (one line) and
-    gets a CSV row with ``error`` filled, and the run goes on.
+    gets a CSV row with ``error`` filled, and the run goes on. Each completed file is recorded in
+    ``out_dir/.miq-progress.jsonl`` before the next starts, so a killed run restarted with
+    ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows in
+    input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless ``resume`` or
+    ``overwrite`` is given (raises :class:`miq.errors.OutputError`).
     """
     from tqdm import tqdm
 
@@ -205,10 +270,12 @@ def predict_files(
 
     model = model or default_model()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    done = _prepare_output(out, resume, overwrite)
+    journal = out / JOURNAL_NAME
     stems = _unique_stems(files)
     results: list[PlaneResult] = []
-    failed_files = failed_planes = 0
+    rows: list[dict] = []
+    failed_files = failed_planes = resumed = 0
     bar = tqdm(
         files,
         desc="miq predict",
@@ -217,13 +284,21 @@ def predict_files(
         file=sys.stderr,
     )
     for f in bar:
+        key = _file_key(f)
+        if key in done:
+            entry = done[key]
+            rows.extend(entry["rows"])
+            failed_files += entry["failed_file"]
+            failed_planes += entry["failed_planes"]
+            resumed += 1
+            continue
         file_results = assess_file(f, model, options=options, keep_image=write_overlays)
-        if file_results and file_results[0].c == -1:
-            failed_files += 1
+        file_failed = bool(file_results and file_results[0].c == -1)
+        planes_failed = 0
         for r in file_results:
             if r.error:
                 if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
-                    failed_planes += 1
+                    planes_failed += 1
                 if on_error:
                     on_error(r.error)
                 continue
@@ -240,15 +315,28 @@ def predict_files(
                     _write_overlay(out, stem, image, r.assessment, title=Path(r.file).name)
             except (OSError, MiqError) as exc:
                 r.error = f"{r.file}: cannot write outputs ({exc})"
-                failed_planes += 1
+                planes_failed += 1
                 if on_error:
                     on_error(r.error)
             r.image = None
+        file_rows = [_row(r, model.n_levels) for r in file_results]
+        _append_journal(
+            journal,
+            {
+                "key": key,
+                "rows": file_rows,
+                "failed_file": int(file_failed),
+                "failed_planes": planes_failed,
+            },
+        )
+        failed_files += file_failed
+        failed_planes += planes_failed
         results.extend(file_results)
+        rows.extend(file_rows)
     csv_path = out / "results.csv"
-    write_csv(csv_path, results, model.n_levels)
+    write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
     _write_run_info(out, model, options, len(files))
-    return RunSummary(results, csv_path, len(files), failed_files, failed_planes)
+    return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
 
 
 def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> None:
