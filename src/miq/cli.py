@@ -113,6 +113,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         write_overlays=not args.no_overlays,
         resume=args.resume,
         overwrite=overwrite,
+        well_pattern=args.well_pattern,
         on_error=_err,
     )
     if not args.quiet:
@@ -415,6 +416,20 @@ def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
     return [f for f in files if not any(p in str(f) for p in patterns)]
 
 
+def _regex(text: str) -> str:
+    import re
+
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a valid regular expression ({exc})") from None
+    if not ({"well"} <= set(compiled.groupindex) or {"row", "col"} <= set(compiled.groupindex)):
+        raise argparse.ArgumentTypeError(
+            "needs named groups (?P<well>...) or (?P<row>...)(?P<col>...)"
+        )
+    return text
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -486,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
             "--threads", type=int, default=None, help="inference threads (default: all cores)"
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
+        p.add_argument(
+            "--well-pattern",
+            type=_regex,
+            default=None,
+            metavar="REGEX",
+            help="regular expression with named groups well (or row and col) and optionally "
+            "site, matched in file names (default: built-in plate naming patterns)",
+        )
         p.add_argument(
             "--resume",
             action="store_true",

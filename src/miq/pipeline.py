@@ -19,6 +19,7 @@ import numpy as np
 from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
 from .io import atomic_write, read_planes, write_rows_csv
+from .plates import WELL_COLUMNS, well_aggregates
 from .resampling import resample_to_pixel_size
 
 __all__ = [
@@ -91,6 +92,8 @@ def csv_columns(n_levels: int) -> list[str]:
             "file",
             "c",
             "z",
+            "well",
+            "site",
             "level",
             "level_mean",
             "defocus_um",
@@ -107,9 +110,14 @@ def csv_columns(n_levels: int) -> list[str]:
     )
 
 
-def _row(result: PlaneResult, n_levels: int) -> dict:
+def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) -> dict:
+    from .plates import parse_well
+
     row = {col: "" for col in csv_columns(n_levels)}
     row.update(file=result.file, c=result.c, z=result.z, error=result.error)
+    position = parse_well(result.file, well_pattern)
+    if position is not None:
+        row.update(well=position.well, site="" if position.site is None else position.site)
     if result.assessment is not None:
         for key, value in result.assessment.summary().items():
             if isinstance(value, bool):
@@ -252,6 +260,7 @@ def predict_files(
     write_overlays: bool = True,
     resume: bool = False,
     overwrite: bool = False,
+    well_pattern: str | None = None,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> RunSummary:
@@ -262,7 +271,9 @@ def predict_files(
     ``out_dir/.miq-progress.jsonl`` before the next starts, so a killed run restarted with
     ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows in
     input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless ``resume`` or
-    ``overwrite`` is given (raises :class:`miq.errors.OutputError`).
+    ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and sites are read
+    from file names (:func:`miq.plates.parse_well`, or ``well_pattern``); when any file has a
+    well, ``wells.csv`` gets one row per well.
     """
     from tqdm import tqdm
 
@@ -319,7 +330,7 @@ def predict_files(
                 if on_error:
                     on_error(r.error)
             r.image = None
-        file_rows = [_row(r, model.n_levels) for r in file_results]
+        file_rows = [_row(r, model.n_levels, well_pattern) for r in file_results]
         _append_journal(
             journal,
             {
@@ -335,6 +346,9 @@ def predict_files(
         rows.extend(file_rows)
     csv_path = out / "results.csv"
     write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
+    wells = well_aggregates(rows)
+    if wells:
+        write_rows_csv(out / "wells.csv", WELL_COLUMNS, wells)
     _write_run_info(out, model, options, len(files))
     return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
 
