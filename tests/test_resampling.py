@@ -71,3 +71,36 @@ def test_cli_pixel_size_overlay_matches_the_resampled_grid(tmp_path, sample_imag
     )
     overlay = Image.open(tmp_path / "o" / "overlays" / "a.png")
     assert overlay.size[0] >= 2 * sample_image.shape[1]  # drawn on the 2× resampled image
+
+
+def test_recorded_pixel_size_warns_or_rescales(tmp_path, sample_image, model, capsys):
+    import csv
+
+    import tifffile
+
+    unit = sample_image.astype(np.float64) / 65535.0
+    image = degrade(unit, 10.0, optics=Optics(), rng=0) * 65535  # level 5 at 0.65 µm/px
+    fine = np.round(_upsampled(image, 2)).clip(0, 65535).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "fine.tif",
+        fine,
+        imagej=True,
+        resolution=(1 / 0.325, 1 / 0.325),
+        metadata={"unit": "um"},
+    )
+    base = miq.assess(image, model).level
+    assert main(["predict", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "a"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "miq: warning:" in err and "0.325" in err and "--rescale" in err
+    assert (
+        main(["predict", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "b"), "-q", "--rescale"])
+        == 0
+    )
+    assert "warning" not in capsys.readouterr().err
+    levels = {}
+    for run in ("a", "b"):
+        with open(tmp_path / run / "results.csv", newline="") as fh:
+            levels[run] = int(next(csv.DictReader(fh))["level"])
+    assert abs(levels["b"] - base) <= 1 < levels["a"] - base
+    with Image.open(tmp_path / "b" / "overlays" / "fine.png") as im:
+        assert im.width < fine.shape[1]  # the overlay is drawn on the resampled image

@@ -120,7 +120,8 @@ class ImageAssessment:
 
     Patch maps have the grid's shape (rows, cols); ``patch_probabilities`` is (rows, cols, K).
     ``defocus_um`` = ``level_mean`` × the model's µm per level. ``extra["scale"]``: output px per
-    input px of the resampling to the model's pixel size (1.0 = not resampled).
+    input px of the resampling to the model's pixel size (1.0 = not resampled);
+    ``extra["pixel_size_um"]``: the input pixel size it assumed (None = the model's).
     """
 
     grid: PatchGrid
@@ -199,6 +200,7 @@ def assess(
     probs = model.predict(patches)
     result = _assessment(grid, probs, valid, model, options)
     result.extra["scale"] = scale
+    result.extra["pixel_size_um"] = options.pixel_size_um
     return result
 
 

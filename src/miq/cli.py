@@ -21,6 +21,10 @@ def _err(msg: str) -> None:
     print(f"miq: error: {msg}", file=sys.stderr)
 
 
+def _warn(msg: str) -> None:
+    print(f"miq: warning: {msg}", file=sys.stderr)
+
+
 def _add_optics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optics (the simulator's defaults are Yang et al. 2018's)")
     g.add_argument("--wavelength-nm", type=float, default=500.0)
@@ -114,7 +118,9 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         resume=args.resume,
         overwrite=overwrite,
         well_pattern=args.well_pattern,
+        rescale=args.rescale,
         on_error=_err,
+        on_warning=_warn,
     )
     if not args.quiet:
         _print_table(summary.results)
@@ -495,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="flag in focus when P(in focus) >= this (default 0.5)",
         )
         add_pixel_size_option(p)
+        p.add_argument(
+            "--rescale",
+            action="store_true",
+            help="resample each file to the model's pixel size using the pixel size the file "
+            "records (OME or ImageJ calibration); files without one are taken as they are",
+        )
         p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
         p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
         p.add_argument(

@@ -27,6 +27,7 @@ __all__ = [
     "find_images",
     "atomic_write",
     "write_rows_csv",
+    "read_pixel_size",
     "IMAGE_SUFFIXES",
 ]
 
@@ -160,6 +161,50 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageReadError(f"{p}: corrupt or unreadable image ({msg})") from None
     return _to_planes(np.asarray(arr), axes, p)
+
+
+_UM_PER_UNIT = {
+    "um": 1.0,
+    "µm": 1.0,
+    "\u03bcm": 1.0,  # Greek mu
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "nm": 1e-3,
+    "mm": 1e3,
+}
+
+
+def read_pixel_size(path: str | os.PathLike) -> float | None:
+    """Pixel size in µm recorded in a TIFF: OME ``PhysicalSizeX`` or an ImageJ calibration with
+    a length unit. None when the file records none (plain resolution tags in inches, as most
+    software writes them by default, are not trusted) or is not a TIFF."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome and tif.ome_metadata:
+                return _ome_pixel_size(tif.ome_metadata)
+            meta = tif.imagej_metadata or {}
+            unit = str(meta.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
+            tag = tif.pages[0].tags.get("XResolution")
+            if unit in _UM_PER_UNIT and tag is not None:
+                numerator, denominator = tag.value
+                if numerator > 0:
+                    return denominator / numerator * _UM_PER_UNIT[unit]
+    except Exception:  # not a TIFF, or unreadable metadata: no pixel size
+        return None
+    return None
+
+
+def _ome_pixel_size(xml: str) -> float | None:
+    import xml.etree.ElementTree as ET
+
+    for element in ET.fromstring(xml).iter():
+        if element.tag.endswith("Pixels") and element.get("PhysicalSizeX"):
+            unit = element.get("PhysicalSizeXUnit", "µm").lower()
+            return float(element.get("PhysicalSizeX")) * _UM_PER_UNIT.get(unit, 1.0)
+    return None
 
 
 def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:

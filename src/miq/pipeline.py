@@ -6,6 +6,7 @@ and never re-implement a step. Every output file is written atomically (temp fil
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -52,17 +53,37 @@ def assess_file(
     *,
     options: AssessOptions = AssessOptions(),
     keep_image: bool = False,
+    rescale: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> list[PlaneResult]:
     """Assess every plane of an image file.
 
     A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane that
     cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
+    When ``options.pixel_size_um`` is None and the file records a pixel size (OME or ImageJ
+    calibration) that differs from the model's: with ``rescale`` the planes are resampled to the
+    model's pixel size; otherwise ``on_warning`` gets one line saying so.
     """
+    from .io import read_pixel_size
+    from .model.runtime import default_model
+    from .resampling import rescale_factor
+
     name = os.fspath(path)
     try:
         planes = read_planes(path)
     except MiqError as exc:
         return [PlaneResult(name, -1, -1, error=str(exc))]
+    model = model or default_model()
+    recorded = read_pixel_size(path) if options.pixel_size_um is None else None
+    if recorded and rescale_factor(recorded, model.pixel_size_um) != 1.0:
+        if rescale:
+            options = dataclasses.replace(options, pixel_size_um=recorded)
+        elif on_warning:
+            on_warning(
+                f"{name}: pixel size {recorded:.4g} µm (from the file) differs from the model's "
+                f"{model.pixel_size_um:.4g} µm; levels assume the model's: use --rescale to "
+                "resample (or --pixel-size)"
+            )
     results = []
     for plane in planes:
         label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}]"
@@ -261,8 +282,10 @@ def predict_files(
     resume: bool = False,
     overwrite: bool = False,
     well_pattern: str | None = None,
+    rescale: bool = False,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Assess files and write ``results.csv``, masks (TIFF) and overlays (PNG) into ``out_dir``.
 
@@ -303,7 +326,14 @@ def predict_files(
             failed_planes += entry["failed_planes"]
             resumed += 1
             continue
-        file_results = assess_file(f, model, options=options, keep_image=write_overlays)
+        file_results = assess_file(
+            f,
+            model,
+            options=options,
+            keep_image=write_overlays,
+            rescale=rescale,
+            on_warning=on_warning,
+        )
         file_failed = bool(file_results and file_results[0].c == -1)
         planes_failed = 0
         for r in file_results:
@@ -321,7 +351,7 @@ def predict_files(
                     image = r.image
                     if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
                         image = resample_to_pixel_size(
-                            image, options.pixel_size_um, model.pixel_size_um
+                            image, r.assessment.extra["pixel_size_um"], model.pixel_size_um
                         )
                     _write_overlay(out, stem, image, r.assessment, title=Path(r.file).name)
             except (OSError, MiqError) as exc:
