@@ -194,3 +194,38 @@ def test_measure_writes_one_row_per_plane(mixed_folder, tmp_path, capsys):
         "rgb.png",
         "tiny.tif",
     }
+
+
+def test_predict_selects_planes_and_names_time_points(tmp_path, sample_image, capsys):
+    tzcyx = np.stack([np.stack([np.stack([sample_image[:200, :300]] * 2)] * 3)] * 2)
+    tifffile.imwrite(tmp_path / "h.tif", tzcyx, imagej=True, metadata={"axes": "TZCYX"})
+    out = tmp_path / "o"
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "h.tif"),
+                "-o",
+                str(out),
+                "-q",
+                "--channel",
+                "1",
+                "--z",
+                "0,2",
+            ]
+        )
+        == 0
+    )
+    rows = _read_csv(out / "results.csv")
+    assert sorted((r["t"], r["c"], r["z"]) for r in rows) == [
+        ("0", "1", "0"),
+        ("0", "1", "2"),
+        ("1", "1", "0"),
+        ("1", "1", "2"),
+    ]
+    assert "h_t1_c1_z2.png" in {p.name for p in (out / "overlays").iterdir()}
+    assert (
+        main(["predict", str(tmp_path / "h.tif"), "-o", str(tmp_path / "o2"), "-q", "--t", "5"])
+        == 1
+    )
+    assert "no plane matches t in [5]" in capsys.readouterr().err

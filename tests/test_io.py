@@ -43,6 +43,20 @@ def test_multichannel_and_stack_are_split_per_plane(tmp_path):
     np.testing.assert_array_equal(lookup[(1, 3)], zcyx[3, 1])
 
 
+def test_time_channel_z_hyperstack(tmp_path):
+    tzcyx = np.random.default_rng(3).integers(0, 900, (2, 3, 2, 90, 100)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "h.tif", tzcyx, imagej=True, metadata={"axes": "TZCYX"})
+    planes = read_planes(tmp_path / "h.tif")
+    assert len(planes) == 12
+    lookup = {(p.t, p.c, p.z): p.data for p in planes}
+    np.testing.assert_array_equal(lookup[(1, 0, 2)], tzcyx[1, 2, 0])
+    tyx = tzcyx[:, 0, 0]  # a time series without z: its frames are time points, not z planes
+    tifffile.imwrite(tmp_path / "t.tif", tyx, imagej=True, metadata={"axes": "TYX"})
+    assert [(p.t, p.z) for p in read_planes(tmp_path / "t.tif")] == [(0, 0), (1, 0)]
+    tifffile.imwrite(tmp_path / "pages.tif", tzcyx[:, 0, 0])  # plain multi-page: pages are z
+    assert [(p.t, p.z) for p in read_planes(tmp_path / "pages.tif")] == [(0, 0), (0, 1)]
+
+
 def test_singleton_axes_are_squeezed(tmp_path):
     data = np.random.default_rng(2).integers(0, 100, (1, 1, 1, 90, 90)).astype(np.uint16)
     tifffile.imwrite(
@@ -71,12 +85,10 @@ def test_singleton_axes_are_squeezed(tmp_path):
             "RGB",
         ),
         (
-            "five_d.tif",
-            lambda p: tifffile.imwrite(
-                p, np.zeros((2, 2, 2, 90, 90), np.uint16), imagej=True, metadata={"axes": "TZCYX"}
-            ),
+            "six_d.tif",
+            lambda p: tifffile.imwrite(p, np.zeros((2, 2, 2, 2, 90, 90), np.uint16)),
             ImageContentError,
-            "5-D",
+            "6-D",
         ),
         (
             "complex.tif",

@@ -35,7 +35,7 @@ DEFAULT_FINE_MEASURE = "focus_score"
 
 @dataclass
 class FocusCurve:
-    """Per-plane focus of one stack and channel, and its best plane.
+    """Per-plane focus of one stack, channel and time point ``t``, and its best plane.
 
     ``z`` plane indices, ``files`` the file of each plane, ``level_mean`` and ``certainty`` from
     the model, ``fine`` the fine measure's value (its own units), ``best`` an index into these
@@ -52,6 +52,7 @@ class FocusCurve:
     fine_measure: str
     best: int
     rule: str
+    t: int = 0
 
     @property
     def best_z(self) -> int:
@@ -113,7 +114,7 @@ def focus_curves(
     ):
         members = [Path(p) for p in stack] if isinstance(stack, list) else [Path(stack)]
         name = str(members[0].parent if len(members) > 1 else members[0])
-        per_channel: dict[int, list[tuple]] = {}
+        per_channel: dict[tuple[int, int], list[tuple]] = {}  # (t, c) → planes
         for index, path in enumerate(members):
             try:
                 planes = read_planes(path)
@@ -131,10 +132,10 @@ def focus_curves(
                         on_error(str(exc))
                     continue
                 sharp = -defocus_score(fine_measure, MEASURES[fine_measure](plane.data))
-                per_channel.setdefault(plane.c, []).append(
+                per_channel.setdefault((plane.t, plane.c), []).append(
                     (z, str(path), a.level_mean, a.certainty, sharp)
                 )
-        for c, rows in sorted(per_channel.items()):
+        for (t, c), rows in sorted(per_channel.items()):
             rows.sort(key=lambda r: r[0])
             z, files, levels, certainty, sharp = (list(x) for x in zip(*rows))
             best, rule = best_plane(levels, sharp, plateau=plateau, fine_measure=fine_measure)
@@ -150,6 +151,7 @@ def focus_curves(
                     fine_measure,
                     best,
                     rule,
+                    t,
                 )
             )
     return curves
@@ -176,7 +178,8 @@ def _curve_png(curve: FocusCurve, path: Path) -> None:
 def _stem(curve: FocusCurve) -> str:
     name = Path(curve.stack).name
     name = name.rsplit(".", 1)[0] if "." in name else name
-    return f"{name.removesuffix('.ome')}_c{curve.c}"
+    time = f"_t{curve.t}" if curve.t else ""
+    return f"{name.removesuffix('.ome')}{time}_c{curve.c}"
 
 
 def best_focus_files(
@@ -220,6 +223,7 @@ def best_focus_files(
         summary_rows.append(
             {
                 "stack": curve.stack,
+                "t": curve.t,
                 "c": curve.c,
                 "best_z": curve.best_z,
                 "best_file": curve.best_file,
@@ -233,6 +237,7 @@ def best_focus_files(
             plane_rows.append(
                 {
                     "stack": curve.stack,
+                    "t": curve.t,
                     "c": curve.c,
                     "z": z,
                     "file": curve.files[i],
@@ -252,6 +257,7 @@ def best_focus_files(
         out / "best_focus.csv",
         [
             "stack",
+            "t",
             "c",
             "best_z",
             "best_file",
@@ -264,7 +270,7 @@ def best_focus_files(
     )
     write_rows_csv(
         out / "curves.csv",
-        ["stack", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
+        ["stack", "t", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
         plane_rows,
     )
     return curves
@@ -274,7 +280,9 @@ def _best_plane_data(curve: FocusCurve) -> np.ndarray:
     """The pixels of the best plane (re-read from its file)."""
     one_file_stack = len(set(curve.files)) == 1
     for plane in read_planes(curve.best_file):
-        if plane.c == curve.c and (not one_file_stack or plane.z == curve.best_z):
+        if (plane.t, plane.c) == (curve.t, curve.c) and (
+            not one_file_stack or plane.z == curve.best_z
+        ):
             return plane.data
     raise MiqError(f"{curve.best_file}: plane c={curve.c}, z={curve.best_z} no longer readable")
 

@@ -100,7 +100,7 @@ def _print_table(results, limit: int = 40) -> None:
 
 def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     from .assessment import AssessOptions
-    from .pipeline import predict_files
+    from .pipeline import PlaneSelection, predict_files
 
     options = AssessOptions(
         in_focus_levels=args.in_focus_levels,
@@ -119,6 +119,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         overwrite=overwrite,
         well_pattern=args.well_pattern,
         rescale=args.rescale,
+        select=PlaneSelection(args.channel, args.z, args.t),
         on_error=_err,
         on_warning=_warn,
     )
@@ -422,6 +423,16 @@ def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
     return [f for f in files if not any(p in str(f) for p in patterns)]
 
 
+def _index_set(text: str) -> frozenset[int]:
+    try:
+        values = frozenset(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected indices like 0 or 0,2, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected indices ≥ 0, got {text!r}")
+    return values
+
+
 def _regex(text: str) -> str:
     import re
 
@@ -501,6 +512,14 @@ def build_parser() -> argparse.ArgumentParser:
             help="flag in focus when P(in focus) >= this (default 0.5)",
         )
         add_pixel_size_option(p)
+        for flag, what in (("--channel", "channels"), ("--z", "z planes"), ("--t", "time points")):
+            p.add_argument(
+                flag,
+                type=_index_set,
+                default=None,
+                metavar="I[,J...]",
+                help=f"rate only these {what} (0-based, comma-separated; default all)",
+            )
         p.add_argument(
             "--rescale",
             action="store_true",

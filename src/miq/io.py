@@ -38,13 +38,15 @@ _PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its indices.
+    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its channel
+    ``c``, z-plane ``z`` and time point ``t`` indices.
 
     (Float64 files with values beyond float32's range are scaled by a power of two.)"""
 
     data: np.ndarray
     c: int = 0
     z: int = 0
+    t: int = 0
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
@@ -96,27 +98,35 @@ def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
         )
     if "Y" not in axes or "X" not in axes:
         raise ImageContentError(f"{path}: no Y/X axes in {axes!r}")
-    # Move Y, X last; classify the rest as channel or z (T/pages/unknown count as z).
+    # Move Y, X last; the other axes are channel (C), z (Z) or time (T); an unnamed axis
+    # (pages, Q, I) is z if the file has no Z, else time.
     lead = [i for i, a in enumerate(axes) if a not in "YX"]
     order = lead + [axes.index("Y"), axes.index("X")]
     arr = np.transpose(arr, order)
     lead_axes = [axes[i] for i in lead]
     shape = arr.shape[: len(lead)]
-    non_singleton = [(a, n) for a, n in zip(lead_axes, shape) if n > 1]
-    if len(non_singleton) > 2:
-        dims = ", ".join(f"{a}={n}" for a, n in non_singleton)
-        raise ImageContentError(
-            f"{path}: {len(non_singleton) + 2}-D image ({dims}); at most channel and z/time "
-            "besides Y and X are supported: save one time point or channel per file"
-        )
-    c_axis = next((k for k, (a, n) in enumerate(zip(lead_axes, shape)) if a == "C" and n > 1), None)
+    non_singleton = [(k, a, n) for k, (a, n) in enumerate(zip(lead_axes, shape)) if n > 1]
+    role: dict[str, int] = {}
+    for k, a, _ in non_singleton:
+        name = {"C": "c", "Z": "z", "T": "t"}.get(a)
+        if name and name not in role:
+            role[name] = k
+    for k, _, _ in non_singleton:
+        if k in role.values():
+            continue
+        free = next((r for r in ("z", "t") if r not in role), None)
+        if free is None:
+            dims = ", ".join(f"{a}={n}" for _, a, n in non_singleton)
+            raise ImageContentError(
+                f"{path}: {len(non_singleton) + 2}-D image ({dims}); at most time, channel and z "
+                "besides Y and X are supported"
+            )
+        role[free] = k
     planes: list[Plane] = []
     flat = _float32_safe(arr.reshape((-1,) + arr.shape[-2:]))
     for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
-        c = index[c_axis] if c_axis is not None else 0
-        rest = [i for k, i in enumerate(index) if k != c_axis and shape[k] > 1]
-        z = rest[0] if rest else 0
-        planes.append(Plane(flat[flat_index].astype(np.float32, copy=False), c=int(c), z=int(z)))
+        c, z, t = (int(index[role[r]]) if r in role else 0 for r in ("c", "z", "t"))
+        planes.append(Plane(flat[flat_index].astype(np.float32, copy=False), c=c, z=z, t=t))
     return planes
 
 
@@ -129,12 +139,13 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
 
     Returns
     -------
-    list of :class:`Plane`, float32 (Y, X) in the file's units, ordered by (c, z) as stored.
+    list of :class:`Plane`, float32 (Y, X) in the file's units, with their (t, c, z) indices,
+    in storage order.
 
     Raises
     ------
     ImageReadError : missing, unreadable, empty or corrupt file, or not an image.
-    ImageContentError : readable but unsupported content (RGB, complex, more than 4-D).
+    ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
     """
     p = Path(path)
     try:

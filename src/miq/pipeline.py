@@ -25,6 +25,7 @@ from .resampling import resample_to_pixel_size
 
 __all__ = [
     "PlaneResult",
+    "PlaneSelection",
     "assess_file",
     "predict_files",
     "measure_files",
@@ -45,6 +46,31 @@ class PlaneResult:
     error: str = ""
     image: np.ndarray | None = field(default=None, repr=False)
     n_planes: int = 1
+    t: int = 0
+    time_series: bool = False  # the file has several time points (output names get _t{t})
+
+
+@dataclass(frozen=True)
+class PlaneSelection:
+    """Which planes to rate: sets of channel, z and time indices (None = all)."""
+
+    c: frozenset[int] | None = None
+    z: frozenset[int] | None = None
+    t: frozenset[int] | None = None
+
+    def wants(self, plane) -> bool:
+        return all(
+            chosen is None or index in chosen
+            for chosen, index in ((self.c, plane.c), (self.z, plane.z), (self.t, plane.t))
+        )
+
+    def __str__(self) -> str:
+        parts = [
+            f"{k} in {sorted(v)}"
+            for k, v in (("c", self.c), ("z", self.z), ("t", self.t))
+            if v is not None
+        ]
+        return " and ".join(parts) or "all planes"
 
 
 def assess_file(
@@ -54,9 +80,10 @@ def assess_file(
     options: AssessOptions = AssessOptions(),
     keep_image: bool = False,
     rescale: bool = False,
+    select: PlaneSelection | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> list[PlaneResult]:
-    """Assess every plane of an image file.
+    """Assess every plane of an image file (or those ``select`` picks).
 
     A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane that
     cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
@@ -84,25 +111,26 @@ def assess_file(
                 f"{model.pixel_size_um:.4g} µm; levels assume the model's: use --rescale to "
                 "resample (or --pixel-size)"
             )
+    if select is not None:
+        planes = [p for p in planes if select.wants(p)]
+        if not planes:
+            return [PlaneResult(name, -1, -1, error=f"{name}: no plane matches {select}")]
+    time_series = len({p.t for p in planes}) > 1
     results = []
     for plane in planes:
-        label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}]"
+        where = (
+            f"t={plane.t}, c={plane.c}, z={plane.z}"
+            if time_series
+            else (f"c={plane.c}, z={plane.z}")
+        )
+        label = name if len(planes) == 1 else f"{name} [{where}]"
+        common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
         try:
             a = assess(plane.data, model, options=options, name=label)
-            results.append(
-                PlaneResult(
-                    name,
-                    plane.c,
-                    plane.z,
-                    a,
-                    image=plane.data if keep_image else None,
-                    n_planes=len(planes),
-                )
-            )
+            image = plane.data if keep_image else None
+            results.append(PlaneResult(name, plane.c, plane.z, a, image=image, **common))
         except MiqError as exc:
-            results.append(
-                PlaneResult(name, plane.c, plane.z, error=str(exc), n_planes=len(planes))
-            )
+            results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
     return results
 
 
@@ -111,6 +139,7 @@ def csv_columns(n_levels: int) -> list[str]:
     return (
         [
             "file",
+            "t",
             "c",
             "z",
             "well",
@@ -135,7 +164,7 @@ def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) ->
     from .plates import parse_well
 
     row = {col: "" for col in csv_columns(n_levels)}
-    row.update(file=result.file, c=result.c, z=result.z, error=result.error)
+    row.update(file=result.file, t=result.t, c=result.c, z=result.z, error=result.error)
     position = parse_well(result.file, well_pattern)
     if position is not None:
         row.update(well=position.well, site="" if position.site is None else position.site)
@@ -156,7 +185,10 @@ def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels:
 
 
 def _output_stem(result: PlaneResult, base: str) -> str:
-    return base if result.n_planes == 1 else f"{base}_c{result.c}_z{result.z}"
+    if result.n_planes == 1:
+        return base
+    time = f"_t{result.t}" if result.time_series else ""
+    return f"{base}{time}_c{result.c}_z{result.z}"
 
 
 def _write_masks(out_dir: Path, stem: str, a: ImageAssessment) -> None:
@@ -283,6 +315,7 @@ def predict_files(
     overwrite: bool = False,
     well_pattern: str | None = None,
     rescale: bool = False,
+    select: PlaneSelection | None = None,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -332,6 +365,7 @@ def predict_files(
             options=options,
             keep_image=write_overlays,
             rescale=rescale,
+            select=select,
             on_warning=on_warning,
         )
         file_failed = bool(file_results and file_results[0].c == -1)
@@ -416,7 +450,7 @@ def measure_files(
 ) -> tuple[Path, int]:
     """Classical focus measures of every plane of every file → ``out_dir/measures.csv``.
 
-    Columns: ``file, c, z``, one per measure of :data:`miq.measures.MEASURES`, ``error``.
+    Columns: ``file, t, c, z``, one per measure of :data:`miq.measures.MEASURES`, ``error``.
     Returns the CSV path and the number of failed files or planes.
     """
     from .io import check_plane
@@ -429,11 +463,11 @@ def measure_files(
             planes = read_planes(f)
         except MiqError as exc:
             planes, failures = [], failures + 1
-            rows.append({"file": str(f), "c": -1, "z": -1, "error": str(exc)})
+            rows.append({"file": str(f), "t": -1, "c": -1, "z": -1, "error": str(exc)})
             if on_error:
                 on_error(str(exc))
         for plane in planes:
-            row: dict = {"file": str(f), "c": plane.c, "z": plane.z, "error": ""}
+            row: dict = {"file": str(f), "t": plane.t, "c": plane.c, "z": plane.z, "error": ""}
             try:
                 check_plane(plane.data, str(f), min_side=3)
                 row.update({k: f"{v:.8g}" for k, v in measure_all(plane.data).items()})
@@ -444,5 +478,5 @@ def measure_files(
                     on_error(str(exc))
             rows.append(row)
     path = Path(out_dir) / "measures.csv"
-    write_rows_csv(path, ["file", "c", "z", *MEASURES, "error"], rows)
+    write_rows_csv(path, ["file", "t", "c", "z", *MEASURES, "error"], rows)
     return path, failures
