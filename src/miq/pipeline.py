@@ -20,7 +20,7 @@ import numpy as np
 from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
 from .io import atomic_write, read_planes, write_rows_csv
-from .plates import WELL_COLUMNS, well_aggregates
+from .plates import WELL_COLUMNS, parse_well, well_aggregates
 from .resampling import resample_to_pixel_size
 
 __all__ = [
@@ -118,11 +118,9 @@ def assess_file(
     time_series = len({p.t for p in planes}) > 1
     results = []
     for plane in planes:
-        where = (
-            f"t={plane.t}, c={plane.c}, z={plane.z}"
-            if time_series
-            else (f"c={plane.c}, z={plane.z}")
-        )
+        where = f"c={plane.c}, z={plane.z}"
+        if time_series:
+            where = f"t={plane.t}, {where}"
         label = name if len(planes) == 1 else f"{name} [{where}]"
         common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
         try:
@@ -161,8 +159,6 @@ def csv_columns(n_levels: int) -> list[str]:
 
 
 def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) -> dict:
-    from .plates import parse_well
-
     row = {col: "" for col in csv_columns(n_levels)}
     row.update(file=result.file, t=result.t, c=result.c, z=result.z, error=result.error)
     position = parse_well(result.file, well_pattern)
@@ -413,11 +409,20 @@ def predict_files(
     wells = well_aggregates(rows)
     if wells:
         write_rows_csv(out / "wells.csv", WELL_COLUMNS, wells)
-    _write_run_info(out, model, options, len(files))
+    _write_run_info(
+        out,
+        model,
+        options,
+        len(files),
+        rescale=rescale,
+        selection=str(select or PlaneSelection()),
+        well_pattern=well_pattern,
+        resumed_files=resumed,
+    )
     return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
 
 
-def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> None:
+def _write_run_info(out: Path, model, options: AssessOptions, n_files: int, **run) -> None:
     from . import __version__
 
     info = {
@@ -435,6 +440,7 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int) -> N
             "in_focus_levels": options.in_focus_levels,
             "in_focus_threshold": options.in_focus_threshold,
             "pixel_size_um": options.pixel_size_um,
+            **run,
         },
         "n_files": n_files,
     }
