@@ -71,7 +71,12 @@ def test_cli_stack_from_files_keeps_going_past_a_bad_file(tmp_path, sample_image
 def test_time_series_of_stacks_gets_one_curve_per_time_point(tmp_path, sample_image, model):
     a = _synthetic_stack(sample_image, best=2, n=6, step_um=2.0)
     b = _synthetic_stack(sample_image, best=4, n=6, step_um=2.0)
-    tifffile.imwrite(tmp_path / "tz.tif", np.stack([a, b]), imagej=True, metadata={"axes": "TZYX"})
+    tifffile.imwrite(
+        tmp_path / "tz.tif",
+        np.stack([a, b]),
+        imagej=True,
+        metadata={"axes": "TZYX", "spacing": 2.0, "unit": "um"},
+    )
     curves = best_focus_files([tmp_path / "tz.tif"], tmp_path / "out", model, save_best=True)
-    assert [(c.t, c.best_z) for c in curves] == [(0, 2), (1, 4)]
+    assert [(c.t, c.best_z, c.z_step_um) for c in curves] == [(0, 2, 2.0), (1, 4, 2.0)]
     assert np.array_equal(tifffile.imread(tmp_path / "out" / "best" / "tz_t1_c0.tif"), b[4])

@@ -25,7 +25,7 @@ import numpy as np
 
 from .assessment import AssessOptions, assess
 from .errors import MiqError
-from .io import atomic_write, read_planes, write_rows_csv
+from .io import atomic_write, read_planes, read_z_step, write_rows_csv
 from .measures import MEASURES, defocus_score
 
 __all__ = ["FocusCurve", "best_plane", "focus_curves", "best_focus_files"]
@@ -53,6 +53,7 @@ class FocusCurve:
     best: int
     rule: str
     t: int = 0
+    z_step_um: float | None = None  # from the file's metadata, when recorded
 
     @property
     def best_z(self) -> int:
@@ -152,6 +153,7 @@ def focus_curves(
                     best,
                     rule,
                     t,
+                    read_z_step(members[0]) if len(members) == 1 else None,
                 )
             )
     return curves
@@ -163,7 +165,8 @@ def _curve_png(curve: FocusCurve, path: Path) -> None:
     fig = _figure(6.0, 3.6)
     ax = fig.subplots()
     ax.plot(curve.z, curve.level_mean, "o-", color="#4c72b0", ms=3, label="miq expected level")
-    ax.set_xlabel("plane (z index)")
+    step = f", {curve.z_step_um:.3g} µm apart" if curve.z_step_um else ""
+    ax.set_xlabel(f"plane (z index{step})")
     ax.set_ylabel("expected defocus level", color="#4c72b0")
     ax.set_ylim(-0.3, max(10.3, float(curve.level_mean.max()) + 0.3))
     ax.axvline(curve.best_z, color="#c44e52", lw=1.5, label=f"best plane {curve.best_z}")
@@ -231,6 +234,7 @@ def best_focus_files(
                 "n_planes": len(curve.z),
                 "best_level_mean": f"{curve.level_mean[curve.best]:.4g}",
                 "best_certainty": f"{curve.certainty[curve.best]:.4g}",
+                "z_step_um": "" if curve.z_step_um is None else f"{curve.z_step_um:.4g}",
             }
         )
         for i, z in enumerate(curve.z):
@@ -265,6 +269,7 @@ def best_focus_files(
             "n_planes",
             "best_level_mean",
             "best_certainty",
+            "z_step_um",
         ],
         summary_rows,
     )

@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write",
     "write_rows_csv",
     "read_pixel_size",
+    "read_z_step",
     "IMAGE_SUFFIXES",
 ]
 
@@ -190,32 +191,50 @@ def read_pixel_size(path: str | os.PathLike) -> float | None:
     """Pixel size in µm recorded in a TIFF: OME ``PhysicalSizeX`` or an ImageJ calibration with
     a length unit. None when the file records none (plain resolution tags in inches, as most
     software writes them by default, are not trusted) or is not a TIFF."""
+    return _read_calibration(path)[0]
+
+
+def read_z_step(path: str | os.PathLike) -> float | None:
+    """Z step in µm recorded in a TIFF (OME ``PhysicalSizeZ`` or ImageJ ``spacing`` with a length
+    unit); None when not recorded."""
+    return _read_calibration(path)[1]
+
+
+def _read_calibration(path: str | os.PathLike) -> tuple[float | None, float | None]:
+    """(pixel size, z step) in µm from OME or ImageJ metadata; None where not recorded."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
             if tif.is_ome and tif.ome_metadata:
-                return _ome_pixel_size(tif.ome_metadata)
+                return _ome_calibration(tif.ome_metadata)
             meta = tif.imagej_metadata or {}
             unit = str(meta.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
+            if unit not in _UM_PER_UNIT:
+                return None, None
+            scale = _UM_PER_UNIT[unit]
             tag = tif.pages[0].tags.get("XResolution")
-            if unit in _UM_PER_UNIT and tag is not None:
-                numerator, denominator = tag.value
-                if numerator > 0:
-                    return denominator / numerator * _UM_PER_UNIT[unit]
-    except Exception:  # not a TIFF, or unreadable metadata: no pixel size
-        return None
-    return None
+            pixel = None
+            if tag is not None and tag.value[0] > 0:
+                pixel = tag.value[1] / tag.value[0] * scale
+            spacing = meta.get("spacing")
+            return pixel, float(spacing) * scale if spacing else None
+    except Exception:  # not a TIFF, or unreadable metadata: nothing recorded
+        return None, None
 
 
-def _ome_pixel_size(xml: str) -> float | None:
+def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
     import xml.etree.ElementTree as ET
 
     for element in ET.fromstring(xml).iter():
-        if element.tag.endswith("Pixels") and element.get("PhysicalSizeX"):
-            unit = element.get("PhysicalSizeXUnit", "µm").lower()
-            return float(element.get("PhysicalSizeX")) * _UM_PER_UNIT.get(unit, 1.0)
-    return None
+        if element.tag.endswith("Pixels"):
+            sizes = []
+            for axis in ("X", "Z"):
+                value = element.get(f"PhysicalSize{axis}")
+                unit = element.get(f"PhysicalSize{axis}Unit", "µm").lower()
+                sizes.append(float(value) * _UM_PER_UNIT.get(unit, 1.0) if value else None)
+            return sizes[0], sizes[1]
+    return None, None
 
 
 def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:
