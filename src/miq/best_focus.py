@@ -95,8 +95,8 @@ def focus_curves(
     progress: bool | None = None,
 ) -> list[FocusCurve]:
     """Focus curves of stacks: each item is one multi-plane file, or a list of single-plane files
-    (one plane each, in the given order). One curve per stack, time point and channel; a plane or file that
-    cannot be rated is reported through ``on_error`` and left out of its curve.
+    (one plane each, in the given order). One curve per stack, time point and channel; a plane
+    or file that cannot be rated is reported through ``on_error`` and left out of its curve.
     """
     from tqdm import tqdm
 
