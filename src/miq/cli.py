@@ -25,6 +25,13 @@ def _warn(msg: str) -> None:
     print(f"miq: warning: {msg}", file=sys.stderr)
 
 
+def _note_missing_plots() -> None:
+    from .plots import plots_available
+
+    if not plots_available():
+        _warn("PNG plots skipped: matplotlib is not installed (pip install 'miq[plot]')")
+
+
 def _add_optics(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optics (the simulator's defaults are Yang et al. 2018's)")
     g.add_argument("--wavelength-nm", type=float, default=500.0)
@@ -342,6 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         on_error=_err,
     )
     print(format_table(evaluation.metrics))
+    _note_missing_plots()
     n_failed = sum(bool(r.error) for r in evaluation.results)
     print(f"{len(items) - n_failed} images evaluated, {n_failed} failed; results: {args.output}")
     return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
@@ -397,6 +405,7 @@ def _cmd_best_focus(args: argparse.Namespace) -> int:
     for curve in curves:
         print(f"{curve.stack[-60:]:<60} {curve.c:>2} {curve.best_z:>6}  {curve.rule}")
     print(f"{len(curves)} stack channels; results: {Path(args.output) / 'best_focus.csv'}")
+    _note_missing_plots()
     return EXIT_SOME_FAILED if errors or missing else EXIT_OK
 
 
