@@ -272,11 +272,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if unknown:
         _err(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
         return EXIT_USAGE
-    try:
-        model = load_model(args.model, threads=args.threads)
-    except MiqError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
+    model = load_model(args.model, threads=args.threads)  # a bad model: main() reports it
     options = AssessOptions(in_focus_levels=args.in_focus_levels, pixel_size_um=args.pixel_size)
     items, info, failures = [], {}, 0
     for manifest in args.manifest:
@@ -358,8 +354,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_best_focus(args: argparse.Namespace) -> int:
     from .assessment import AssessOptions
     from .best_focus import best_focus_files
-    from .errors import MiqError
-    from .io import find_images
     from .measures import MEASURES
     from .model.runtime import load_model
 
@@ -370,21 +364,16 @@ def _cmd_best_focus(args: argparse.Namespace) -> int:
     if args.stack_from_files:  # each input: a folder of single-plane files, ordered by name
         stacks = []
         for folder in args.stacks:
-            files = sorted(find_images([folder], on_missing=missing.append), key=lambda p: p.name)
+            files, not_found = _find_inputs([folder])
+            missing += not_found
             if files:
-                stacks.append(files)
+                stacks.append(sorted(files, key=lambda p: p.name))
     else:
-        stacks = find_images(args.stacks, on_missing=missing.append)
-    for m in missing:
-        _err(f"{m}: no such file, or no image in that folder / matching that pattern")
+        stacks, missing = _find_inputs(args.stacks)
     if not stacks:
         _err("no stacks found")
         return EXIT_USAGE
-    try:
-        model = load_model(args.model, threads=args.threads)
-    except MiqError as exc:
-        _err(str(exc))
-        return EXIT_USAGE
+    model = load_model(args.model, threads=args.threads)  # a bad model: main() reports it
     errors: list[str] = []
 
     def report(message: str) -> None:
