@@ -25,7 +25,7 @@ import numpy as np
 
 from .assessment import AssessOptions, assess
 from .errors import MiqError
-from .io import atomic_write, read_planes, read_z_step, write_rows_csv
+from .io import atomic_write, file_stem, read_planes, read_z_step, write_rows_csv
 from .measures import MEASURES, defocus_score
 
 __all__ = ["FocusCurve", "best_plane", "focus_curves", "best_focus_files"]
@@ -179,10 +179,8 @@ def _curve_png(curve: FocusCurve, path: Path) -> None:
 
 
 def _stem(curve: FocusCurve) -> str:
-    name = Path(curve.stack).name
-    name = name.rsplit(".", 1)[0] if "." in name else name
     time = f"_t{curve.t}" if curve.t else ""
-    return f"{name.removesuffix('.ome')}{time}_c{curve.c}"
+    return f"{file_stem(curve.stack)}{time}_c{curve.c}"
 
 
 def best_focus_files(

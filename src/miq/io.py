@@ -29,6 +29,7 @@ __all__ = [
     "write_rows_csv",
     "read_pixel_size",
     "read_z_step",
+    "file_stem",
     "IMAGE_SUFFIXES",
 ]
 
@@ -305,6 +306,13 @@ def find_images(
             seen.add(key)
             unique.append(f)
     return unique
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """A file's name without its extension (and without ``.ome`` before it): outputs' base name."""
+    name = Path(path).name
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem.removesuffix(".ome")
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import numpy as np
 
 from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
-from .io import atomic_write, read_planes, write_rows_csv
+from .io import atomic_write, file_stem, read_planes, write_rows_csv
 from .plates import WELL_COLUMNS, parse_well, well_aggregates
 from .resampling import resample_to_pixel_size
 
@@ -234,8 +234,7 @@ def _unique_stems(files: list[Path]) -> dict[str, str]:
     used: dict[str, int] = {}
     stems = {}
     for f in files:
-        stem = f.name.rsplit(".", 1)[0] if "." in f.name else f.name
-        stem = stem.removesuffix(".ome")
+        stem = file_stem(f)
         n = used.get(stem, 0) + 1
         used[stem] = n
         stems[str(f)] = stem if n == 1 else f"{stem}_{n}"
