@@ -142,6 +142,10 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         f"{n_ok} planes rated from {summary.n_files} files{resumed}; {summary.n_failed_files} "
         f"files and {summary.n_failed_planes} planes failed; results: {summary.csv_path}"
     )
+    if getattr(args, "report", False):
+        from .report import write_report
+
+        print(f"report: {write_report(args.output)}")
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
@@ -398,6 +402,14 @@ def _cmd_best_focus(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if errors or missing else EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir, args.output, montage_size=args.montage)
+    print(f"report: {path} (PNG versions in {path.parent / 'report'})")
+    return EXIT_OK
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate_model
     from .errors import MiqError
@@ -548,11 +560,32 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="write into a non-empty OUTPUT, replacing its results (default: refuse)",
         )
+        p.add_argument(
+            "--report",
+            action="store_true",
+            help="also write OUTPUT/report.html (as miq report does; needs matplotlib)",
+        )
 
     p = sub.add_parser("predict", help="rate the focus of images (files, folders, globs)")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
     add_predict_options(p)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser(
+        "report", help="one self-contained HTML report (and PNGs) of a predict run's folder"
+    )
+    p.add_argument("run_dir", help="output folder of miq predict (with results.csv)")
+    p.add_argument(
+        "-o", "--output", default=None, help="HTML file to write (default RUN_DIR/report.html)"
+    )
+    p.add_argument(
+        "--montage",
+        type=_positive_int,
+        default=12,
+        metavar="N",
+        help="images in each montage of most and least in-focus planes (default 12)",
+    )
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("measure", help="classical focus measures (CellProfiler definitions)")
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")

@@ -315,6 +315,12 @@ def file_stem(path: str | os.PathLike) -> str:
     return stem.removesuffix(".ome")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to ``path``; on success it is renamed over ``path``.
@@ -329,6 +335,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
         raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
     try:
         os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs follow the umask
         text_args = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
         with open(tmp, mode, **text_args) as fh:
             yield fh

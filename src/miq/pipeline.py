@@ -48,6 +48,7 @@ class PlaneResult:
     n_planes: int = 1
     t: int = 0
     time_series: bool = False  # the file has several time points (output names get _t{t})
+    overlay: str = ""  # path of the overlay PNG relative to the output folder, once written
 
 
 @dataclass(frozen=True)
@@ -154,13 +155,20 @@ def csv_columns(n_levels: int) -> list[str]:
             "n_patches",
         ]
         + [f"prob_{k}" for k in range(n_levels)]
-        + ["error"]
+        + ["overlay", "error"]
     )
 
 
 def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) -> dict:
     row = {col: "" for col in csv_columns(n_levels)}
-    row.update(file=result.file, t=result.t, c=result.c, z=result.z, error=result.error)
+    row.update(
+        file=result.file,
+        t=result.t,
+        c=result.c,
+        z=result.z,
+        overlay=result.overlay,
+        error=result.error,
+    )
     position = parse_well(result.file, well_pattern)
     if position is not None:
         row.update(well=position.well, site="" if position.site is None else position.site)
@@ -204,12 +212,15 @@ def _write_masks(out_dir: Path, stem: str, a: ImageAssessment) -> None:
 
 def _write_overlay(
     out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str
-) -> None:
+) -> str:
+    """Write ``overlays/{stem}.png``; returns that path relative to ``out_dir`` (POSIX form)."""
     from .render import overlay_image
 
     picture = overlay_image(image, a, title=title)
-    with atomic_write(out_dir / "overlays" / f"{stem}.png") as fh:
+    relative = f"overlays/{stem}.png"
+    with atomic_write(out_dir / relative) as fh:
         picture.save(fh, format="PNG")
+    return relative
 
 
 @dataclass
@@ -382,7 +393,9 @@ def predict_files(
                         image = resample_to_pixel_size(
                             image, r.assessment.extra["pixel_size_um"], model.pixel_size_um
                         )
-                    _write_overlay(out, stem, image, r.assessment, title=Path(r.file).name)
+                    r.overlay = _write_overlay(
+                        out, stem, image, r.assessment, title=Path(r.file).name
+                    )
             except (OSError, MiqError) as exc:
                 r.error = f"{r.file}: cannot write outputs ({exc})"
                 planes_failed += 1
