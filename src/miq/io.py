@@ -2,7 +2,9 @@
 
 Files are recognised by their content (magic bytes), not their extension: TIFF (incl. OME-TIFF,
 ImageJ hyperstacks, multi-page, LZW/Deflate/PackBits via imagecodecs) through tifffile; PNG, JPEG,
-BMP through Pillow. Every plane comes out as float32 in its original intensity units (DN).
+BMP through Pillow. OME-Zarr folders (NGFF 0.4 / zarr v2 and 0.5 / zarr v3; an HCS plate expands
+into its fields) and formats of installed bioio plug-ins (e.g. CZI, ND2) through bioio: the
+``io`` extra. Every plane comes out as float32 in its original intensity units (DN).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ __all__ = [
     "read_pixel_size",
     "read_z_step",
     "file_stem",
+    "is_zarr",
+    "zarr_attributes",
+    "zarr_plate_fields",
     "IMAGE_SUFFIXES",
 ]
 
@@ -57,6 +62,69 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         return series.asarray(), series.axes
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """True for a folder that is a zarr group or array (v2 ``.zgroup``/``.zattrs``, v3 ``zarr.json``)."""
+    p = Path(path)
+    return p.is_dir() and any((p / n).is_file() for n in ("zarr.json", ".zgroup", ".zattrs"))
+
+
+def zarr_attributes(path: str | os.PathLike) -> dict:
+    """The OME attributes of a zarr group: v2 ``.zattrs``, or v3 ``zarr.json`` → ``attributes``
+    (→ ``ome`` in NGFF 0.5). Empty dict when none can be read."""
+    import json
+
+    p = Path(path)
+    try:
+        if (p / "zarr.json").is_file():
+            attrs = json.loads((p / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
+        elif (p / ".zattrs").is_file():
+            attrs = json.loads((p / ".zattrs").read_text(encoding="utf-8"))
+        else:
+            return {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return attrs.get("ome", attrs) if isinstance(attrs, dict) else {}
+
+
+def zarr_plate_fields(path: str | os.PathLike) -> list[Path] | None:
+    """The field images of an OME-Zarr HCS plate (``plate.zarr/A/1/0`` …) in plate order, or
+    None when ``path`` is not a plate."""
+    plate = zarr_attributes(path).get("plate")
+    if not isinstance(plate, dict):
+        return None
+    fields = []
+    for well in plate.get("wells", []):
+        well_dir = Path(path) / well["path"]
+        images = zarr_attributes(well_dir).get("well", {}).get("images", [])
+        fields.extend(well_dir / image["path"] for image in images)
+    return fields
+
+
+def _read_bioio(path: Path) -> tuple[np.ndarray, str]:
+    """First scene of an image bioio can read (OME-Zarr, or a format of an installed plug-in)."""
+    try:
+        from bioio import BioImage
+    except ImportError:
+        raise ImageReadError(
+            f"{path}: reading OME-Zarr (and CZI, ND2 … through bioio) needs the io extra: "
+            "pip install 'miq[io]'"
+        ) from None
+    image = BioImage(path, reader=_zarr_reader(path) if is_zarr(path) else None)
+    return np.asarray(image.data), image.dims.order
+
+
+def _zarr_reader(path: Path):
+    """bioio's OME-Zarr reader, named explicitly: plate fields (``B/3/0``) have no ``.zarr``
+    suffix for bioio to choose a plug-in by."""
+    try:
+        from bioio_ome_zarr import Reader
+    except ImportError:
+        raise ImageReadError(
+            f"{path}: reading OME-Zarr needs bioio-ome-zarr (the io extra): pip install 'miq[io]'"
+        ) from None
+    return Reader
 
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
@@ -150,6 +218,12 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
     ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
     """
     p = Path(path)
+    if is_zarr(p):
+        if zarr_plate_fields(p) is not None:
+            raise ImageReadError(
+                f"{p}: an OME-Zarr plate; give it to find_images to get its fields"
+            )
+        return _to_planes(*_read_any(_read_bioio, p), p)
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
@@ -159,21 +233,43 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
         raise ImageReadError(f"{p}: cannot open ({exc.strerror or exc})") from None
     if not head:
         raise ImageReadError(f"{p}: empty file (0 bytes)")
+    if head.startswith(_TIFF_MAGIC):
+        reader = _read_tiff
+    elif head.startswith(_PIL_MAGIC):
+        reader = _read_pillow
+    elif p.suffix.lower() not in IMAGE_SUFFIXES and _bioio_reads(p):
+        reader = _read_bioio
+    else:
+        raise ImageReadError(f"{p}: not a TIFF, PNG, JPEG or BMP image (unknown file content)")
+    return _to_planes(*_read_any(reader, p), p)
+
+
+def _bioio_reads(path: Path) -> bool:
+    """True when bioio is installed and one of its plug-ins claims the file."""
     try:
-        if head.startswith(_TIFF_MAGIC):
-            arr, axes = _read_tiff(p)
-        elif head.startswith(_PIL_MAGIC):
-            arr, axes = _read_pillow(p)
-        else:
-            raise ImageReadError(f"{p}: not a TIFF, PNG, JPEG or BMP image (unknown file content)")
+        import bioio
+    except ImportError:
+        return False
+    try:
+        bioio.BioImage.determine_plugin(path)
+    except Exception:  # no plug-in for it
+        return False
+    return True
+
+
+def _read_any(reader: Callable[[Path], tuple], p: Path) -> tuple[np.ndarray, str]:
+    """Run a reader; every failure becomes one :class:`ImageReadError` line naming the file."""
+    try:
+        arr, axes = reader(p)
     except (ImageReadError, ImageContentError):
         raise
     except MemoryError:
         raise ImageReadError(f"{p}: image too large to load into memory") from None
     except Exception as exc:  # corrupt/truncated files raise many different errors
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = msg if len(msg) <= 200 else msg[:197] + "..."
         raise ImageReadError(f"{p}: corrupt or unreadable image ({msg})") from None
-    return _to_planes(np.asarray(arr), axes, p)
+    return np.asarray(arr), axes
 
 
 _UM_PER_UNIT = {
@@ -205,6 +301,8 @@ def _read_calibration(path: str | os.PathLike) -> tuple[float | None, float | No
     """(pixel size, z step) in µm from OME or ImageJ metadata; None where not recorded."""
     import tifffile
 
+    if is_zarr(path):
+        return _bioio_calibration(Path(path))
     try:
         with tifffile.TiffFile(path) as tif:
             if tif.is_ome and tif.ome_metadata:
@@ -222,6 +320,18 @@ def _read_calibration(path: str | os.PathLike) -> tuple[float | None, float | No
             return pixel, float(spacing) * scale if spacing else None
     except Exception:  # not a TIFF, or unreadable metadata: nothing recorded
         return None, None
+
+
+def _bioio_calibration(path: Path) -> tuple[float | None, float | None]:
+    """(pixel size X, z step) of an OME-Zarr image as bioio reports them (NGFF scales, taken to
+    be µm as the NGFF specification recommends)."""
+    try:
+        from bioio import BioImage
+
+        sizes = BioImage(path, reader=_zarr_reader(path)).physical_pixel_sizes
+    except Exception:  # bioio missing or metadata unreadable: nothing recorded
+        return None, None
+    return (float(sizes.X) if sizes.X else None), (float(sizes.Z) if sizes.Z else None)
 
 
 def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
@@ -285,14 +395,16 @@ def find_images(
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
-        if p.is_dir():
-            matches = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-            )
+        if is_zarr(p):
+            matches = _zarr_images(p)
+        elif p.is_dir():
+            matches = _images_in_folder(p)
         elif p.exists():
             matches = [p]
         elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            matches = []
+            for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
+                matches.extend(_zarr_images(m) if is_zarr(m) else [m] if m.is_file() else [])
         else:
             matches = []
         if not matches and on_missing is not None:
@@ -308,9 +420,40 @@ def find_images(
     return unique
 
 
+def _zarr_images(path: Path) -> list[Path]:
+    """An OME-Zarr image itself, or the fields of an HCS plate."""
+    fields = zarr_plate_fields(path)
+    return [path] if fields is None else fields
+
+
+def _images_in_folder(folder: Path) -> list[Path]:
+    """Image files (by suffix) and OME-Zarr images under a folder, recursively, sorted by path;
+    a zarr folder is not searched inside (a plate gives its fields)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        for d in list(dirs):
+            if is_zarr(here / d):
+                found.extend(_zarr_images(here / d))
+                dirs.remove(d)
+        found.extend(
+            here / f
+            for f in files
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and (here / f).is_file()
+        )
+    return sorted(found)
+
+
 def file_stem(path: str | os.PathLike) -> str:
-    """A file's name without its extension (and without ``.ome`` before it): outputs' base name."""
-    name = Path(path).name
+    """Outputs' base name of an input: the file name without its extension (and without ``.ome``
+    before it); a field inside an OME-Zarr plate is named by the plate and its path in it
+    (``plate.ome.zarr/B/3/0`` → ``plate_B_3_0``)."""
+    p = Path(path)
+    inside = [i for i, part in enumerate(p.parts[:-1]) if part.lower().endswith(".zarr")]
+    if inside:
+        top = inside[0]
+        return "_".join([file_stem(p.parts[top]), *p.parts[top + 1 :]])
+    name = p.name
     stem = name.rsplit(".", 1)[0] if "." in name else name
     return stem.removesuffix(".ome")
 

@@ -20,7 +20,7 @@ import numpy as np
 from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
 from .io import atomic_write, file_stem, read_planes, write_rows_csv
-from .plates import WELL_COLUMNS, parse_well, well_aggregates
+from .plates import WELL_COLUMNS, WellSite, plate_position, well_aggregates
 from .resampling import resample_to_pixel_size
 
 __all__ = [
@@ -159,7 +159,7 @@ def csv_columns(n_levels: int) -> list[str]:
     )
 
 
-def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) -> dict:
+def _row(result: PlaneResult, n_levels: int, position: WellSite | None = None) -> dict:
     row = {col: "" for col in csv_columns(n_levels)}
     row.update(
         file=result.file,
@@ -169,7 +169,6 @@ def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) ->
         overlay=result.overlay,
         error=result.error,
     )
-    position = parse_well(result.file, well_pattern)
     if position is not None:
         row.update(well=position.well, site="" if position.site is None else position.site)
     if result.assessment is not None:
@@ -185,7 +184,13 @@ def _row(result: PlaneResult, n_levels: int, well_pattern: str | None = None) ->
 
 def write_csv(path: str | os.PathLike, results: Iterable[PlaneResult], n_levels: int) -> None:
     """Write ``results.csv`` (one row per plane) atomically."""
-    write_rows_csv(path, csv_columns(n_levels), (_row(r, n_levels) for r in results))
+    positions: dict[str, WellSite | None] = {}
+    rows = []
+    for r in results:
+        if r.file not in positions:
+            positions[r.file] = plate_position(r.file)
+        rows.append(_row(r, n_levels, positions[r.file]))
+    write_rows_csv(path, csv_columns(n_levels), rows)
 
 
 def _output_stem(result: PlaneResult, base: str) -> str:
@@ -333,9 +338,9 @@ def predict_files(
     ``out_dir/.miq-progress.jsonl`` before the next starts, so a killed run restarted with
     ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows in
     input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless ``resume`` or
-    ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and sites are read
-    from file names (:func:`miq.plates.parse_well`, or ``well_pattern``); when any file has a
-    well, ``wells.csv`` gets one row per well.
+    ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and sites come from
+    OME plate metadata or file names (:func:`miq.plates.plate_position`; with ``well_pattern``,
+    from names only); when any file has a well, ``wells.csv`` gets one row per well.
     """
     from tqdm import tqdm
 
@@ -402,7 +407,8 @@ def predict_files(
                 if on_error:
                     on_error(r.error)
             r.image = None
-        file_rows = [_row(r, model.n_levels, well_pattern) for r in file_results]
+        position = plate_position(f, well_pattern)
+        file_rows = [_row(r, model.n_levels, position) for r in file_results]
         _append_journal(
             journal,
             {

@@ -1,4 +1,10 @@
-"""Plate layout from file names: well and site, and per-well aggregates of a run.
+"""Plate layout: well and site of each input, from OME plate metadata or file names, and
+per-well aggregates of a run.
+
+OME plate metadata comes first: an OME-TIFF whose OME-XML has a ``Plate`` with a ``WellSample``
+referring to the file's image (well from the ``Well``'s 0-based ``Row``/``Column``, site = the
+sample's position in the well, 0-based), or a field of an OME-Zarr HCS plate
+(``plate.zarr/B/3/0`` → well B03, site 0). Otherwise the file name is matched.
 
 Recognised name patterns (case-insensitive; the first that matches wins):
 
@@ -14,13 +20,14 @@ optionally ``site``, replaces the built-in patterns.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import numpy as np
 
-__all__ = ["WellSite", "parse_well", "well_aggregates", "WELL_COLUMNS"]
+__all__ = ["WellSite", "parse_well", "plate_position", "well_aggregates", "WELL_COLUMNS"]
 
 _BUILT_IN = [
     re.compile(r"r(?P<row>\d{1,2})c(?P<col>\d{1,2})f(?P<site>\d{1,3})", re.I),
@@ -69,12 +76,82 @@ def parse_well(name: str, pattern: str | re.Pattern | None = None) -> WellSite |
             row_text, col_text = groups.get("row"), groups.get("col")
             if row_text is None or col_text is None:
                 continue
-        row, col = _row_index(row_text), int(col_text)
-        if not (0 <= row < 32 and 1 <= col <= 48):
-            continue
         site = int(groups["site"]) if groups.get("site") else None
-        return WellSite(f"{chr(ord('A') + row)}{col:02d}", row, col, site)
+        position = _well(_row_index(row_text), int(col_text), site)
+        if position is not None:
+            return position
     return None
+
+
+def _well(row: int, col: int, site: int | None) -> WellSite | None:
+    """WellSite from a 0-based row and 1-based column; None outside a 1536-well plate."""
+    if not (0 <= row < 32 and 1 <= col <= 48):
+        return None
+    return WellSite(f"{chr(ord('A') + row)}{col:02d}", row, col, site)
+
+
+def _zarr_field_position(path: Path) -> WellSite | None:
+    from .io import zarr_attributes
+
+    well_dir, plate_dir = path.parent, path.parent.parent.parent
+    if path.parent == path or not isinstance(zarr_attributes(plate_dir).get("plate"), dict):
+        return None
+    row_name, col_name = well_dir.parent.name, well_dir.name
+    if not col_name.isdigit() or not (row_name.isalpha() or row_name.isdigit()):
+        return None
+    images = [i.get("path") for i in zarr_attributes(well_dir).get("well", {}).get("images", [])]
+    site = images.index(path.name) if path.name in images else None
+    row = _row_index(row_name) if len(row_name) == 1 or row_name.isdigit() else -1
+    return _well(row, int(col_name), site)
+
+
+def _ome_tiff_position(path: Path) -> WellSite | None:
+    import xml.etree.ElementTree as ET
+
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            xml = tif.ome_metadata if tif.is_ome else None
+        if not xml or "Plate" not in xml:
+            return None
+        root = ET.fromstring(xml)
+    except Exception:  # not a TIFF, or metadata unreadable: no plate position
+        return None
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    images = [e.get("ID") for e in root if local(e.tag) == "Image"]
+    if not images:
+        return None
+    for well in root.iter():
+        if local(well.tag) != "Well":
+            continue
+        samples = [e for e in well if local(e.tag) == "WellSample"]
+        for site, sample in enumerate(samples):
+            refs = [e.get("ID") for e in sample if local(e.tag) == "ImageRef"]
+            if images[0] in refs:
+                try:
+                    return _well(int(well.get("Row")), int(well.get("Column")) + 1, site)
+                except (TypeError, ValueError):
+                    return None
+    return None
+
+
+def plate_position(path: str | os.PathLike, pattern: str | None = None) -> WellSite | None:
+    """Well and site of an input: with ``pattern``, from its name only; otherwise from OME plate
+    metadata (OME-TIFF ``Plate``, OME-Zarr HCS layout) and, failing that, its name."""
+    if pattern:
+        return parse_well(os.fspath(path), pattern)
+    p = Path(path)
+    if p.is_dir():
+        position = _zarr_field_position(p)
+    elif p.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
+        position = _ome_tiff_position(p)
+    else:
+        position = None
+    return position or parse_well(os.fspath(path))
 
 
 WELL_COLUMNS = [
