@@ -8,8 +8,10 @@ and a CSV row with `error` filled). The CSV must stay well-formed and contain ev
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,10 +137,12 @@ def test_bad_input_corpus(tmp_path, sample_image, capsys):
     folder.mkdir()
     expect = build_corpus(folder, sample_image)
     assert len(expect) >= 30
+    before = _snapshot(folder)
     out = tmp_path / "out"
     code = main(
         ["predict", str(folder), str(folder / "loop_a.tif"), "-o", str(out), "--threads", "1"]
     )
+    assert _snapshot(folder) == before  # inputs are only read: same bytes, same mtimes
     assert code == 1  # some inputs failed, the rest were rated
     err_lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("miq: error:")]
     with open(out / "results.csv", newline="", encoding="utf-8") as fh:
@@ -161,6 +165,27 @@ def test_bad_input_corpus(tmp_path, sample_image, capsys):
     overlays = {p.name for p in (out / "overlays").iterdir()}
     assert {"same.png", "same_2.png"} <= overlays  # duplicate names do not overwrite
     assert not list(out.rglob("*.part")) and not list(out.rglob("*.tmp"))
+    # the report of this run lists every failure, odd file names included
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    n_failed = sum(bool(r["error"]) for r in rows)
+    assert f"<h2>Failures ({n_failed})</h2>" in page
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and modification time of every regular file under a folder (links not followed)."""
+    state = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = Path(root) / name
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:  # e.g. the unreadable file, when not run as root
+                digest = "unreadable"
+            state[os.fsdecode(path)] = (digest, path.stat().st_mtime_ns)
+    return state
 
 
 @pytest.mark.skipif(
