@@ -55,7 +55,9 @@ def extract_patches(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
         raise ValueError(f"image shape {image.shape} does not match grid {grid.image_shape}")
     p = grid.patch_size
     windows = np.lib.stride_tricks.sliding_window_view(image, (p, p))
-    return windows[grid.ys][:, grid.xs]
+    # index rows and columns together: copies only the patches (indexing one axis at a time
+    # would first copy every window of the chosen rows, ~W·P² values per row)
+    return windows[grid.ys[:, None], grid.xs[None, :]]
 
 
 def paint(values: np.ndarray, grid: PatchGrid, dtype=None) -> np.ndarray:
