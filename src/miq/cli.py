@@ -67,8 +67,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "no training images found (use --procedural-fraction 1 to train on procedural content only)"
         )
         return EXIT_USAGE
+    if args.width and args.architecture != "compact":
+        _err("--width applies to the compact architecture only")
+        return EXIT_USAGE
     config = TrainConfig(
         architecture=args.architecture,
+        architecture_kwargs={"width": args.width} if args.width else {},
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -748,6 +752,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output folder for the model")
     add_exclude_option(p)
     p.add_argument("--architecture", default="compact", choices=["compact", "yang2018"])
+    p.add_argument(
+        "--width",
+        type=_positive_int,
+        default=None,
+        help="compact architecture: channels of the first layer (default 16; 8 is ~4x faster)",
+    )
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
