@@ -131,6 +131,8 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         well_pattern=args.well_pattern,
         rescale=args.rescale,
         select=PlaneSelection(args.channel, args.z, args.t),
+        workers=getattr(args, "workers", 1),
+        scheduler=getattr(args, "scheduler", None),
         on_error=_err,
         on_warning=_warn,
     )
@@ -171,7 +173,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         _err("no input images found")
         return EXIT_USAGE
-    model = load_model(args.model, threads=args.threads)
+    threads = args.threads
+    if threads is None and (args.workers > 1 or args.scheduler):
+        threads = 1  # one inference thread per worker unless told otherwise
+    model = load_model(args.model, threads=threads, device=args.device)
     code = _run_predict(files, args, model)
     return EXIT_SOME_FAILED if missing and code == EXIT_OK else code
 
@@ -200,7 +205,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"(true levels 0, 2, 5, 9) -> {inputs}"
     )
     # the demo's folder holds its own inputs and is rewritten on every run
-    return _run_predict(files, args, load_model(args.model, threads=args.threads), overwrite=True)
+    return _run_predict(
+        files,
+        args,
+        load_model(args.model, threads=args.threads, device=args.device),
+        overwrite=True,
+    )
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -543,7 +553,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
         p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
         p.add_argument(
-            "--threads", type=int, default=None, help="inference threads (default: all cores)"
+            "--threads",
+            type=_positive_int,
+            default=None,
+            help="inference threads per process (default: all cores; 1 with --workers or "
+            "--scheduler)",
+        )
+        p.add_argument(
+            "--device",
+            choices=["cpu", "cuda"],
+            default="cpu",
+            help="run the model on the CPU (default) or a CUDA GPU (needs onnxruntime-gpu)",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
         p.add_argument(
@@ -573,6 +593,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="rate the focus of images (files, folders, globs)")
     p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
     add_predict_options(p)
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="rate files in N local processes (model loaded once in each; default 1)",
+    )
+    scale.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask distributed cluster (e.g. tcp://host:8786; needs the dask extra); "
+        "workers must see the inputs and OUTPUT at the same paths",
+    )
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser(

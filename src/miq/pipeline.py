@@ -314,6 +314,92 @@ def _prepare_output(out: Path, resume: bool, overwrite: bool) -> dict[str, dict]
     return {}
 
 
+@dataclass(frozen=True)
+class FileJob:
+    """Everything needed to rate one input file and write its outputs (picklable: it travels to
+    worker processes and Dask workers)."""
+
+    path: Path
+    stem: str  # output base name (unique within the run)
+    out: Path
+    options: AssessOptions = AssessOptions()
+    write_masks: bool = True
+    write_overlays: bool = True
+    rescale: bool = False
+    select: PlaneSelection | None = None
+    well_pattern: str | None = None
+
+
+@dataclass
+class FileOutcome:
+    """What rating one file gave: its plane results (without pixels), CSV rows, failure counts,
+    and the error and warning lines to report."""
+
+    results: list[PlaneResult]
+    rows: list[dict]
+    failed_file: bool
+    failed_planes: int
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def rate_file(job: FileJob, model) -> FileOutcome:
+    """Rate every (selected) plane of one file, write its masks and overlays, build its rows.
+
+    Never raises for a bad input or an unwritable output: they become errors of the outcome.
+    """
+    warnings: list[str] = []
+    file_results = assess_file(
+        job.path,
+        model,
+        options=job.options,
+        keep_image=job.write_overlays,
+        rescale=job.rescale,
+        select=job.select,
+        on_warning=warnings.append,
+    )
+    failed_file = bool(file_results and file_results[0].c == -1)
+    failed_planes = 0
+    errors = []
+    for r in file_results:
+        if r.error:
+            if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
+                failed_planes += 1
+            errors.append(r.error)
+            continue
+        stem = _output_stem(r, job.stem)
+        try:
+            if job.write_masks:
+                _write_masks(job.out, stem, r.assessment)
+            if job.write_overlays:
+                image = r.image
+                if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
+                    image = resample_to_pixel_size(
+                        image, r.assessment.extra["pixel_size_um"], model.pixel_size_um
+                    )
+                r.overlay = _write_overlay(
+                    job.out, stem, image, r.assessment, title=Path(r.file).name
+                )
+        except (OSError, MiqError) as exc:
+            r.error = f"{r.file}: cannot write outputs ({exc})"
+            failed_planes += 1
+            errors.append(r.error)
+        r.image = None
+    position = plate_position(job.path, job.well_pattern)
+    rows = [_row(r, model.n_levels, position) for r in file_results]
+    return FileOutcome(file_results, rows, failed_file, failed_planes, errors, warnings)
+
+
+def failed_outcome(job: FileJob, message: str, n_levels: int) -> FileOutcome:
+    """The outcome of a file whose worker died or raised unexpectedly: one error row."""
+    error = f"{job.path}: {message}"
+    result = PlaneResult(str(job.path), -1, -1, error=error)
+    return FileOutcome([result], [_row(result, n_levels)], True, 0, [error])
+
+
+MAX_KEPT_RESULTS = 1000  # RunSummary.results keeps the first planes only (rows keep all)
+
+
 def predict_files(
     files: list[Path],
     out_dir: str | os.PathLike,
@@ -327,101 +413,95 @@ def predict_files(
     well_pattern: str | None = None,
     rescale: bool = False,
     select: PlaneSelection | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RunSummary:
     """Assess files and write ``results.csv``, masks (TIFF) and overlays (PNG) into ``out_dir``.
 
-    The model is loaded once; a file that fails is reported through ``on_error`` (one line) and
-    gets a CSV row with ``error`` filled, and the run goes on. Each completed file is recorded in
-    ``out_dir/.miq-progress.jsonl`` before the next starts, so a killed run restarted with
-    ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows in
-    input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless ``resume`` or
-    ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and sites come from
-    OME plate metadata or file names (:func:`miq.plates.plate_position`; with ``well_pattern``,
-    from names only); when any file has a well, ``wells.csv`` gets one row per well.
+    The model is loaded once (per worker); a file that fails is reported through ``on_error``
+    (one line) and gets a CSV row with ``error`` filled, and the run goes on. Each completed file
+    is recorded in ``out_dir/.miq-progress.jsonl`` as it completes, so a killed run restarted
+    with ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows
+    in input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless
+    ``resume`` or ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and
+    sites come from OME plate metadata or file names (:func:`miq.plates.plate_position`; with
+    ``well_pattern``, from names only); when any file has a well, ``wells.csv`` gets one row per
+    well.
+
+    ``workers`` > 1 rates files in that many local processes (one inference thread each unless
+    the model was loaded with more); ``scheduler`` (a Dask distributed scheduler address such as
+    ``tcp://host:8786``, or a ``distributed.Client``) sends them to a cluster whose workers see
+    the same files and output folder. See :mod:`miq.parallel`.
     """
     from tqdm import tqdm
 
     from .model.runtime import default_model
+    from .parallel import run_jobs
 
     model = model or default_model()
     out = Path(out_dir)
     done = _prepare_output(out, resume, overwrite)
     journal = out / JOURNAL_NAME
     stems = _unique_stems(files)
+    keys = [_file_key(f) for f in files]
+    rows_of: list[list[dict] | None] = [None] * len(files)
     results: list[PlaneResult] = []
-    rows: list[dict] = []
     failed_files = failed_planes = resumed = 0
+    jobs: dict[int, FileJob] = {}
+    for index, (f, key) in enumerate(zip(files, keys)):
+        if key in done:
+            entry = done[key]
+            rows_of[index] = entry["rows"]
+            failed_files += entry["failed_file"]
+            failed_planes += entry["failed_planes"]
+            resumed += 1
+        else:
+            jobs[index] = FileJob(
+                f,
+                stems[str(f)],
+                out,
+                options,
+                write_masks,
+                write_overlays,
+                rescale,
+                select,
+                well_pattern,
+            )
     bar = tqdm(
-        files,
+        total=len(files),
+        initial=resumed,
         desc="miq predict",
         unit="file",
         disable=None if progress is None else not progress,
         file=sys.stderr,
     )
-    for f in bar:
-        key = _file_key(f)
-        if key in done:
-            entry = done[key]
-            rows.extend(entry["rows"])
-            failed_files += entry["failed_file"]
-            failed_planes += entry["failed_planes"]
-            resumed += 1
-            continue
-        file_results = assess_file(
-            f,
-            model,
-            options=options,
-            keep_image=write_overlays,
-            rescale=rescale,
-            select=select,
-            on_warning=on_warning,
-        )
-        file_failed = bool(file_results and file_results[0].c == -1)
-        planes_failed = 0
-        for r in file_results:
-            if r.error:
-                if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
-                    planes_failed += 1
-                if on_error:
-                    on_error(r.error)
-                continue
-            stem = _output_stem(r, stems[str(f)])
-            try:
-                if write_masks:
-                    _write_masks(out, stem, r.assessment)
-                if write_overlays:
-                    image = r.image
-                    if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
-                        image = resample_to_pixel_size(
-                            image, r.assessment.extra["pixel_size_um"], model.pixel_size_um
-                        )
-                    r.overlay = _write_overlay(
-                        out, stem, image, r.assessment, title=Path(r.file).name
-                    )
-            except (OSError, MiqError) as exc:
-                r.error = f"{r.file}: cannot write outputs ({exc})"
-                planes_failed += 1
-                if on_error:
-                    on_error(r.error)
-            r.image = None
-        position = plate_position(f, well_pattern)
-        file_rows = [_row(r, model.n_levels, position) for r in file_results]
+    for index, outcome in run_jobs(jobs, model, workers=workers, scheduler=scheduler):
+        for line in outcome.warnings:
+            if on_warning:
+                on_warning(line)
+        for line in outcome.errors:
+            if on_error:
+                on_error(line)
         _append_journal(
             journal,
             {
-                "key": key,
-                "rows": file_rows,
-                "failed_file": int(file_failed),
-                "failed_planes": planes_failed,
+                "key": keys[index],
+                "rows": outcome.rows,
+                "failed_file": int(outcome.failed_file),
+                "failed_planes": outcome.failed_planes,
             },
         )
-        failed_files += file_failed
-        failed_planes += planes_failed
-        results.extend(file_results)
-        rows.extend(file_rows)
+        failed_files += outcome.failed_file
+        failed_planes += outcome.failed_planes
+        if len(results) < MAX_KEPT_RESULTS:
+            results.extend(outcome.results[: MAX_KEPT_RESULTS - len(results)])
+        rows_of[index] = outcome.rows
+        bar.update()
+    bar.close()
+    rows = [row for file_rows in rows_of for row in file_rows or []]
     csv_path = out / "results.csv"
     write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
     wells = well_aggregates(rows)
@@ -436,6 +516,8 @@ def predict_files(
         selection=str(select or PlaneSelection()),
         well_pattern=well_pattern,
         resumed_files=resumed,
+        workers=workers,
+        scheduler=str(scheduler) if scheduler else None,
     )
     return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
 

@@ -35,8 +35,8 @@ class FocusModel:
         metadata_path: str | os.PathLike,
         *,
         threads: int | None = None,
-        batch_size: int = 512,
-        providers: list[str] | None = None,
+        batch_size: int | None = None,
+        device: str = "cpu",
     ) -> None:
         meta_path = Path(metadata_path)
         try:
@@ -62,15 +62,14 @@ class FocusModel:
             )
         import onnxruntime as ort
 
+        providers = _providers(device, meta_path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self._session = ort.InferenceSession(
-                payload, sess_options=options, providers=providers or ["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(payload, sess_options=options, providers=providers)
         except Exception as exc:
             raise ModelError(
                 f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
@@ -81,7 +80,10 @@ class FocusModel:
         self.n_levels = int(metadata["n_levels"])
         self.um_per_level = float(metadata["um_per_level"])
         self.pixel_size_um = float(metadata.get("optics", {}).get("pixel_size_um", 0.65))
-        self.batch_size = int(batch_size)
+        self.threads = threads
+        self.device = device
+        # large batches keep a GPU busy; on CPU 512 patches is past the point of any gain
+        self.batch_size = int(batch_size or (8192 if device == "cuda" else 512))
         self._input = self._session.get_inputs()[0].name
         self._set_calibration(metadata.get("calibration") or {})
 
@@ -132,6 +134,26 @@ class FocusModel:
         return f"FocusModel({self.name!r}, levels={self.n_levels}, patch={self.patch_size})"
 
 
+DEVICES = ("cpu", "cuda")
+
+
+def _providers(device: str, where: Path) -> list[str]:
+    """ONNX Runtime execution providers for a device; a clear error when it is not available."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ModelError(
+                f"{where}: --device cuda, but this ONNX Runtime has no CUDA provider "
+                f"(has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                "with a CUDA driver, or use --device cpu"
+            )
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ModelError(f"{where}: unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
 def _resolve(path: str | os.PathLike | None) -> Path:
     if path is None:
         return BUNDLED_MODEL
@@ -143,15 +165,20 @@ def _resolve(path: str | os.PathLike | None) -> Path:
     return p
 
 
-def load_model(path: str | os.PathLike | None = None, *, threads: int | None = None) -> FocusModel:
+def load_model(
+    path: str | os.PathLike | None = None, *, threads: int | None = None, device: str = "cpu"
+) -> FocusModel:
     """Load a model (folder, ``model.json`` or ``model.onnx`` path); default: the bundled one.
+
+    ``threads``: inference threads (default: ONNX Runtime's, all cores); ``device``: ``"cpu"`` or
+    ``"cuda"`` (needs onnxruntime-gpu and a CUDA GPU; never required).
 
     Raises :class:`miq.errors.ModelError` with the file name if it is missing or not a miq model.
     """
     meta = _resolve(path)
     if not meta.exists():
         raise ModelError(f"{meta}: model not found (give a model folder or its model.json)")
-    return FocusModel(meta, threads=threads)
+    return FocusModel(meta, threads=threads, device=device)
 
 
 @lru_cache(maxsize=1)
