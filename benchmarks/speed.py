@@ -1,12 +1,15 @@
-"""Speed of miq predict per 2048×2048 image against classical focus measures, in one run.
+"""Speed of miq against the classical focus measures on the same images, in one run.
 
-Times, on the same synthetic 2048² uint16 TIFF (procedural cells, written once):
-  - miq end to end per image (read file + tile + model + aggregate; model loaded once; no masks or
-    overlays), through the same API the CLI uses, single-threaded;
-  - variance of the Laplacian and CellProfiler's PLLS from miq.measures (numpy, single thread);
-and prints milliseconds per image and the ratio miq / classical.
+For synthetic uint16 images of 512², 2048² and 8192² px (procedural cells, camera noise; written
+once as uncompressed TIFFs), times:
+  - file read (tifffile);
+  - miq end to end (read the file + check + tile + model + aggregate: ``miq.pipeline.assess_file``,
+    the CLI's path; model loaded once; no masks or overlays);
+  - miq model only (``FocusModel.predict`` on the image's prepared patches);
+  - variance of the Laplacian and CellProfiler's PLLS (``miq.measures``, numpy) on the array;
+and prints ms per image, ms per megapixel and the ratio to PLLS, with the machine and threads.
 
-Usage: python benchmarks/speed.py [--repeats 5] [--threads 1]
+Usage: python benchmarks/speed.py [--repeats 5] [--threads 1] [--sizes 512 2048 8192]
 """
 
 from __future__ import annotations
@@ -30,20 +33,39 @@ def synthetic_image(side: int = 2048, seed: int = 0) -> np.ndarray:
     from scipy import ndimage
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:side, 0:side]
     img = np.zeros((side, side), np.float32)
     for _ in range(side * side // 4000):
         cy, cx, r = rng.uniform(0, side), rng.uniform(0, side), rng.uniform(6, 14)
         y0, y1 = int(max(0, cy - 2 * r)), int(min(side, cy + 2 * r))
         x0, x1 = int(max(0, cx - 2 * r)), int(min(side, cx + 2 * r))
-        d = np.hypot(yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx) / r
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d = np.hypot(yy - cy, xx - cx) / r
         img[y0:y1, x0:x1] += (d < 1) * rng.uniform(300, 2000)
     img = ndimage.gaussian_filter(img, 1.0)
     return (rng.poisson(img + 50) + 100).astype(np.uint16)
 
 
+def machine_description() -> str:
+    """CPU model, logical CPUs, Python and ONNX Runtime versions."""
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"machine: {cpu}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}; "
+        f"onnxruntime {onnxruntime.__version__}"
+    )
+
+
 def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up
+    """Best of ``repeats`` timings (seconds) after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -56,49 +78,56 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for miq")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192])
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
 
     import tifffile
 
     import miq
+    from miq.assessment import prepare_patches
     from miq.measures import power_log_log_slope, variance_of_laplacian
     from miq.pipeline import assess_file
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    image = synthetic_image()
     model = miq.load_model(args.model, threads=args.threads)
+    print(machine_description())
+    print(
+        f"miq threads={args.threads}; model {model.name} ({model.metadata['architecture']}, "
+        f"{model.metadata['n_parameters']} parameters); best of {args.repeats} after a warm-up"
+    )
+    header = f"{'size':>6}  {'what':<40}{'ms/image':>10}{'ms/MP':>8}{'x PLLS':>8}"
+    print(header)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench_2048.tif"
-        tifffile.imwrite(path, image)
-        t_read = best_time(lambda: tifffile.imread(path), args.repeats)
-        t_miq = best_time(lambda: assess_file(path, model), args.repeats)
-    t_model = best_time(lambda: miq.assess(image, model), args.repeats)
-    t_lap = best_time(lambda: variance_of_laplacian(image), args.repeats)
-    t_plls = best_time(lambda: power_log_log_slope(image), args.repeats)
-    print(
-        f"machine: {cpu}; {os.cpu_count()} logical CPUs; miq threads={args.threads}; "
-        f"model {model.metadata['architecture']} ({model.metadata['n_parameters']} parameters)"
-    )
-    print(
-        f"image: 2048x2048 uint16, {len(image) // 84 + 1}^2 = {(len(image) // 84 + 1) ** 2} patches; best of {args.repeats}"
-    )
-    print(f"{'what':<44}{'ms/image':>10}{'x var(Laplacian)':>18}{'x PLLS':>9}")
-    for name, t in (
-        ("TIFF read (uncompressed)", t_read),
-        ("miq end to end (read + assess)", t_miq),
-        ("miq assess (array in memory)", t_model),
-        ("variance of Laplacian (miq.measures, numpy)", t_lap),
-        ("PLLS, CellProfiler definition (miq.measures)", t_plls),
-    ):
-        print(f"{name:<44}{1000 * t:>10.1f}{t / t_lap:>18.2f}{t / t_plls:>9.2f}")
+        for side in args.sizes:
+            image = synthetic_image(side)
+            path = Path(tmp) / f"bench_{side}.tif"
+            tifffile.imwrite(path, image)
+            repeats = args.repeats if side <= 2048 else max(1, args.repeats // 3)
+            patches = prepare_patches(image, model)[1]
+            timings = {
+                "file read (tifffile, uncompressed)": best_time(
+                    lambda path=path: tifffile.imread(path), repeats
+                ),
+                "miq end to end (read + rate)": best_time(
+                    lambda path=path: assess_file(path, model), repeats
+                ),
+                "miq model only (prepared patches)": best_time(
+                    lambda patches=patches: model.predict(patches), repeats
+                ),
+                "variance of Laplacian (numpy)": best_time(
+                    lambda image=image: variance_of_laplacian(image), repeats
+                ),
+                "PLLS, CellProfiler definition (numpy)": best_time(
+                    lambda image=image: power_log_log_slope(image), repeats
+                ),
+            }
+            plls = timings["PLLS, CellProfiler definition (numpy)"]
+            megapixels = side * side / 1e6
+            for name, t in timings.items():
+                print(
+                    f"{side:>5}²  {name:<40}{1000 * t:>10.1f}{1000 * t / megapixels:>8.2f}"
+                    f"{t / plls:>8.2f}"
+                )
     return 0
 
 

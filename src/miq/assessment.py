@@ -198,7 +198,7 @@ def assess(
     model = model or default_model()
     grid, patches, valid, scale = prepare_patches(image, model, options=options, name=name)
     probs = model.predict(patches)
-    result = _assessment(grid, probs, valid, model, options)
+    result = assessment_from_probabilities(grid, probs, valid, model, options)
     result.extra["scale"] = scale
     result.extra["pixel_size_um"] = options.pixel_size_um
     return result
@@ -239,9 +239,11 @@ def prepare_patches(
     return grid, patches, valid, scale
 
 
-def _assessment(
+def assessment_from_probabilities(
     grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model, options: AssessOptions
 ) -> ImageAssessment:
+    """Aggregate per-patch probabilities (N, K), N = grid rows × cols in row-major order, and
+    validity (N,) into an :class:`ImageAssessment`."""
     k = probs.shape[-1]
     agg = aggregate(probs, valid, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())

@@ -26,6 +26,7 @@ __all__ = [
     "read_planes",
     "check_plane",
     "to_unit_range",
+    "unit_map",
     "find_images",
     "atomic_write",
     "write_rows_csv",
@@ -377,10 +378,24 @@ def to_unit_range(plane: np.ndarray) -> np.ndarray:
     The model standardises every patch itself, so this affine map does not change any result; it
     only keeps float32 arithmetic precise for any input scale (8/16/32-bit, floats, large offsets).
     """
-    data = np.asarray(plane, dtype=np.float64)
-    lo, hi = float(data.min()), float(data.max())
+    data = np.asarray(plane)
+    return unit_map(data, float(data.min()), float(data.max()))
+
+
+def unit_map(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """(data − lo) / (hi − lo) as float32 (0 where hi == lo): the map of :func:`to_unit_range`
+    with a given range, so a plane read in bands maps exactly as when read whole.
+
+    8- and 16-bit integers are exact in float32 and are mapped in float32 (faster); other types
+    in float64, so large offsets keep their precision."""
+    data = np.asarray(data)
     scale = 1.0 / (hi - lo) if hi > lo else 0.0
-    return ((data - lo) * scale).astype(np.float32)
+    if data.dtype.kind in "bui" and data.dtype.itemsize <= 2:
+        out = data.astype(np.float32)
+        out -= np.float32(lo)
+        out *= np.float32(scale)
+        return out
+    return ((data.astype(np.float64) - lo) * scale).astype(np.float32)
 
 
 def find_images(

@@ -97,11 +97,15 @@ def assess_file(
     from .resampling import rescale_factor
 
     name = os.fspath(path)
+    model = model or default_model()
+    if options.pixel_size_um is None and not rescale:
+        banded = _assess_large_file(path, model, options, select)
+        if banded is not None:
+            return banded
     try:
         planes = read_planes(path)
     except MiqError as exc:
         return [PlaneResult(name, -1, -1, error=str(exc))]
-    model = model or default_model()
     recorded = read_pixel_size(path) if options.pixel_size_um is None else None
     if recorded and rescale_factor(recorded, model.pixel_size_um) != 1.0:
         if rescale:
@@ -131,6 +135,37 @@ def assess_file(
         except MiqError as exc:
             results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
     return results
+
+
+def _assess_large_file(
+    path, model, options: AssessOptions, select: PlaneSelection | None
+) -> list[PlaneResult] | None:
+    """Planes of a file with a plane over :data:`miq.large.LARGE_PLANE_PIXELS`, rated band by
+    band without loading them whole; None for other files (and those not readable lazily)."""
+    from .large import LARGE_PLANE_PIXELS, assess_banded, lazy_planes
+
+    name = os.fspath(path)
+    with lazy_planes(path) as planes:
+        if not planes or planes[0].shape[0] * planes[0].shape[1] <= LARGE_PLANE_PIXELS:
+            return None
+        if select is not None:
+            planes = [p for p in planes if select.wants(p)]
+            if not planes:
+                return [PlaneResult(name, -1, -1, error=f"{name}: no plane matches {select}")]
+        time_series = len({p.t for p in planes}) > 1
+        results = []
+        for plane in planes:
+            label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}, t={plane.t}]"
+            common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
+            try:
+                a = assess_banded(plane, model, options=options, name=label)
+                results.append(PlaneResult(name, plane.c, plane.z, a, **common))
+            except MiqError as exc:
+                results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
+            except Exception as exc:  # a lazily read chunk can be corrupt
+                error = f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {exc})"
+                results.append(PlaneResult(name, plane.c, plane.z, error=error, **common))
+        return results
 
 
 def csv_columns(n_levels: int) -> list[str]:
@@ -200,18 +235,22 @@ def _output_stem(result: PlaneResult, base: str) -> str:
     return f"{base}{time}_c{result.c}_z{result.z}"
 
 
-def _write_masks(out_dir: Path, stem: str, a: ImageAssessment) -> None:
+def _write_masks(out_dir: Path, stem: str, a: ImageAssessment, per_patch: bool = False) -> None:
+    """Level, certainty and validity maps, per pixel (``{stem}_level.tif`` …), or with
+    ``per_patch`` one pixel per patch (``{stem}_level_per_patch.tif`` …, grid rows × columns)."""
     import tifffile
 
     from .tiling import paint
 
-    masks = {
-        "level": paint(a.patch_level.astype(np.int16), a.grid),
-        "certainty": paint(a.patch_certainty.astype(np.float32), a.grid),
-        "valid": paint(a.patch_valid.astype(np.uint8), a.grid),
+    maps = {
+        "level": a.patch_level.astype(np.int16),
+        "certainty": a.patch_certainty.astype(np.float32),
+        "valid": a.patch_valid.astype(np.uint8),
     }
-    for kind, data in masks.items():
-        with atomic_write(out_dir / "masks" / f"{stem}_{kind}.tif") as fh:
+    for kind, values in maps.items():
+        data = values if per_patch else paint(values, a.grid)
+        suffix = "_per_patch" if per_patch else ""
+        with atomic_write(out_dir / "masks" / f"{stem}_{kind}{suffix}.tif") as fh:
             tifffile.imwrite(fh, data, compression="zlib", metadata={"axes": "YX"})
 
 
@@ -368,10 +407,17 @@ def rate_file(job: FileJob, model) -> FileOutcome:
             errors.append(r.error)
             continue
         stem = _output_stem(r, job.stem)
+        banded = bool(r.assessment.extra.get("banded"))
+        if banded and (job.write_masks or job.write_overlays):
+            warnings.append(
+                f"{r.file}: plane of {r.assessment.grid.image_shape[1]}×"
+                f"{r.assessment.grid.image_shape[0]} px rated in bands; masks are written with "
+                "one pixel per patch (*_per_patch.tif) and no overlay"
+            )
         try:
             if job.write_masks:
-                _write_masks(job.out, stem, r.assessment)
-            if job.write_overlays:
+                _write_masks(job.out, stem, r.assessment, per_patch=banded)
+            if job.write_overlays and not banded:
                 image = r.image
                 if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
                     image = resample_to_pixel_size(

@@ -1,0 +1,89 @@
+"""Planes over the large-image limit are rated band by band with the same results as whole."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+import miq.large
+from miq.assessment import assess
+from miq.pipeline import assess_file
+
+
+@pytest.fixture
+def small_limit(monkeypatch):
+    """Treat planes over 0.1 MP as large, so that the banded path runs on test-sized images."""
+    monkeypatch.setattr(miq.large, "LARGE_PLANE_PIXELS", 100_000)
+
+
+@pytest.fixture(scope="module")
+def mosaic(sample_image) -> np.ndarray:
+    """A 700×1000 uint16 mosaic (sides not multiples of 84: the last patches overlap)."""
+    tiles = np.concatenate([sample_image, sample_image[:, ::-1]], axis=1)
+    return np.ascontiguousarray(np.concatenate([tiles, tiles[::-1]], axis=0)[:700, :1000])
+
+
+def _write(path, data, kind):
+    if kind == "plain":  # memory-mapped
+        tifffile.imwrite(path, data)
+    elif kind == "tiled_zlib":  # tifffile's zarr view
+        tifffile.imwrite(path, data, tile=(128, 128), compression="zlib")
+    elif kind == "strips_lzw":
+        tifffile.imwrite(path, data, compression="lzw", rowsperstrip=37)
+
+
+@pytest.mark.parametrize("kind", ["plain", "tiled_zlib", "strips_lzw"])
+def test_banded_tiff_equals_whole(tmp_path, model, mosaic, small_limit, kind):
+    if kind != "plain":
+        pytest.importorskip("zarr", reason="compressed TIFFs are read lazily through zarr")
+    path = tmp_path / f"{kind}.tif"
+    _write(path, mosaic, kind)
+    (result,) = assess_file(path, model)
+    assert result.assessment.extra.get("banded") is True
+    whole = assess(mosaic, model)
+    np.testing.assert_array_equal(result.assessment.patch_probabilities, whole.patch_probabilities)
+    assert result.assessment.level == whole.level
+    assert result.assessment.level_mean == whole.level_mean
+
+
+def test_banded_multichannel_and_ome_zarr(tmp_path, model, mosaic, small_limit):
+    stack = np.stack([mosaic, mosaic[::-1, ::-1]])
+    path = tmp_path / "two_channels.tif"
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "CYX"})
+    results = assess_file(path, model)
+    assert [(r.c, r.z) for r in results] == [(0, 0), (1, 0)]
+    for r, plane in zip(results, stack):
+        assert r.assessment.extra.get("banded") is True
+        assert r.assessment.level_mean == assess(plane, model).level_mean
+
+    writers = pytest.importorskip("bioio_ome_zarr.writers", reason="needs the io extra")
+    zpath = tmp_path / "mosaic.ome.zarr"
+    writer = writers.OMEZarrWriter(
+        str(zpath),
+        level_shapes=stack.shape,
+        dtype=stack.dtype,
+        zarr_format=2,
+        chunk_shape=(1, 256, 256),
+        axes_names=["c", "y", "x"],
+        axes_types=["channel", "space", "space"],
+    )
+    writer.write_full_volume(stack)
+    zresults = assess_file(zpath, model)
+    assert [r.assessment.level_mean for r in zresults] == [r.assessment.level_mean for r in results]
+    assert all(r.assessment.extra.get("banded") for r in zresults)
+
+
+@pytest.mark.parametrize("content", ["nan", "constant"])
+def test_banded_bad_content_same_error(tmp_path, model, mosaic, small_limit, content):
+    data = mosaic.astype(np.float32)
+    if content == "nan":
+        data[650, 990] = np.nan
+    else:
+        data[:] = 7.0
+    path = tmp_path / f"{content}.tif"
+    tifffile.imwrite(path, data)
+    (banded,) = assess_file(path, model)
+    miq.large.LARGE_PLANE_PIXELS = 10**12
+    (whole,) = assess_file(path, model)
+    assert banded.error and banded.error == whole.error
