@@ -386,11 +386,13 @@ def unit_map(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """(data − lo) / (hi − lo) as float32 (0 where hi == lo): the map of :func:`to_unit_range`
     with a given range, so a plane read in bands maps exactly as when read whole.
 
-    8- and 16-bit integers are exact in float32 and are mapped in float32 (faster); other types
-    in float64, so large offsets keep their precision."""
+    8- and 16-bit integers (exact in float32) and float32 data are mapped in float32 (faster;
+    at most an ulp of the result apart from float64); 32/64-bit integers and float64 in float64,
+    so large offsets keep their precision."""
     data = np.asarray(data)
     scale = 1.0 / (hi - lo) if hi > lo else 0.0
-    if data.dtype.kind in "bui" and data.dtype.itemsize <= 2:
+    kind, size = data.dtype.kind, data.dtype.itemsize
+    if (kind in "bui" and size <= 2) or (kind == "f" and size <= 4):
         out = data.astype(np.float32)
         out -= np.float32(lo)
         out *= np.float32(scale)
