@@ -53,7 +53,7 @@ def write_tiff(path: Path, side: int, compression: str | None) -> None:
         tifffile.imwrite(
             path,
             tiles(side),
-            shape=(n * TILE, n * TILE),
+            shape=(side, side),
             dtype=np.uint16,
             tile=(TILE, TILE),
             compression=compression,

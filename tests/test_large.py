@@ -87,3 +87,13 @@ def test_banded_bad_content_same_error(tmp_path, model, mosaic, small_limit, con
     miq.large.LARGE_PLANE_PIXELS = 10**12
     (whole,) = assess_file(path, model)
     assert banded.error and banded.error == whole.error
+
+
+def test_banded_truncated_file_is_one_error(tmp_path, model, mosaic, small_limit):
+    path = tmp_path / "truncated.tif"
+    tifffile.imwrite(path, mosaic)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 5000])  # the last rows are missing
+    (result,) = assess_file(path, model)
+    assert result.assessment is None
+    assert result.error.startswith(str(path)) and "\n" not in result.error

@@ -1,9 +1,9 @@
 """Rating planes too large to load whole (mosaics, whole slides), in bands of whole patch rows.
 
-A plane of more than :data:`LARGE_PLANE_PIXELS` is read lazily — an uncompressed TIFF through a
-memory map, a compressed or tiled TIFF through tifffile's zarr view (needs zarr: the ``io``
-extra), OME-Zarr through bioio's dask arrays — and rated in two passes over bands of
-``rows_per_band`` patch rows: the first finds the plane's minimum and maximum (and any NaN or
+A plane of more than :data:`LARGE_PLANE_PIXELS` is read lazily — an uncompressed TIFF by
+explicit reads of whole rows, a compressed or tiled TIFF through tifffile's zarr view (needs
+zarr: the ``io`` extra), OME-Zarr through bioio's dask arrays — and rated in two passes over bands
+of patch rows (at least ``rows_per_band``, and at least one storage chunk tall): the first finds the plane's minimum and maximum (and any NaN or
 Inf), the second maps each band to [0, 1] with those, cuts its patches and runs the model.
 Every patch gets exactly the values the whole-image path gives it, so the results are the same;
 memory holds one band (plus the model), not the plane.
@@ -42,25 +42,43 @@ class LazyPlane:
 
 
 class _PlaneView:
-    """A 2D window onto an N-D lazy array at fixed leading indices."""
+    """A 2D window onto an N-D lazy array at fixed leading indices; ``chunk_rows`` is the
+    height of the array's storage chunks (rows decoded together), 1 when rows are independent."""
 
     def __init__(self, array, lead: tuple[int, ...]) -> None:
         self.array, self.lead = array, lead
+        chunks = getattr(array, "chunksize", None) or getattr(array, "chunks", None)
+        self.chunk_rows = int(chunks[-2]) if chunks and len(chunks) >= 2 else 1
 
     def __getitem__(self, index) -> np.ndarray:
         return np.asarray(self.array[self.lead + tuple(index)])
 
 
-def _tiff_array(tif, path: Path):
-    """A lazily read array of the first series: memory map when the data is stored plainly,
-    else tifffile's zarr view; None when neither is possible."""
-    import tifffile
+class _ContiguousArray:
+    """An N-D array stored uncompressed and contiguously in a file, read by explicit reads of
+    whole rows (not memory-mapped, so only the rows asked for occupy memory)."""
 
+    def __init__(self, path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.offset, self.shape, self.dtype = path, offset, shape, np.dtype(dtype)
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        *lead, rows, cols = index
+        h, w = self.shape[-2:]
+        plane = int(np.ravel_multi_index(tuple(lead), self.shape[:-2])) if lead else 0
+        start, stop, _ = rows.indices(h)
+        first = self.offset + (plane * h + start) * w * self.dtype.itemsize
+        data = np.fromfile(self.path, self.dtype, count=(stop - start) * w, offset=first)
+        if data.size != (stop - start) * w:
+            raise OSError(f"file ends before row {stop} of plane {plane}")
+        return data.reshape(stop - start, w)[:, cols]
+
+
+def _tiff_array(tif, path: Path):
+    """A lazily read array of the first series: explicit row reads when the data is stored
+    plainly, else tifffile's zarr view (needs zarr); None when neither is possible."""
     series = tif.series[0]
-    try:
-        return tifffile.memmap(path, series=0, mode="r"), series.axes
-    except (ValueError, OSError):
-        pass
+    if series.dataoffset is not None and len(series.shape) >= 2:
+        return _ContiguousArray(path, series.dataoffset, series.shape, series.dtype), series.axes
     try:
         import zarr
     except ImportError:
@@ -155,6 +173,8 @@ def assess_banded(
     if h < p or w < p:
         raise ImageContentError(f"{name}: image is {w}×{h} px, smaller than one {p}×{p} patch")
     grid = patch_grid((h, w), p)
+    # bands at least one storage chunk tall, so that each chunk is decoded about once per pass
+    rows_per_band = max(rows_per_band, -(-getattr(plane.data, "chunk_rows", 1) // p))
     band_rows = rows_per_band * p
     lo, hi, n_bad = np.inf, -np.inf, 0
     for y in range(0, h, band_rows):  # pass 1: range and finiteness, as check_plane does
@@ -172,13 +192,13 @@ def assess_banded(
         )
     probs, valid = [], []
     for first, end, y0 in _bands(grid.ys, p, rows_per_band):  # pass 2: rate band by band
-        y1 = int(grid.ys[end - 1]) + p
-        unit = unit_map(plane.data[y0:y1, 0:w], lo, hi)  # exactly to_unit_range's values
-        windows = np.lib.stride_tricks.sliding_window_view(unit, (p, p))
-        patches = windows[(grid.ys[first:end] - y0)[:, None], grid.xs[None, :]]
-        patches = patches.reshape(-1, p, p)
-        valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
-        probs.append(model.predict(patches))
+        band = plane.data[y0 : int(grid.ys[end - 1]) + p, 0:w]
+        for y in grid.ys[first:end] - y0:  # one patch row at a time: little float32 at once
+            unit = unit_map(band[y : y + p], lo, hi)  # exactly to_unit_range's values
+            windows = np.lib.stride_tricks.sliding_window_view(unit, (p, p))
+            patches = windows[0, grid.xs]
+            valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
+            probs.append(model.predict(patches))
     result = assessment_from_probabilities(
         grid, np.concatenate(probs), np.concatenate(valid), model, options
     )

@@ -1,0 +1,98 @@
+"""Throughput of miq predict on a folder of images with 1 and more worker processes.
+
+Writes ``--count`` synthetic uint16 TIFFs of ``--side``² px (procedural cells, different seeds),
+then times, each in a fresh process as a user runs it:
+  - ``miq predict FOLDER --workers N --no-masks --no-overlays`` for each N of ``--workers``
+    (one inference thread per worker), start-up and model loading included;
+  - CellProfiler's PLLS over the same files in one process (read + measure), for reference;
+and prints images/s and the speed-up over one worker. The CSVs of all runs must be identical.
+
+Usage: python benchmarks/throughput.py [--count 200] [--side 2048] [--workers 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from speed import machine_description, synthetic_image  # noqa: E402
+
+PLLS_SCRIPT = """
+import sys, tifffile
+from pathlib import Path
+from miq.measures import power_log_log_slope
+for f in sorted(Path(sys.argv[1]).glob("*.tif")):
+    power_log_log_slope(tifffile.imread(f))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--side", type=int, default=2048)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    import tifffile
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    print(machine_description())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "images"
+        folder.mkdir()
+        base = synthetic_image(args.side, seed=0)
+        rng = np.random.default_rng(1)
+        for i in range(args.count):  # shifted and flipped copies: distinct images, cheap to make
+            image = np.roll(base, tuple(rng.integers(0, args.side, 2)), axis=(0, 1))
+            tifffile.imwrite(folder / f"field_{i:04d}.tif", image[:, ::-1] if i % 2 else image)
+        print(f"{args.count} images of {args.side}² uint16 px in {folder}")
+        print(f"{'what':<44}{'s':>8}{'images/s':>10}{'x 1 worker':>12}")
+        csvs = []
+        base_rate = None
+        for n in args.workers:
+            out = Path(tmp) / f"out_{n}"
+            command = [
+                sys.executable,
+                "-m",
+                "miq",
+                "predict",
+                str(folder),
+                "-o",
+                str(out),
+                "-q",
+                "--no-masks",
+                "--no-overlays",
+                "--workers",
+                str(n),
+                "--threads",
+                "1",
+            ]
+            start = time.perf_counter()
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - start
+            rate = args.count / wall
+            base_rate = base_rate or rate
+            csvs.append((out / "results.csv").read_bytes())
+            label = f"miq predict --workers {n}"
+            print(f"{label:<44}{wall:>8.1f}{rate:>10.2f}{rate / base_rate:>12.2f}")
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", PLLS_SCRIPT, str(folder)], check=True, env=env)
+        wall = time.perf_counter() - start
+        label = "PLLS (read + measure, one process)"
+        print(
+            f"{label:<44}{wall:>8.1f}{args.count / wall:>10.2f}{args.count / wall / base_rate:>12.2f}"
+        )
+        print(f"results.csv identical across worker counts: {len(set(csvs)) == 1}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
