@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .assessment import AssessOptions, ImageAssessment, assess
-from .errors import MiqError
+from .errors import ImageReadError, MiqError
 from .io import atomic_write, file_stem, read_planes, write_rows_csv
 from .plates import WELL_COLUMNS, WellSite, plate_position, well_aggregates
 from .resampling import resample_to_pixel_size
@@ -93,19 +93,12 @@ def assess_file(
     model's pixel size; otherwise ``on_warning`` gets one line saying so.
     """
     from .io import read_pixel_size
+    from .large import LARGE_PLANE_PIXELS, assess_banded, lazy_planes
     from .model.runtime import default_model
     from .resampling import rescale_factor
 
     name = os.fspath(path)
     model = model or default_model()
-    if options.pixel_size_um is None and not rescale:
-        banded = _assess_large_file(path, model, options, select)
-        if banded is not None:
-            return banded
-    try:
-        planes = read_planes(path)
-    except MiqError as exc:
-        return [PlaneResult(name, -1, -1, error=str(exc))]
     recorded = read_pixel_size(path) if options.pixel_size_um is None else None
     if recorded and rescale_factor(recorded, model.pixel_size_um) != 1.0:
         if rescale:
@@ -116,6 +109,44 @@ def assess_file(
                 f"{model.pixel_size_um:.4g} µm; levels assume the model's: use --rescale to "
                 "resample (or --pixel-size)"
             )
+    if options.pixel_size_um is None:  # a plane too large to load is rated band by band
+        with lazy_planes(path) as lazy:
+            if lazy and lazy[0].shape[0] * lazy[0].shape[1] > LARGE_PLANE_PIXELS:
+
+                def rate_banded(plane, label: str) -> ImageAssessment:
+                    try:
+                        return assess_banded(plane, model, options=options, name=label)
+                    except MiqError:
+                        raise
+                    except Exception as exc:  # a lazily read chunk can be corrupt
+                        raise ImageReadError(
+                            f"{label}: corrupt or unreadable image data ({type(exc).__name__}: "
+                            f"{exc})"
+                        ) from None
+
+                return _rate_planes(name, lazy, select, rate_banded)
+    try:
+        planes = read_planes(path)
+    except MiqError as exc:
+        return [PlaneResult(name, -1, -1, error=str(exc))]
+    return _rate_planes(
+        name,
+        planes,
+        select,
+        lambda plane, label: assess(plane.data, model, options=options, name=label),
+        keep_image=keep_image,
+    )
+
+
+def _rate_planes(
+    name: str,
+    planes: list,
+    select: PlaneSelection | None,
+    rate: Callable[[object, str], ImageAssessment],
+    keep_image: bool = False,
+) -> list[PlaneResult]:
+    """Rate the selected planes (:class:`miq.io.Plane` or :class:`miq.large.LazyPlane`) of one
+    file with ``rate(plane, label)``; a plane that cannot be rated gets a result with ``error``."""
     if select is not None:
         planes = [p for p in planes if select.wants(p)]
         if not planes:
@@ -129,43 +160,12 @@ def assess_file(
         label = name if len(planes) == 1 else f"{name} [{where}]"
         common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
         try:
-            a = assess(plane.data, model, options=options, name=label)
+            a = rate(plane, label)
             image = plane.data if keep_image else None
             results.append(PlaneResult(name, plane.c, plane.z, a, image=image, **common))
         except MiqError as exc:
             results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
     return results
-
-
-def _assess_large_file(
-    path, model, options: AssessOptions, select: PlaneSelection | None
-) -> list[PlaneResult] | None:
-    """Planes of a file with a plane over :data:`miq.large.LARGE_PLANE_PIXELS`, rated band by
-    band without loading them whole; None for other files (and those not readable lazily)."""
-    from .large import LARGE_PLANE_PIXELS, assess_banded, lazy_planes
-
-    name = os.fspath(path)
-    with lazy_planes(path) as planes:
-        if not planes or planes[0].shape[0] * planes[0].shape[1] <= LARGE_PLANE_PIXELS:
-            return None
-        if select is not None:
-            planes = [p for p in planes if select.wants(p)]
-            if not planes:
-                return [PlaneResult(name, -1, -1, error=f"{name}: no plane matches {select}")]
-        time_series = len({p.t for p in planes}) > 1
-        results = []
-        for plane in planes:
-            label = name if len(planes) == 1 else f"{name} [c={plane.c}, z={plane.z}, t={plane.t}]"
-            common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
-            try:
-                a = assess_banded(plane, model, options=options, name=label)
-                results.append(PlaneResult(name, plane.c, plane.z, a, **common))
-            except MiqError as exc:
-                results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
-            except Exception as exc:  # a lazily read chunk can be corrupt
-                error = f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {exc})"
-                results.append(PlaneResult(name, plane.c, plane.z, error=error, **common))
-        return results
 
 
 def csv_columns(n_levels: int) -> list[str]:
