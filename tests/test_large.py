@@ -97,3 +97,24 @@ def test_banded_truncated_file_is_one_error(tmp_path, model, mosaic, small_limit
     (result,) = assess_file(path, model)
     assert result.assessment is None
     assert result.error.startswith(str(path)) and "\n" not in result.error
+
+
+def test_banded_outputs_per_patch_masks_and_reduced_overlay(
+    tmp_path, mosaic, small_limit, monkeypatch, capsys
+):
+    from PIL import Image
+
+    from miq.cli import main
+
+    monkeypatch.setattr(miq.large, "PREVIEW_SIDE", 300)  # 1000 px wide → every 4th px
+    tifffile.imwrite(tmp_path / "mosaic.tif", mosaic)
+    out = tmp_path / "run"
+    assert main(["predict", str(tmp_path / "mosaic.tif"), "-o", str(out), "-q"]) == 0
+    assert "rated in bands" in capsys.readouterr().err
+    level = tifffile.imread(out / "masks" / "mosaic_level_per_patch.tif")
+    assert level.shape == (9, 12)  # 700×1000 px → 9×12 patches, one pixel each
+    with Image.open(out / "overlays" / "mosaic.png") as im:
+        assert im.height - 52 == 175  # 700 / 4 rows above the legend bar and text
+        pixels = np.asarray(im.convert("RGB"))[:175, :250]
+    coloured = (pixels[:, :, 0] != pixels[:, :, 1]) | (pixels[:, :, 1] != pixels[:, :, 2])
+    assert 0.1 < coloured.mean() < 0.6  # patch borders drawn over the grey preview

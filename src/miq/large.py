@@ -27,6 +27,7 @@ from .tiling import patch_grid
 __all__ = ["LARGE_PLANE_PIXELS", "LazyPlane", "lazy_planes", "assess_banded"]
 
 LARGE_PLANE_PIXELS = 64 * 2**20  # 64 MP (8192²): larger planes are rated in bands
+PREVIEW_SIDE = 4096  # px: a banded plane keeps a subsampled preview this size for its overlay
 
 
 @dataclass
@@ -163,7 +164,10 @@ def assess_banded(
     rows_per_band: int = 4,
 ) -> ImageAssessment:
     """Rate a lazily read plane band by band (same result as :func:`miq.assess` on the whole
-    plane, which must then fit in memory). ``options.pixel_size_um`` is not supported here."""
+    plane, which must then fit in memory). ``options.pixel_size_um`` is not supported here.
+
+    ``extra["preview"]`` holds the plane subsampled by ``extra["preview_factor"]`` (at most
+    :data:`PREVIEW_SIDE` px a side) for drawing the overlay."""
     if options.pixel_size_um is not None:
         raise ValueError("assess_banded does not resample: rate at the model's pixel size")
     if plane.dtype.kind not in "buif":
@@ -173,6 +177,7 @@ def assess_banded(
     if h < p or w < p:
         raise ImageContentError(f"{name}: image is {w}×{h} px, smaller than one {p}×{p} patch")
     grid = patch_grid((h, w), p)
+    preview_factor = max(1, -(-max(h, w) // PREVIEW_SIDE))  # rows/columns 0, f, 2f … kept
     # bands at least one storage chunk tall, so that each chunk is decoded about once per pass
     rows_per_band = max(rows_per_band, -(-getattr(plane.data, "chunk_rows", 1) // p))
     band_rows = rows_per_band * p
@@ -190,9 +195,12 @@ def assess_banded(
         raise ImageContentError(
             f"{name}: image is constant (every pixel = {lo:g}); nothing to rate"
         )
-    probs, valid = [], []
+    probs, valid, preview = [], [], []
     for first, end, y0 in _bands(grid.ys, p, rows_per_band):  # pass 2: rate band by band
         band = plane.data[y0 : int(grid.ys[end - 1]) + p, 0:w]
+        kept = np.arange(y0, y0 + band.shape[0])
+        kept = kept[(kept % preview_factor == 0) & (kept >= len(preview) * preview_factor)]
+        preview.extend(band[kept - y0, ::preview_factor])
         for y in grid.ys[first:end] - y0:  # one patch row at a time: little float32 at once
             unit = unit_map(band[y : y + p], lo, hi)  # exactly to_unit_range's values
             windows = np.lib.stride_tricks.sliding_window_view(unit, (p, p))
@@ -202,5 +210,11 @@ def assess_banded(
     result = assessment_from_probabilities(
         grid, np.concatenate(probs), np.concatenate(valid), model, options
     )
-    result.extra.update(scale=1.0, pixel_size_um=None, banded=True)
+    result.extra.update(
+        scale=1.0,
+        pixel_size_um=None,
+        banded=True,
+        preview=np.stack(preview),
+        preview_factor=preview_factor,
+    )
     return result

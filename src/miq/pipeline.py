@@ -255,12 +255,13 @@ def _write_masks(out_dir: Path, stem: str, a: ImageAssessment, per_patch: bool =
 
 
 def _write_overlay(
-    out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str
+    out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str, downsample: int = 1
 ) -> str:
-    """Write ``overlays/{stem}.png``; returns that path relative to ``out_dir`` (POSIX form)."""
+    """Write ``overlays/{stem}.png``; returns that path relative to ``out_dir`` (POSIX form).
+    ``image`` may be the plane subsampled by ``downsample`` (see :func:`miq.render.overlay_image`)."""
     from .render import overlay_image
 
-    picture = overlay_image(image, a, title=title)
+    picture = overlay_image(image, a, title=title, downsample=downsample)
     relative = f"overlays/{stem}.png"
     with atomic_write(out_dir / relative) as fh:
         picture.save(fh, format="PNG")
@@ -408,16 +409,22 @@ def rate_file(job: FileJob, model) -> FileOutcome:
             continue
         stem = _output_stem(r, job.stem)
         banded = bool(r.assessment.extra.get("banded"))
+        preview = r.assessment.extra.pop("preview", None)
+        factor = r.assessment.extra.get("preview_factor", 1)
         if banded and (job.write_masks or job.write_overlays):
             warnings.append(
                 f"{r.file}: plane of {r.assessment.grid.image_shape[1]}×"
                 f"{r.assessment.grid.image_shape[0]} px rated in bands; masks are written with "
-                "one pixel per patch (*_per_patch.tif) and no overlay"
+                f"one pixel per patch (*_per_patch.tif), the overlay at 1/{factor} scale"
             )
         try:
             if job.write_masks:
                 _write_masks(job.out, stem, r.assessment, per_patch=banded)
-            if job.write_overlays and not banded:
+            if job.write_overlays and banded:
+                r.overlay = _write_overlay(
+                    job.out, stem, preview, r.assessment, Path(r.file).name, downsample=factor
+                )
+            elif job.write_overlays:
                 image = r.image
                 if r.assessment.extra.get("scale", 1.0) != 1.0:  # patch maps are resampled
                     image = resample_to_pixel_size(

@@ -30,11 +30,15 @@ def _gray8(image: np.ndarray) -> np.ndarray:
     return (np.clip((data - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def overlay_image(image: np.ndarray, assessment, *, title: str = "", border_px: int = 3):
+def overlay_image(
+    image: np.ndarray, assessment, *, title: str = "", border_px: int = 3, downsample: int = 1
+):
     """Annotated RGB overlay (a ``PIL.Image``) of an :class:`miq.ImageAssessment`.
 
     The image is contrast-stretched (0.5–99.8th percentile); below it, a legend bar of level colours
-    and a line with the whole-image level, defocus, certainty and in-focus flag.
+    and a line with the whole-image level, defocus, certainty and in-focus flag. ``image`` may be
+    the assessed plane reduced by an integer factor ``downsample`` (rows and columns 0, f, 2f …):
+    patch borders are then drawn at that scale.
     """
     from PIL import Image, ImageDraw, ImageFont
 
@@ -42,10 +46,12 @@ def overlay_image(image: np.ndarray, assessment, *, title: str = "", border_px: 
     k = assessment.patch_probabilities.shape[-1]
     colors = level_colors(k).astype(np.float32)
     rgb = np.repeat(_gray8(image)[:, :, None], 3, axis=2)
-    p, b = grid.patch_size, border_px
+    f = max(1, int(downsample))
+    p = max(1, round(grid.patch_size / f))
+    b = max(1, min(border_px, p // 6)) if f > 1 else border_px
     levels = assessment.patch_level
-    for i, y in enumerate(grid.ys):
-        for j, x in enumerate(grid.xs):
+    for i, y in enumerate(-(-grid.ys // f)):
+        for j, x in enumerate(-(-grid.xs // f)):
             if levels[i, j] < 0:
                 continue
             color = (colors[levels[i, j]] * assessment.patch_certainty[i, j]).astype(np.uint8)
