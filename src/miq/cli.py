@@ -823,6 +823,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):  # file names that are not valid UTF-8 print as \xNN
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    import logging
+
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # one line per bad file: ours
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

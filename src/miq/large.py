@@ -115,7 +115,10 @@ def lazy_planes(path: str | os.PathLike) -> Iterator[list[LazyPlane] | None]:
         yield None
         return
     try:
-        found = _tiff_array(tif, p)
+        try:
+            found = _tiff_array(tif, p)
+        except Exception:  # no readable series: the normal path reports the problem
+            found = None
         yield None if found is None else _planes_of(*found)
     finally:
         tif.close()

@@ -447,7 +447,11 @@ def failed_outcome(job: FileJob, message: str, n_levels: int) -> FileOutcome:
     """The outcome of a file whose worker died or raised unexpectedly: one error row."""
     error = f"{job.path}: {message}"
     result = PlaneResult(str(job.path), -1, -1, error=error)
-    return FileOutcome([result], [_row(result, n_levels)], True, 0, [error])
+    try:
+        position = plate_position(job.path, job.well_pattern)
+    except Exception:  # the file itself may be what failed: no well then
+        position = None
+    return FileOutcome([result], [_row(result, n_levels, position)], True, 0, [error])
 
 
 MAX_KEPT_RESULTS = 1000  # RunSummary.results keeps the first planes only (rows keep all)

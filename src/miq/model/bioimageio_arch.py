@@ -1,0 +1,181 @@
+"""Self-contained miq focus network with calibrated output, for bioimage.io model packages.
+
+This file is copied verbatim into a bioimage.io package (as ``miq_focus_net.py``) and referenced by
+its ``pytorch_state_dict`` weights entry, so it depends on torch only and never imports miq.
+:func:`miq_focus_net` builds the network from JSON keyword arguments; its parameters have the same
+names as the network in ``miq.model.network``, so miq's ``model.safetensors`` state dict loads into
+it unchanged.
+
+Input: patches ``(B, 1, P, P)`` float32 (P = 84) in any intensity scale; each patch is standardised
+inside the network. Output: ``(B, K)`` float32 calibrated level probabilities (K = 11, level 0 = in
+focus), exactly what miq reports per patch::
+
+    p = softmax(logits);  p_cal = softmax((log(max(p, 1e-12)) + class_bias) / patch_temperature)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "PatchStandardize",
+    "CompactFocusNet",
+    "Yang2018Net",
+    "CalibratedCompactFocusNet",
+    "CalibratedYang2018Net",
+    "miq_focus_net",
+]
+
+
+class PatchStandardize(nn.Module):
+    """(x − mean) / (std + eps·(|mean| + 1e-12)) per patch over (y, x); shape unchanged."""
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        centred = x - mean
+        std = torch.sqrt((centred * centred).mean(dim=(2, 3), keepdim=True))
+        return centred / (std + self.eps * (mean.abs() + 1e-12))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class CompactFocusNet(nn.Module):
+    """miq's compact defocus classifier: (B, 1, P, P) patches → (B, n_levels) logits."""
+
+    def __init__(self, n_levels: int = 11, width: int = 16, patch_size: int = 84) -> None:
+        super().__init__()
+        w = width
+        self.standardize = PatchStandardize()
+        self.features = nn.Sequential(
+            _conv_bn_relu(1, w, 5, 2),
+            _conv_bn_relu(w, 2 * w, 3, 2),
+            _conv_bn_relu(2 * w, 2 * w, 3, 1),
+            _conv_bn_relu(2 * w, 4 * w, 3, 2),
+            _conv_bn_relu(4 * w, 4 * w, 3, 2),
+        )
+        self.head = nn.Linear(8 * w, n_levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(self.standardize(x))
+        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+class Yang2018Net(nn.Module):
+    """The architecture of Yang et al. 2018: (B, 1, P, P) patches → (B, n_levels) logits."""
+
+    def __init__(self, n_levels: int = 11, patch_size: int = 84) -> None:
+        super().__init__()
+        self.standardize = PatchStandardize()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+        )
+        side = patch_size // 4
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * side * side, 1024),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.5),
+            nn.Linear(1024, n_levels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.standardize(x)))
+
+
+def calibrated_probabilities(
+    logits: torch.Tensor, class_bias: torch.Tensor, patch_temperature: torch.Tensor
+) -> torch.Tensor:
+    """softmax((log(max(softmax(logits), 1e-12)) + class_bias) / T) over the last axis; (B, K)."""
+    p = torch.softmax(logits, dim=-1)
+    z = (torch.log(torch.clamp(p, min=1e-12)) + class_bias) / patch_temperature
+    return torch.softmax(z, dim=-1)
+
+
+def _calibration_buffers(
+    module: nn.Module, n_levels: int, class_bias: Sequence[float] | None, patch_temperature: float
+) -> None:
+    bias = [0.0] * n_levels if class_bias is None else [float(b) for b in class_bias]
+    if len(bias) != n_levels or not patch_temperature > 0:
+        raise ValueError(
+            f"class_bias needs {n_levels} values and patch_temperature must be > 0, got "
+            f"{len(bias)} values and {patch_temperature}"
+        )
+    # not persistent: the state dict holds only the network weights, the calibration is in kwargs
+    module.register_buffer("class_bias", torch.tensor(bias, dtype=torch.float32), persistent=False)
+    module.register_buffer(
+        "patch_temperature", torch.tensor(float(patch_temperature)), persistent=False
+    )
+
+
+class CalibratedCompactFocusNet(CompactFocusNet):
+    """:class:`CompactFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
+
+    def __init__(
+        self,
+        n_levels: int = 11,
+        width: int = 16,
+        patch_size: int = 84,
+        class_bias: Sequence[float] | None = None,
+        patch_temperature: float = 1.0,
+    ) -> None:
+        super().__init__(n_levels=n_levels, width=width, patch_size=patch_size)
+        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
+
+
+class CalibratedYang2018Net(Yang2018Net):
+    """:class:`Yang2018Net` whose output is miq's calibrated probabilities (B, n_levels)."""
+
+    def __init__(
+        self,
+        n_levels: int = 11,
+        patch_size: int = 84,
+        class_bias: Sequence[float] | None = None,
+        patch_temperature: float = 1.0,
+    ) -> None:
+        super().__init__(n_levels=n_levels, patch_size=patch_size)
+        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
+
+
+_CALIBRATED = {"compact": CalibratedCompactFocusNet, "yang2018": CalibratedYang2018Net}
+
+
+def miq_focus_net(architecture: str = "compact", **kwargs) -> nn.Module:
+    """Build the calibrated network ``"compact"`` or ``"yang2018"`` from JSON keyword arguments.
+
+    ``kwargs``: the architecture's own (``n_levels``, ``patch_size``, ``width`` for compact) plus
+    ``class_bias`` (n_levels floats) and ``patch_temperature`` (> 0) of miq's patch calibration.
+    """
+    try:
+        cls = _CALIBRATED[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {sorted(_CALIBRATED)}"
+        ) from None
+    return cls(**kwargs)
