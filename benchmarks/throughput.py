@@ -1,7 +1,9 @@
 """Throughput of miq predict on a folder of images with 1 and more worker processes.
 
-Writes ``--count`` synthetic uint16 TIFFs of ``--side``² px (procedural cells, different seeds),
-then times, each in a fresh process as a user runs it:
+Writes ``--count`` synthetic uint16 TIFFs of ``--side``² px (procedural cells, shifted copies;
+``--compression``), then times: miq in this process with the model loaded and no read-ahead
+(the baseline for the overlap of reading and rating); then, each in a fresh process as a user
+runs it:
   - ``miq predict FOLDER --workers N --no-masks --no-overlays`` for each N of ``--workers``
     (one inference thread per worker), start-up and model loading included;
   - CellProfiler's PLLS over the same files in one process (read + measure), for reference;
@@ -39,6 +41,9 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--side", type=int, default=2048)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--compression", default="none", choices=["none", "lzw", "zlib"], help="of the TIFFs"
+    )
     args = parser.parse_args()
 
     import tifffile
@@ -52,11 +57,35 @@ def main() -> int:
         rng = np.random.default_rng(1)
         for i in range(args.count):  # shifted and flipped copies: distinct images, cheap to make
             image = np.roll(base, tuple(rng.integers(0, args.side, 2)), axis=(0, 1))
-            tifffile.imwrite(folder / f"field_{i:04d}.tif", image[:, ::-1] if i % 2 else image)
-        print(f"{args.count} images of {args.side}² uint16 px in {folder}")
+            tifffile.imwrite(
+                folder / f"field_{i:04d}.tif",
+                image[:, ::-1] if i % 2 else image,
+                compression=None if args.compression == "none" else args.compression,
+            )
+        print(f"{args.count} images of {args.side}² uint16 px ({args.compression}) in {folder}")
         print(f"{'what':<44}{'s':>8}{'images/s':>10}{'x 1 worker':>12}")
         csvs = []
         base_rate = None
+        # in this process (model already loaded), without reading the next file ahead
+        import miq
+        from miq.io import find_images
+        from miq.pipeline import predict_files
+
+        model = miq.load_model(threads=1)
+        start = time.perf_counter()
+        predict_files(
+            find_images([folder]),
+            Path(tmp) / "out_no_read_ahead",
+            model,
+            write_masks=False,
+            write_overlays=False,
+            read_ahead=False,
+            progress=False,
+        )
+        wall = time.perf_counter() - start
+        label = "one process, no read-ahead (API, loaded)"
+        print(f"{label:<44}{wall:>8.1f}{args.count / wall:>10.2f}{'':>12}")
+        csvs.append((Path(tmp) / "out_no_read_ahead" / "results.csv").read_bytes())
         for n in args.workers:
             out = Path(tmp) / f"out_{n}"
             command = [
@@ -81,7 +110,7 @@ def main() -> int:
             rate = args.count / wall
             base_rate = base_rate or rate
             csvs.append((out / "results.csv").read_bytes())
-            label = f"miq predict --workers {n}"
+            label = f"miq predict --workers {n}" + (" (read-ahead)" if n == 1 else "")
             print(f"{label:<44}{wall:>8.1f}{rate:>10.2f}{rate / base_rate:>12.2f}")
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", PLLS_SCRIPT, str(folder)], check=True, env=env)
@@ -90,7 +119,7 @@ def main() -> int:
         print(
             f"{label:<44}{wall:>8.1f}{args.count / wall:>10.2f}{args.count / wall / base_rate:>12.2f}"
         )
-        print(f"results.csv identical across worker counts: {len(set(csvs)) == 1}")
+        print(f"results.csv identical across all miq runs: {len(set(csvs)) == 1}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Running per-file rating jobs: in this process, in local worker processes, or on a Dask cluster.
 
 All three give the same outcomes (same rows, same output files); only where the work runs
-differs. Each worker loads the model once (cached per process) and runs it with one inference
+differs. In this process, a thread reads the next file while the current one is rated. Each worker loads the model once (cached per process) and runs it with one inference
 thread unless the model was loaded with more. A file whose worker raises or dies becomes one
 error row; the run goes on.
 
@@ -23,6 +23,7 @@ from functools import lru_cache
 
 from .errors import MiqError
 from .pipeline import FileJob, FileOutcome, failed_outcome, rate_file
+from .pipeline import read_ahead as read_ahead_planes
 
 __all__ = ["ModelSpec", "run_jobs"]
 
@@ -87,20 +88,51 @@ def run_jobs(
     *,
     workers: int = 1,
     scheduler=None,
+    read_ahead: bool = True,
 ) -> Iterator[tuple[int, FileOutcome]]:
-    """Yield ``(index, outcome)`` for every job, in completion order."""
+    """Yield ``(index, outcome)`` for every job, in completion order. ``read_ahead`` (in this
+    process only): read the next file in a thread while the current one is rated."""
     if scheduler is not None:
         yield from _run_dask(jobs, ModelSpec.of(model), scheduler)
     elif workers > 1 and len(jobs) > 1:
         yield from _run_processes(jobs, ModelSpec.of(model), workers)
     else:
-        for index, job in jobs.items():
+        yield from _run_here(jobs, model, read_ahead)
+
+
+def _nothing(job: FileJob) -> None:
+    return None
+
+
+def _run_here(
+    jobs: dict[int, FileJob], model, read_ahead: bool = True
+) -> Iterator[tuple[int, FileOutcome]]:
+    """In this process; a thread reads the next file while the model rates the current one
+    (decoding compressed TIFFs and ONNX Runtime both release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    order = list(jobs)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="miq-read-ahead") as reader:
+
+        def ahead(job: FileJob):
+            return reader.submit(read_ahead_planes if read_ahead else _nothing, job)
+
+        upcoming = ahead(jobs[order[0]]) if order else None
+        for position, index in enumerate(order):
+            job = jobs[index]
             try:
-                outcome = rate_file(job, model)
+                preread = upcoming.result()
+            except Exception:  # reading ahead failed unexpectedly: rate_file reads it itself
+                preread = None
+            if position + 1 < len(order):
+                upcoming = ahead(jobs[order[position + 1]])
+            try:
+                outcome = rate_file(job, model, preread)
             except Exception as exc:  # as in a worker: one error row, the run goes on
                 outcome = failed_outcome(
                     job, f"unexpected error ({type(exc).__name__}: {exc})", model.n_levels
                 )
+            del preread
             yield index, outcome
 
 

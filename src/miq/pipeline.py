@@ -83,6 +83,7 @@ def assess_file(
     rescale: bool = False,
     select: PlaneSelection | None = None,
     on_warning: Callable[[str], None] | None = None,
+    preread: list | MiqError | None = None,
 ) -> list[PlaneResult]:
     """Assess every plane of an image file (or those ``select`` picks).
 
@@ -90,7 +91,8 @@ def assess_file(
     cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
     When ``options.pixel_size_um`` is None and the file records a pixel size (OME or ImageJ
     calibration) that differs from the model's: with ``rescale`` the planes are resampled to the
-    model's pixel size; otherwise ``on_warning`` gets one line saying so.
+    model's pixel size; otherwise ``on_warning`` gets one line saying so. ``preread``: the
+    file's planes (or the error reading them) when already read, e.g. by :func:`read_ahead`.
     """
     from .io import read_pixel_size
     from .large import LARGE_PLANE_PIXELS, assess_banded, lazy_planes
@@ -109,7 +111,7 @@ def assess_file(
                 f"{model.pixel_size_um:.4g} µm; levels assume the model's: use --rescale to "
                 "resample (or --pixel-size)"
             )
-    if options.pixel_size_um is None:  # a plane too large to load is rated band by band
+    if preread is None and options.pixel_size_um is None:  # too large to load: in bands
         with lazy_planes(path) as lazy:
             if lazy and lazy[0].shape[0] * lazy[0].shape[1] > LARGE_PLANE_PIXELS:
 
@@ -126,7 +128,9 @@ def assess_file(
 
                 return _rate_planes(name, lazy, select, rate_banded)
     try:
-        planes = read_planes(path)
+        if isinstance(preread, MiqError):
+            raise preread
+        planes = read_planes(path) if preread is None else preread
     except MiqError as exc:
         return [PlaneResult(name, -1, -1, error=str(exc))]
     return _rate_planes(
@@ -136,6 +140,22 @@ def assess_file(
         lambda plane, label: assess(plane.data, model, options=options, name=label),
         keep_image=keep_image,
     )
+
+
+def read_ahead(job: FileJob) -> list | MiqError | None:
+    """A job's planes read in advance (to overlap reading the next file with rating this one),
+    or the error reading them; None when the file is to be read in bands, or resampled."""
+    from .large import LARGE_PLANE_PIXELS, lazy_planes
+
+    if job.options.pixel_size_um is not None or job.rescale:
+        return None
+    with lazy_planes(job.path) as lazy:
+        if lazy and lazy[0].shape[0] * lazy[0].shape[1] > LARGE_PLANE_PIXELS:
+            return None
+    try:
+        return read_planes(job.path)
+    except MiqError as exc:
+        return exc
 
 
 def _rate_planes(
@@ -383,10 +403,11 @@ class FileOutcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def rate_file(job: FileJob, model) -> FileOutcome:
+def rate_file(job: FileJob, model, preread: list | MiqError | None = None) -> FileOutcome:
     """Rate every (selected) plane of one file, write its masks and overlays, build its rows.
 
     Never raises for a bad input or an unwritable output: they become errors of the outcome.
+    ``preread``: the planes :func:`read_ahead` read for this job, if it did.
     """
     warnings: list[str] = []
     file_results = assess_file(
@@ -397,6 +418,7 @@ def rate_file(job: FileJob, model) -> FileOutcome:
         rescale=job.rescale,
         select=job.select,
         on_warning=warnings.append,
+        preread=preread,
     )
     failed_file = bool(file_results and file_results[0].c == -1)
     failed_planes = 0
@@ -472,6 +494,7 @@ def predict_files(
     select: PlaneSelection | None = None,
     workers: int = 1,
     scheduler: str | None = None,
+    read_ahead: bool = True,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
@@ -491,7 +514,8 @@ def predict_files(
     ``workers`` > 1 rates files in that many local processes (one inference thread each unless
     the model was loaded with more); ``scheduler`` (a Dask distributed scheduler address such as
     ``tcp://host:8786``, or a ``distributed.Client``) sends them to a cluster whose workers see
-    the same files and output folder. See :mod:`miq.parallel`.
+    the same files and output folder. See :mod:`miq.parallel`. ``read_ahead`` (one process):
+    read the next file in a thread while the current one is rated.
     """
     from tqdm import tqdm
 
@@ -535,7 +559,8 @@ def predict_files(
         disable=None if progress is None else not progress,
         file=sys.stderr,
     )
-    for index, outcome in run_jobs(jobs, model, workers=workers, scheduler=scheduler):
+    outcomes = run_jobs(jobs, model, workers=workers, scheduler=scheduler, read_ahead=read_ahead)
+    for index, outcome in outcomes:
         for line in outcome.warnings:
             if on_warning:
                 on_warning(line)
