@@ -175,3 +175,39 @@ def test_corrupted_onnx_is_rejected(tmp_path):
         fh.write(b"\x00\x01\x02")
     with pytest.raises(ModelError, match="sha256"):
         miq.load_model(tmp_path)
+
+
+def test_soft_rps_equals_rps_for_one_hot_and_is_zero_on_itself():
+    from miq.training.loss import ranked_probability_score, soft_ranked_probability_score
+
+    logits = torch.randn(6, 11)
+    labels = torch.tensor([0, 3, 10, 5, 5, 1])
+    one_hot = torch.nn.functional.one_hot(labels, 11).float()
+    assert torch.isclose(
+        soft_ranked_probability_score(logits, one_hot), ranked_probability_score(logits, labels)
+    )
+    assert float(soft_ranked_probability_score(logits, torch.softmax(logits, 1))) < 1e-12
+
+
+def test_distillation_from_the_bundled_model(tmp_path, sample_image):
+    """A width-8 student trains against the bundled model as teacher and exports."""
+    import tifffile
+
+    from miq.model.runtime import BUNDLED_MODEL
+    from miq.training.train import TrainConfig, train
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    config = TrainConfig(
+        architecture_kwargs={"width": 8},
+        steps=3,
+        batch_size=8,
+        procedural_fraction=0.5,
+        teacher=str(BUNDLED_MODEL.parent),
+    )
+    messages = []
+    meta_path = train(
+        [str(tmp_path / "in_focus.tif")], tmp_path / "student", config, log=messages.append
+    )
+    assert any(m.startswith("distilling from") for m in messages)
+    meta = json.loads(meta_path.read_text())
+    assert meta["architecture_kwargs"]["width"] == 8 and meta["n_parameters"] < 25_000

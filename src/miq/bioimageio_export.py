@@ -23,6 +23,7 @@ import importlib
 import os
 import re
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MiqError, ModelError, OutputError
+from .io import _umask
 
 __all__ = ["export_bioimageio", "ARCHITECTURE_FILE", "ARCHITECTURE_CALLABLE"]
 
@@ -46,9 +48,8 @@ _REQUIRED = {
 # the package's weights must reproduce miq's per-patch output this closely (probabilities)
 _EXPORT_TOLERANCE = 1e-4
 _CITATION_TEXT = (
-    "Yang SJ, Berndl M, Michael Ando D, Barch M, Narayanaswamy A, Christiansen E, Hoyer S, "
-    "Roat C, Hung J, Rueden CT, Shankar A, Finkbeiner S, Nelson P. Assessing microscope image "
-    "focus quality with deep learning. BMC Bioinformatics 19:77 (2018)"
+    "Yang SJ et al. (2018) Assessing microscope image focus quality with deep learning. "
+    "BMC Bioinformatics 19:77"
 )
 _CITATION_DOI = "10.1186/s12859-018-2087-4"
 _TAGS = [
@@ -80,6 +81,15 @@ def _require_dependencies() -> None:
             f"bioimage.io export needs {', '.join(missing)}, not installed: "
             "pip install 'miq[bioimageio]'"
         )
+
+
+def _incompatible_pydantic() -> str:
+    from importlib.metadata import version
+
+    return (
+        f"bioimageio.spec {version('bioimageio.spec')} does not work with pydantic "
+        f"{version('pydantic')}: pip install 'pydantic<2.14' (or a newer bioimageio.spec)"
+    )
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -253,9 +263,8 @@ def _readme(model, *, architecture: str, n_parameters: int, checks: dict, sample
         "",
         f"Rates the focus of one {p}×{p} px patch of a 2D fluorescence microscopy image: the "
         f"probabilities of {k} absolute defocus levels (level 0 = in focus). This is the per-patch "
-        "network of [miq](https://pypi.org/project/miq/) (microscope image focus quality), a "
-        "re-implementation of Yang et al. 2018 (see Citation), exported with "
-        "`miq export-bioimageio`.",
+        "network of miq (microscope image focus quality), which follows the approach of Yang et "
+        "al. 2018 (see Citation), exported by miq's bioimage.io export.",
         "",
         "## Inputs and outputs",
         "",
@@ -270,12 +279,13 @@ def _readme(model, *, architecture: str, n_parameters: int, checks: dict, sample
         f"{optics.get('wavelength_nm', '?')} nm, NA {optics.get('numerical_aperture', '?')}, "
         f"refractive index {optics.get('refractive_index', '?')}, "
         f"{optics.get('pixel_size_um', '?')} µm per px. Images at another pixel size should be "
-        "resampled to it first (miq does this with `--pixel-size`).",
+        "resampled to it first (`miq predict --pixel-size` does this).",
         "",
         "## Calibration",
         "",
         "The network's softmax probabilities p are post-hoc calibrated as in miq: "
-        "`softmax((log(max(p, 1e-12)) + class_bias) / patch_temperature)` with",
+        "`softmax((log(max(p, 1e-12)) + class_bias) / patch_temperature)` with"
+        + ("" if model.calibrated else " (model.json has no calibration: the identity)"),
         "",
         f"* `class_bias` = {[round(float(b), 6) for b in model.class_bias]}",
         f"* `patch_temperature` = {model.patch_temperature:g}",
@@ -374,8 +384,7 @@ def _readme(model, *, architecture: str, n_parameters: int, checks: dict, sample
         "",
         "## Limitations",
         "",
-        "* Trained on synthetic defocus of 2D fluorescence images; other modalities (bright "
-        "field, phase contrast, histology) are out of scope.",
+        "* Trained on synthetic defocus of 2D fluorescence images only.",
         "* Patches without structure (empty background) give uncertain output; miq weights "
         "patches by certainty when rating a whole image.",
         "* The levels are absolute defocus for the optics above; a different NA or pixel size "
@@ -482,7 +491,7 @@ def export_bioimageio(
         np.save(folder / "test_input.npy", test_input)
         np.save(folder / "test_output.npy", test_output)
         assessment = assess(image, model, name=_SAMPLE_IMAGE)
-        cover = overlay_image(image, assessment, title=f"miq {model.name}: {_SAMPLE_IMAGE}")
+        cover = overlay_image(image, assessment, title=f"{model.name}: {_SAMPLE_IMAGE}")
         _pad_to_cover_ratio(cover).save(folder / "cover.png", optimize=True)
         sample = {
             "n_patches": int(len(patches)),
@@ -605,6 +614,8 @@ def export_bioimageio(
                 )
             except Exception as exc:  # pydantic ValidationError: a bug here or an odd model.json
                 first = str(exc).strip().splitlines()
+                if "index_key" in str(exc):  # bioimageio.spec 0.5.12 with pydantic >= 2.14
+                    raise MiqError(_incompatible_pydantic()) from None
                 raise ModelError(
                     f"{model.path}: cannot describe it as a bioimage.io model "
                     f"({' '.join(first[:3])})"
@@ -618,10 +629,21 @@ def export_bioimageio(
             except OSError as exc:
                 raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
             try:
-                save_bioimageio_package(descr, output_path=Path(part))
+                with warnings.catch_warnings():
+                    # bioimageio.spec's cache pre-fill warns about the package's relative paths
+                    warnings.filterwarnings("ignore", "Found mapping with 'source'", UserWarning)
+                    save_bioimageio_package(descr, output_path=Path(part))
+                os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private
                 os.replace(part, target)
             except OSError as exc:
                 raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+            except ValueError as exc:  # the written package does not validate
+                if "index_key" in str(exc):
+                    raise MiqError(_incompatible_pydantic()) from None
+                first = str(exc).strip().splitlines()
+                raise ModelError(
+                    f"{model.path}: exported package is not valid ({' '.join(first[:3])})"
+                ) from None
             finally:
                 if os.path.exists(part):
                     os.unlink(part)

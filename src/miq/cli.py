@@ -82,6 +82,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
         init_from=args.init_from,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
@@ -802,6 +804,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.3,
         help="share of samples from procedural in-focus content (0..1)",
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="MODEL",
+        help="distil: also learn this trained model's predictions (folder or model.json)",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.7,
+        help="share of the loss from the teacher (default 0.7)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)

@@ -14,7 +14,7 @@ import torch
 
 from ..optics import LevelTable, Optics
 from .export import export_model
-from .loss import ranked_probability_score
+from .loss import ranked_probability_score, soft_ranked_probability_score
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
@@ -35,6 +35,8 @@ class TrainConfig:
     max_minutes: float | None = None
     checkpoint_every: int = 500
     init_from: str | None = None
+    teacher: str | None = None  # model folder whose predictions the network also learns
+    distill_weight: float = 0.7  # share of the loss from the teacher when there is one
     threads: int | None = None
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
@@ -67,6 +69,20 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit this architecture ({exc})") from None
+
+
+def _load_teacher(path: str) -> torch.nn.Module:
+    """A trained miq model (folder or model.json) as a frozen torch network, for distillation."""
+    from ..model.network import build_network
+
+    meta_path = Path(path) / "model.json" if Path(path).is_dir() else Path(path)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
+    _load_initial_weights(network, str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
+    network.eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
 
 
 def _validation_batch(
@@ -136,6 +152,9 @@ def train(
     if config.init_from and not resume:
         _load_initial_weights(model, config.init_from)
         log(f"initial weights: {config.init_from}")
+    teacher = _load_teacher(config.teacher) if config.teacher else None
+    if teacher is not None:
+        log(f"distilling from {config.teacher} (weight {config.distill_weight})")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -188,7 +207,13 @@ def train(
     model.train()
     while step < config.steps:
         x, y = batches.next_batch(config.batch_size)
-        loss = ranked_probability_score(model(x), y)
+        logits = model(x)
+        loss = ranked_probability_score(logits, y)
+        if teacher is not None:
+            with torch.no_grad():
+                target = torch.softmax(teacher(x), dim=1)
+            alpha = config.distill_weight
+            loss = (1 - alpha) * loss + alpha * soft_ranked_probability_score(logits, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
