@@ -206,3 +206,11 @@ def test_invalid_model_folder(tmp_path):
     with pytest.raises(ModelError, match="model not found"):
         export_bioimageio(tmp_path / "model.zip", tmp_path / "empty")
     assert not (tmp_path / "model.zip").exists()
+
+
+def test_output_is_a_folder(tmp_path):
+    from miq.bioimageio_export import export_bioimageio
+    from miq.errors import OutputError
+
+    with pytest.raises(OutputError, match="is a folder"):
+        export_bioimageio(tmp_path)

@@ -9,7 +9,7 @@ weight formats that give the same output:
   (Clip → Log → Add bias → Div temperature → Softmax);
 * ``pytorch_state_dict``: miq's ``model.safetensors`` state dict, saved with ``torch.save``, for
   the self-contained architecture file ``miq_focus_net.py`` (a copy of
-  ``miq/model/bioimageio_arch.py``) that takes the calibration as keyword arguments.
+  ``miq/model/network.py``) that takes the calibration as keyword arguments.
 
 Splitting whole images into patches and aggregating the patches into a whole-image rating (and the
 image-level temperature) stay in miq; the package covers the per-patch network only.
@@ -129,7 +129,7 @@ def _torch_network(model, architecture: str, kwargs: dict, weights: Path):
     """The calibrated torch network (eval mode) with miq's weights loaded, and its kwargs."""
     from safetensors.torch import load_file
 
-    from .model import bioimageio_arch
+    from .model import network
 
     net_kwargs = {
         "architecture": architecture,
@@ -138,7 +138,7 @@ def _torch_network(model, architecture: str, kwargs: dict, weights: Path):
         "patch_temperature": float(model.patch_temperature),
     }
     try:
-        net = bioimageio_arch.miq_focus_net(**net_kwargs)
+        net = network.miq_focus_net(**net_kwargs)
         net.load_state_dict(load_file(str(weights)), strict=True)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -470,7 +470,7 @@ def export_bioimageio(
         torch.save(net.state_dict(), state_path)
         arch_path = folder / ARCHITECTURE_FILE
         arch_path.write_text(
-            (resources.files("miq.model") / "bioimageio_arch.py").read_text(encoding="utf-8"),
+            (resources.files("miq.model") / "network.py").read_text(encoding="utf-8"),
             encoding="utf-8",
         )
 

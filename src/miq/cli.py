@@ -426,6 +426,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export_bioimageio(args: argparse.Namespace) -> int:
+    from .bioimageio_export import export_bioimageio
+
+    path = export_bioimageio(args.output, args.model)
+    print(f"bioimage.io package: {path}")
+    return EXIT_OK
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate_model
     from .errors import MiqError
@@ -627,6 +635,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="images in each montage of most and least in-focus planes (default 12)",
     )
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "export-bioimageio",
+        help="write a model as a bioimage.io model package (needs the 'bioimageio' extra)",
+    )
+    p.add_argument("-o", "--output", required=True, help="package to write (.zip)")
+    p.add_argument("--model", default=None, help="model folder or model.json (default: bundled)")
+    p.set_defaults(func=_cmd_export_bioimageio)
 
     p = sub.add_parser("measure", help="classical focus measures (CellProfiler definitions)")
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")

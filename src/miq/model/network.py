@@ -4,14 +4,29 @@ Both networks take raw patches ``(B, 1, 84, 84)`` float32 in any intensity scale
 per-patch standardisation (subtract the patch mean, divide by its standard deviation), so their
 output does not depend on gain or offset, and ONNX exports carry the normalisation with them.
 They are plain ``torch.nn.Module`` objects built from JSON-serialisable keyword arguments.
+
+This file depends on torch only (it never imports miq): bioimage.io packages ship it verbatim as
+their architecture file (``miq_focus_net.py``; :func:`miq_focus_net` builds the network with
+miq's patch calibration on its output).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-__all__ = ["PatchStandardize", "CompactFocusNet", "Yang2018Net", "build_network", "ARCHITECTURES"]
+__all__ = [
+    "PatchStandardize",
+    "CompactFocusNet",
+    "Yang2018Net",
+    "CalibratedCompactFocusNet",
+    "CalibratedYang2018Net",
+    "miq_focus_net",
+    "build_network",
+    "ARCHITECTURES",
+]
 
 
 class PatchStandardize(nn.Module):
@@ -91,6 +106,86 @@ class Yang2018Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.standardize(x)))
+
+
+def calibrated_probabilities(
+    logits: torch.Tensor, class_bias: torch.Tensor, patch_temperature: torch.Tensor
+) -> torch.Tensor:
+    """softmax((log(max(softmax(logits), 1e-12)) + class_bias) / T) over the last axis; (B, K)."""
+    p = torch.softmax(logits, dim=-1)
+    z = (torch.log(torch.clamp(p, min=1e-12)) + class_bias) / patch_temperature
+    return torch.softmax(z, dim=-1)
+
+
+def _calibration_buffers(
+    module: nn.Module, n_levels: int, class_bias: Sequence[float] | None, patch_temperature: float
+) -> None:
+    bias = [0.0] * n_levels if class_bias is None else [float(b) for b in class_bias]
+    if len(bias) != n_levels or not patch_temperature > 0:
+        raise ValueError(
+            f"class_bias needs {n_levels} values and patch_temperature must be > 0, got "
+            f"{len(bias)} values and {patch_temperature}"
+        )
+    # not persistent: the state dict holds only the network weights, the calibration is in kwargs
+    module.register_buffer("class_bias", torch.tensor(bias, dtype=torch.float32), persistent=False)
+    module.register_buffer(
+        "patch_temperature", torch.tensor(float(patch_temperature)), persistent=False
+    )
+
+
+class CalibratedCompactFocusNet(CompactFocusNet):
+    """:class:`CompactFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
+
+    def __init__(
+        self,
+        n_levels: int = 11,
+        width: int = 16,
+        patch_size: int = 84,
+        class_bias: Sequence[float] | None = None,
+        patch_temperature: float = 1.0,
+    ) -> None:
+        super().__init__(n_levels=n_levels, width=width, patch_size=patch_size)
+        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
+
+
+class CalibratedYang2018Net(Yang2018Net):
+    """:class:`Yang2018Net` whose output is miq's calibrated probabilities (B, n_levels)."""
+
+    def __init__(
+        self,
+        n_levels: int = 11,
+        patch_size: int = 84,
+        class_bias: Sequence[float] | None = None,
+        patch_temperature: float = 1.0,
+    ) -> None:
+        super().__init__(n_levels=n_levels, patch_size=patch_size)
+        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
+
+
+_CALIBRATED = {"compact": CalibratedCompactFocusNet, "yang2018": CalibratedYang2018Net}
+
+
+def miq_focus_net(architecture: str = "compact", **kwargs) -> nn.Module:
+    """Build the calibrated network ``"compact"`` or ``"yang2018"`` from JSON keyword arguments.
+
+    ``kwargs``: the architecture's own (``n_levels``, ``patch_size``, ``width`` for compact) plus
+    ``class_bias`` (n_levels floats) and ``patch_temperature`` (> 0) of miq's patch calibration.
+    """
+    try:
+        cls = _CALIBRATED[architecture]
+    except KeyError:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose one of {sorted(_CALIBRATED)}"
+        ) from None
+    return cls(**kwargs)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
