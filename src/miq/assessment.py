@@ -196,24 +196,46 @@ def assess(
     from .model.runtime import default_model
 
     model = model or default_model()
-    grid, patches, valid, scale = prepare_patches(image, model, options=options, name=name)
-    probs = model.predict(patches)
+    data, scale = _checked_plane(image, model, options, name)
+    grid = patch_grid(data.shape, model.patch_size)
+    probs, valid = rate_patch_rows(
+        data, grid.ys, grid.xs, float(data.min()), float(data.max()), model
+    )
     result = assessment_from_probabilities(grid, probs, valid, model, options)
     result.extra["scale"] = scale
     result.extra["pixel_size_um"] = options.pixel_size_um
     return result
 
 
-def prepare_patches(
-    image: np.ndarray, model, *, options: AssessOptions = AssessOptions(), name: str = "array"
-) -> tuple[PatchGrid, np.ndarray, np.ndarray, float]:
-    """Check a 2D image, resample it to the model's pixel size if asked, and cut its patches.
+def rate_patch_rows(
+    band: np.ndarray, ys: np.ndarray, xs: np.ndarray, lo: float, hi: float, model
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rate the patches of ``band`` (H, W) at rows ``ys`` × columns ``xs`` (top-left corners,
+    px), one patch row at a time: each row is mapped to [0, 1] with the plane's range
+    ``lo``–``hi`` (as :func:`miq.io.to_unit_range` maps the whole plane) and rated.
 
-    Returns the patch grid, patches (N, P, P) float32 in unit range, a validity mask (N,) (False
-    for constant patches) and the resampling factor (output px per input px; 1.0 = none).
-    Raises :class:`miq.errors.ImageContentError` for images that cannot be rated.
+    Returns probabilities (len(ys)·len(xs), K) and validity (False for constant patches), in
+    row-major order. Only one row of patches is held in float32 at a time, whatever the plane's
+    size (faster than cutting every patch first, and what lets large planes be read in bands).
     """
-    from .io import check_plane, to_unit_range
+    from .io import unit_map
+
+    p = model.patch_size
+    probs, valid = [], []
+    for y in ys:
+        unit = unit_map(band[y : y + p], lo, hi)
+        patches = np.lib.stride_tricks.sliding_window_view(unit, (p, p))[0, xs]
+        valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
+        probs.append(model.predict(patches))
+    return np.concatenate(probs), np.concatenate(valid)
+
+
+def _checked_plane(
+    image: np.ndarray, model, options: AssessOptions, name: str
+) -> tuple[np.ndarray, float]:
+    """The plane checked (2D, real, finite, not constant, ≥ one patch) and resampled to the
+    model's pixel size if ``options`` asks; and the resampling factor (1.0 = none)."""
+    from .io import check_plane
 
     data = np.asarray(image)
     if data.dtype.kind == "b":
@@ -232,6 +254,22 @@ def prepare_patches(
     check_plane(
         data, name if scale == 1.0 else f"{name} (resampled ×{scale:.3g})", model.patch_size
     )
+    return data, scale
+
+
+def prepare_patches(
+    image: np.ndarray, model, *, options: AssessOptions = AssessOptions(), name: str = "array"
+) -> tuple[PatchGrid, np.ndarray, np.ndarray, float]:
+    """Check a 2D image, resample it to the model's pixel size if asked, and cut its patches.
+
+    Returns the patch grid, patches (N, P, P) float32 in unit range, a validity mask (N,) (False
+    for constant patches) and the resampling factor (output px per input px; 1.0 = none).
+    Raises :class:`miq.errors.ImageContentError` for images that cannot be rated.
+    (:func:`assess` rates the same patches row by row instead of cutting them all first.)
+    """
+    from .io import to_unit_range
+
+    data, scale = _checked_plane(image, model, options, name)
     unit = to_unit_range(data)
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)

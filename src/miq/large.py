@@ -19,9 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .assessment import AssessOptions, ImageAssessment, assessment_from_probabilities
+from .assessment import (
+    AssessOptions,
+    ImageAssessment,
+    assessment_from_probabilities,
+    rate_patch_rows,
+)
 from .errors import ImageContentError
-from .io import unit_map
 from .tiling import patch_grid
 
 __all__ = ["LARGE_PLANE_PIXELS", "LazyPlane", "lazy_planes", "assess_banded"]
@@ -204,12 +208,11 @@ def assess_banded(
         kept = np.arange(y0, y0 + band.shape[0])
         kept = kept[(kept % preview_factor == 0) & (kept >= len(preview) * preview_factor)]
         preview.extend(band[kept - y0, ::preview_factor])
-        for y in grid.ys[first:end] - y0:  # one patch row at a time: little float32 at once
-            unit = unit_map(band[y : y + p], lo, hi)  # exactly to_unit_range's values
-            windows = np.lib.stride_tricks.sliding_window_view(unit, (p, p))
-            patches = windows[0, grid.xs]
-            valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
-            probs.append(model.predict(patches))
+        band_probs, band_valid = rate_patch_rows(
+            band, grid.ys[first:end] - y0, grid.xs, lo, hi, model
+        )
+        probs.append(band_probs)
+        valid.append(band_valid)
     result = assessment_from_probabilities(
         grid, np.concatenate(probs), np.concatenate(valid), model, options
     )
