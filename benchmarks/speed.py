@@ -10,6 +10,7 @@ once as uncompressed TIFFs), times:
 and prints ms per image, ms per megapixel and the ratio to PLLS, with the machine and threads.
 
 Usage: python benchmarks/speed.py [--repeats 5] [--threads 1] [--sizes 512 2048 8192]
+       [--models DEFAULT_OR_DIR ...]   (several models are timed in the same run)
 """
 
 from __future__ import annotations
@@ -79,7 +80,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for miq")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 2048, 8192])
-    parser.add_argument("--model", default=None)
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[None],
+        metavar="MODEL",
+        help="model folders to time (default: the bundled model); all in the same run",
+    )
     args = parser.parse_args()
 
     import tifffile
@@ -89,13 +96,15 @@ def main() -> int:
     from miq.measures import power_log_log_slope, variance_of_laplacian
     from miq.pipeline import assess_file
 
-    model = miq.load_model(args.model, threads=args.threads)
+    models = [miq.load_model(m, threads=args.threads) for m in args.models]
     print(machine_description())
-    print(
-        f"miq threads={args.threads}; model {model.name} ({model.metadata['architecture']}, "
-        f"{model.metadata['n_parameters']} parameters); best of {args.repeats} after a warm-up"
-    )
-    header = f"{'size':>6}  {'what':<40}{'ms/image':>10}{'ms/MP':>8}{'x PLLS':>8}"
+    for model in models:
+        print(
+            f"miq threads={args.threads}; model {model.name} ({model.metadata['architecture']}, "
+            f"{model.metadata['n_parameters']} parameters)"
+        )
+    print(f"best of {args.repeats} after a warm-up (a third of that at 8192²)")
+    header = f"{'size':>6}  {'what':<56}{'ms/image':>10}{'ms/MP':>8}{'x PLLS':>8}"
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
         for side in args.sizes:
@@ -103,29 +112,35 @@ def main() -> int:
             path = Path(tmp) / f"bench_{side}.tif"
             tifffile.imwrite(path, image)
             repeats = args.repeats if side <= 2048 else max(1, args.repeats // 3)
-            patches = prepare_patches(image, model)[1]
             timings = {
                 "file read (tifffile, uncompressed)": best_time(
                     lambda path=path: tifffile.imread(path), repeats
                 ),
-                "miq end to end (read + rate)": best_time(
-                    lambda path=path: assess_file(path, model), repeats
-                ),
-                "miq model only (prepared patches)": best_time(
-                    lambda patches=patches: model.predict(patches), repeats
-                ),
-                "variance of Laplacian (numpy)": best_time(
-                    lambda image=image: variance_of_laplacian(image), repeats
-                ),
-                "PLLS, CellProfiler definition (numpy)": best_time(
-                    lambda image=image: power_log_log_slope(image), repeats
-                ),
             }
+            for model in models:
+                tag = f" [{model.name}]" if len(models) > 1 else ""
+                patches = prepare_patches(image, model)[1]
+                timings[f"miq end to end (read + rate){tag}"] = best_time(
+                    lambda path=path, model=model: assess_file(path, model), repeats
+                )
+                timings[f"miq model only (prepared patches){tag}"] = best_time(
+                    lambda patches=patches, model=model: model.predict(patches), repeats
+                )
+            timings.update(
+                {
+                    "variance of Laplacian (numpy)": best_time(
+                        lambda image=image: variance_of_laplacian(image), repeats
+                    ),
+                    "PLLS, CellProfiler definition (numpy)": best_time(
+                        lambda image=image: power_log_log_slope(image), repeats
+                    ),
+                }
+            )
             plls = timings["PLLS, CellProfiler definition (numpy)"]
             megapixels = side * side / 1e6
             for name, t in timings.items():
                 print(
-                    f"{side:>5}²  {name:<40}{1000 * t:>10.1f}{1000 * t / megapixels:>8.2f}"
+                    f"{side:>5}²  {name:<56}{1000 * t:>10.1f}{1000 * t / megapixels:>8.2f}"
                     f"{t / plls:>8.2f}"
                 )
     return 0
