@@ -28,7 +28,7 @@ from .errors import MiqError
 from .io import atomic_write, file_stem, read_planes, read_z_step, write_rows_csv
 from .measures import MEASURES, defocus_score
 
-__all__ = ["FocusCurve", "best_plane", "focus_curves", "best_focus_files"]
+__all__ = ["FocusCurve", "best_plane", "sharpness", "focus_curves", "best_focus_files"]
 
 DEFAULT_FINE_MEASURE = "focus_score"
 
@@ -84,6 +84,12 @@ def best_plane(
     return int(plateau_planes[np.argmax(sharpness[plateau_planes])]), f"model+{fine_measure}"
 
 
+def sharpness(plane: np.ndarray, fine_measure: str = DEFAULT_FINE_MEASURE) -> float:
+    """A plane's sharpness by the fine measure (higher = sharper), as :func:`best_plane` takes
+    it: the measure's value, sign-flipped for measures where blurrier scores higher."""
+    return -defocus_score(fine_measure, MEASURES[fine_measure](plane))
+
+
 def focus_curves(
     stacks: list[list[Path]] | list[Path],
     model=None,
@@ -132,7 +138,7 @@ def focus_curves(
                     if on_error:
                         on_error(str(exc))
                     continue
-                sharp = -defocus_score(fine_measure, MEASURES[fine_measure](plane.data))
+                sharp = sharpness(plane.data, fine_measure)
                 per_channel.setdefault((plane.t, plane.c), []).append(
                     (z, str(path), a.level_mean, a.certainty, sharp)
                 )

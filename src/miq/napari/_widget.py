@@ -127,7 +127,7 @@ def rate_layer_data(
     """
     from miq.assessment import AssessOptions, assess
     from miq.best_focus import DEFAULT_FINE_MEASURE, best_plane
-    from miq.measures import MEASURES, defocus_score
+    from miq.best_focus import sharpness as plane_sharpness
 
     if plane_mode not in PLANE_MODES:
         raise ValueError(f"plane_mode must be one of {PLANE_MODES}, got {plane_mode!r}")
@@ -160,9 +160,7 @@ def rate_layer_data(
         a = assess(plane, model, options=options, name=f"plane {idx}" if idx else "image")
         assessments.append(a)
         if mode == "all":
-            # the fine measure exactly as miq.best_focus.focus_curves computes it
-            value = MEASURES[DEFAULT_FINE_MEASURE](np.asarray(plane, dtype=np.float64))
-            sharpness.append(-defocus_score(DEFAULT_FINE_MEASURE, value))
+            sharpness.append(plane_sharpness(plane))
 
     best, rule = None, ""
     if mode == "all":
