@@ -88,3 +88,13 @@ def test_device_cuda_without_cuda_is_one_clear_error(inputs, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "CUDA" in err[0] and "onnxruntime-gpu" in err[0]
+
+
+def test_scheduler_without_distributed_is_one_clear_error(inputs, tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed now fails
+    code = main(["predict", str(inputs), "-o", str(tmp_path / "run"), "--scheduler", "tcp://x:1"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["miq: error: --scheduler needs Dask distributed: pip install 'miq[dask]'"]

@@ -195,9 +195,9 @@ def _client(scheduler):
 def _run_dask(
     jobs: dict[int, FileJob], spec: ModelSpec, scheduler
 ) -> Iterator[tuple[int, FileOutcome]]:
+    client, owned = _client(scheduler)  # first: a clear error when distributed is missing
     from distributed import as_completed
 
-    client, owned = _client(scheduler)
     try:
         futures = {
             client.submit(rate_in_worker, job, spec, pure=False): index

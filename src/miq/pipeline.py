@@ -292,7 +292,8 @@ def _write_overlay(
 class RunSummary:
     """What a prediction run did."""
 
-    results: list[PlaneResult]  # planes rated in this run (not those resumed)
+    results: list[PlaneResult]  # the first MAX_KEPT_RESULTS planes rated in this run
+    # (in completion order; not those resumed): every plane is in ``rows``
     csv_path: Path
     n_files: int
     n_failed_files: int
