@@ -68,7 +68,7 @@ def test_an_unexpected_worker_error_is_one_row(monkeypatch, tmp_path, inputs):
     import miq.parallel as parallel
     from miq.pipeline import FileJob
 
-    def explode(job, model):
+    def explode(job, model, preread=None):
         raise RuntimeError("out of disk")
 
     monkeypatch.setattr(parallel, "rate_file", explode)

@@ -74,9 +74,15 @@ def rate_in_worker(job: FileJob, spec: ModelSpec) -> FileOutcome:
         model = worker_model(spec)
     except MiqError as exc:
         return failed_outcome(job, f"worker cannot load the model ({exc})", spec.n_levels)
+    return _rate_or_fail(job, model)
+
+
+def _rate_or_fail(job: FileJob, model, preread=None) -> FileOutcome:
+    """:func:`rate_file`, with any unexpected exception (a bug, a resource failure) turned into
+    an error outcome for this file, so that it never ends the run."""
     try:
-        return rate_file(job, model)
-    except Exception as exc:  # a bug or a resource failure must not end the run
+        return rate_file(job, model, preread)
+    except Exception as exc:
         return failed_outcome(
             job, f"unexpected error ({type(exc).__name__}: {exc})", model.n_levels
         )
@@ -126,12 +132,7 @@ def _run_here(
                 preread = None
             if position + 1 < len(order):
                 upcoming = ahead(jobs[order[position + 1]])
-            try:
-                outcome = rate_file(job, model, preread)
-            except Exception as exc:  # as in a worker: one error row, the run goes on
-                outcome = failed_outcome(
-                    job, f"unexpected error ({type(exc).__name__}: {exc})", model.n_levels
-                )
+            outcome = _rate_or_fail(job, model, preread)
             del preread
             yield index, outcome
 

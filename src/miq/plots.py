@@ -25,13 +25,13 @@ def plots_available() -> bool:
     return True
 
 
-def _figure(width_in: float, height_in: float):
+def _figure(width_in: float, height_in: float, dpi: int = 120):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width_in, height_in), dpi=120, layout="constrained")
+    return Figure(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
 
 
 def _save(fig, path: str | os.PathLike) -> Path:

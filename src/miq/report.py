@@ -98,22 +98,19 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
 
 
 def _figure(width_in: float, height_in: float):
-    try:
-        import matplotlib
-    except ImportError:
-        raise MiqError(
-            "miq report needs matplotlib for its plots: pip install 'miq[plot]'"
-        ) from None
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from .plots import _figure as new_figure
+    from .plots import plots_available
 
-    return Figure(figsize=(width_in, height_in), dpi=110, layout="constrained")
+    if not plots_available():
+        raise MiqError("miq report needs matplotlib for its plots: pip install 'miq[plot]'")
+    return new_figure(width_in, height_in, dpi=110)
 
 
 def _export(fig, png_path: Path) -> str:
     """Write the figure as PNG (atomically) and return it as inline SVG markup."""
-    with atomic_write(png_path) as fh:
-        fig.savefig(fh, format="png")
+    from .plots import _save
+
+    _save(fig, png_path)
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg")
     svg = buffer.getvalue()

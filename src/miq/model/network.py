@@ -179,13 +179,17 @@ def miq_focus_net(architecture: str = "compact", **kwargs) -> nn.Module:
     ``kwargs``: the architecture's own (``n_levels``, ``patch_size``, ``width`` for compact) plus
     ``class_bias`` (n_levels floats) and ``patch_temperature`` (> 0) of miq's patch calibration.
     """
+    return _lookup(_CALIBRATED, architecture)(**kwargs)
+
+
+def _lookup(table: dict[str, type[nn.Module]], architecture: str) -> type[nn.Module]:
+    """The class registered under ``architecture``; ValueError naming the choices otherwise."""
     try:
-        cls = _CALIBRATED[architecture]
+        return table[architecture]
     except KeyError:
         raise ValueError(
-            f"unknown architecture {architecture!r}; choose one of {sorted(_CALIBRATED)}"
+            f"unknown architecture {architecture!r}; choose one of {sorted(table)}"
         ) from None
-    return cls(**kwargs)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -196,10 +200,4 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 def build_network(architecture: str, **kwargs) -> nn.Module:
     """Build a network by name (``"compact"`` or ``"yang2018"``) from JSON-serialisable kwargs."""
-    try:
-        cls = ARCHITECTURES[architecture]
-    except KeyError:
-        raise ValueError(
-            f"unknown architecture {architecture!r}; choose one of {sorted(ARCHITECTURES)}"
-        ) from None
-    return cls(**kwargs)
+    return _lookup(ARCHITECTURES, architecture)(**kwargs)
