@@ -196,11 +196,9 @@ def assess(
     from .model.runtime import default_model
 
     model = model or default_model()
-    data, scale = _checked_plane(image, model, options, name)
+    data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
-    probs, valid = rate_patch_rows(
-        data, grid.ys, grid.xs, float(data.min()), float(data.max()), model
-    )
+    probs, valid = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model)
     result = assessment_from_probabilities(grid, probs, valid, model, options)
     result.extra["scale"] = scale
     result.extra["pixel_size_um"] = options.pixel_size_um
@@ -232,9 +230,10 @@ def rate_patch_rows(
 
 def _checked_plane(
     image: np.ndarray, model, options: AssessOptions, name: str
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, tuple[float, float]]:
     """The plane checked (2D, real, finite, not constant, ≥ one patch) and resampled to the
-    model's pixel size if ``options`` asks; and the resampling factor (1.0 = none)."""
+    model's pixel size if ``options`` asks; the resampling factor (1.0 = none); and the (min,
+    max) of the plane returned."""
     from .io import check_plane
 
     data = np.asarray(image)
@@ -251,10 +250,10 @@ def _checked_plane(
         check_plane(data, name, 1)
         scale = rescale_factor(options.pixel_size_um, model.pixel_size_um)
         data = resample_to_pixel_size(data, options.pixel_size_um, model.pixel_size_um)
-    check_plane(
+    value_range = check_plane(
         data, name if scale == 1.0 else f"{name} (resampled ×{scale:.3g})", model.patch_size
     )
-    return data, scale
+    return data, scale, value_range
 
 
 def prepare_patches(
@@ -267,10 +266,10 @@ def prepare_patches(
     Raises :class:`miq.errors.ImageContentError` for images that cannot be rated.
     (:func:`assess` rates the same patches row by row instead of cutting them all first.)
     """
-    from .io import to_unit_range
+    from .io import unit_map
 
-    data, scale = _checked_plane(image, model, options, name)
-    unit = to_unit_range(data)
+    data, scale, (lo, hi) = _checked_plane(image, model, options, name)
+    unit = unit_map(data, lo, hi)
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)
     valid = patches.max(axis=(1, 2)) > patches.min(axis=(1, 2))

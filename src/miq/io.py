@@ -349,8 +349,8 @@ def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
     return None, None
 
 
-def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:
-    """Raise :class:`ImageContentError` if a plane cannot be rated.
+def check_plane(plane: np.ndarray, name: str, min_side: int) -> tuple[float, float]:
+    """Raise :class:`ImageContentError` if a plane cannot be rated; else return its (min, max).
 
     Checks: 2D, at least ``min_side`` px on each side, all values finite, not constant.
     """
@@ -361,15 +361,17 @@ def check_plane(plane: np.ndarray, name: str, min_side: int) -> None:
         raise ImageContentError(
             f"{name}: image is {w}×{h} px, smaller than one {min_side}×{min_side} patch"
         )
-    finite = np.isfinite(plane)
-    if not finite.all():
-        n_bad = int(plane.size - np.count_nonzero(finite))
-        raise ImageContentError(f"{name}: {n_bad} pixels are NaN or infinite")
+    if plane.dtype.kind not in "biu":  # integers are always finite
+        finite = np.isfinite(plane)
+        if not finite.all():
+            n_bad = int(plane.size - np.count_nonzero(finite))
+            raise ImageContentError(f"{name}: {n_bad} pixels are NaN or infinite")
     lo, hi = float(plane.min()), float(plane.max())
     if lo == hi:
         raise ImageContentError(
             f"{name}: image is constant (every pixel = {lo:g}); nothing to rate"
         )
+    return lo, hi
 
 
 def to_unit_range(plane: np.ndarray) -> np.ndarray:

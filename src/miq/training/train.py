@@ -159,7 +159,11 @@ def train(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.05
+        optimizer,
+        max_lr=config.learning_rate,
+        total_steps=config.steps,
+        # at least 2 warm-up steps: OneCycleLR divides by zero on a shorter phase (short runs)
+        pct_start=min(0.5, max(0.05, 2.5 / config.steps)),
     )
     step, elapsed_before = 0, 0.0
     ckpt_path = out / "checkpoint.pt"
