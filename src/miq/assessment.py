@@ -219,10 +219,12 @@ def rate_patch_rows(
     from .io import unit_map
 
     p = model.patch_size
+    windows = np.lib.stride_tricks.sliding_window_view(band, (p, p))  # a view, no copy
     probs, valid = [], []
     for y in ys:
-        unit = unit_map(band[y : y + p], lo, hi)
-        patches = np.lib.stride_tricks.sliding_window_view(unit, (p, p))[0, xs]
+        # copy the row's patches in the input dtype, then map them to float32 in one pass:
+        # the batch the model gets is contiguous and no other float copy is made
+        patches = unit_map(windows[y, xs], lo, hi)
         valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
         probs.append(model.predict(patches))
     return np.concatenate(probs), np.concatenate(valid)
