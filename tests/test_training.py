@@ -36,7 +36,7 @@ def test_rps_goldens():
 
 def test_networks_are_standardised_and_shaped():
     x = torch.rand(4, 1, 84, 84)
-    for arch in ("compact", "yang2018"):
+    for arch in ("compact", "stride4", "yang2018"):
         net = build_network(arch).eval()
         with torch.no_grad():
             a, b = net(x), net(x * 7.5 + 300)
@@ -211,3 +211,30 @@ def test_distillation_from_the_bundled_model(tmp_path, sample_image):
     assert any(m.startswith("distilling from") for m in messages)
     meta = json.loads(meta_path.read_text())
     assert meta["architecture_kwargs"]["width"] == 8 and meta["n_parameters"] < 25_000
+
+
+def test_stride4_network_trains_exports_and_matches_onnx(tmp_path, sample_image):
+    """The stride-4 architecture: 20 steps (a run length whose one-cycle warm-up was a single
+    step and divided by zero), export, and ONNX Runtime equal to torch."""
+    import tifffile
+    from safetensors.torch import load_file
+
+    import miq
+    from miq.training.train import TrainConfig, train
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    config = TrainConfig(architecture="stride4", steps=20, batch_size=4, procedural_fraction=0.5)
+    meta_path = train(
+        [str(tmp_path / "in_focus.tif")], tmp_path / "s4", config, log=lambda *_: None
+    )
+    meta = json.loads(meta_path.read_text())
+    assert meta["architecture"] == "stride4" and meta["training"]["steps_completed"] == 20
+    assert meta["n_parameters"] == sum(p.numel() for p in build_network("stride4").parameters())
+    net = build_network("stride4", **meta["architecture_kwargs"]).eval()
+    net.load_state_dict(load_file(tmp_path / "s4" / "model.safetensors"))
+    patches = np.random.default_rng(1).random((6, 84, 84)).astype(np.float32) * 4000 + 100
+    with torch.no_grad():
+        expected = torch.softmax(net(torch.from_numpy(patches[:, None])), 1).numpy()
+    np.testing.assert_allclose(
+        miq.load_model(tmp_path / "s4").predict(patches), expected, atol=1e-5
+    )
