@@ -19,6 +19,7 @@ Needs the ``bioimageio`` extra (torch, safetensors, onnx, bioimageio.spec); noth
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -433,15 +434,7 @@ def export_bioimageio(
         the package cannot be written at ``output_zip``.
     """
     _require_dependencies()
-    import tifffile
-    import torch
-    from bioimageio.spec import ValidationContext, save_bioimageio_package
-    from bioimageio.spec.model import v0_5
-
-    from . import __version__
-    from .assessment import assess, prepare_patches
     from .model.runtime import load_model
-    from .render import overlay_image
 
     target = Path(output_zip)
     if target.is_dir():
@@ -449,205 +442,273 @@ def export_bioimageio(
     model = load_model(model_path, threads=1)
     architecture, kwargs, safetensors_path = _check_model(model)
     net, net_kwargs = _torch_network(model, architecture, kwargs, safetensors_path)
-    n_parameters = int(sum(p.numel() for p in net.parameters()))
-    k, p = model.n_levels, model.patch_size
-
-    sample_path = Path(str(resources.files("miq") / "data" / _SAMPLE_IMAGE))
-    image = tifffile.imread(sample_path)
-    grid, patches, valid, _ = prepare_patches(image, model, name=_SAMPLE_IMAGE)
-    reference = model.predict(patches)
-    spread = np.where(valid, patches.reshape(len(patches), -1).std(axis=1), -1.0)
-    index = int(np.argmax(spread))
-    row, col = divmod(index, grid.shape[1])
-    test_input = patches[index][None, None].astype(np.float32)
-    test_output = reference[index][None].astype(np.float32)
+    sample = _SamplePatches.of(model)
 
     with tempfile.TemporaryDirectory(prefix="miq-bioimageio-") as tmp:
         folder = Path(tmp)
-        onnx_path = folder / "weights.onnx"
-        opset = _calibrated_onnx(model, onnx_path)
-        state_path = folder / "weights.pt"
-        torch.save(net.state_dict(), state_path)
-        arch_path = folder / ARCHITECTURE_FILE
-        arch_path.write_text(
-            (resources.files("miq.model") / "network.py").read_text(encoding="utf-8"),
-            encoding="utf-8",
-        )
-
-        checks = {
-            "onnx": float(np.abs(_onnx_predict(onnx_path, patches[:, None]) - reference).max()),
-            "pytorch_state_dict": float(
-                np.abs(_torch_predict(net, patches[:, None]) - reference).max()
-            ),
-        }
-        for fmt, diff in checks.items():
-            if not diff <= _EXPORT_TOLERANCE:
-                raise ModelError(
-                    f"{model.path}: exported {fmt} weights differ from miq's prediction by "
-                    f"{diff:.3g} (> {_EXPORT_TOLERANCE:g}); model.onnx and model.safetensors "
-                    "do not match"
-                )
-
-        np.save(folder / "test_input.npy", test_input)
-        np.save(folder / "test_output.npy", test_output)
-        assessment = assess(image, model, name=_SAMPLE_IMAGE)
-        cover = overlay_image(image, assessment, title=f"{model.name}: {_SAMPLE_IMAGE}")
-        _pad_to_cover_ratio(cover).save(folder / "cover.png", optimize=True)
-        sample = {
-            "n_patches": int(len(patches)),
-            "row": row,
-            "col": col,
-            "level": int(test_output[0].argmax()),
-        }
+        opset, checks = _write_weights(folder, model, net, sample)
+        _write_sample_files(folder, model, sample)
+        n_parameters = int(sum(p.numel() for p in net.parameters()))
         (folder / "README.md").write_text(
             _readme(
                 model,
                 architecture=architecture,
                 n_parameters=n_parameters,
                 checks=checks,
-                sample=sample,
+                sample=sample.summary(),
             ),
             encoding="utf-8",
         )
+        from bioimageio.spec import ValidationContext
 
-        optics = model.metadata.get("optics", {})
-        pixel_size = float(optics.get("pixel_size_um", model.pixel_size_um))
-        space = {"unit": "micrometer", "scale": pixel_size}
-        inputs = [
-            v0_5.InputTensorDescr(
-                id=v0_5.TensorId("patches"),
-                description=f"{p}x{p} px patch of a 2D fluorescence image, any intensity units",
-                axes=[
-                    v0_5.BatchAxis(),
-                    v0_5.ChannelAxis(channel_names=[v0_5.Identifier("intensity")]),
-                    v0_5.SpaceInputAxis(id=v0_5.AxisId("y"), size=p, **space),
-                    v0_5.SpaceInputAxis(id=v0_5.AxisId("x"), size=p, **space),
-                ],
-                test_tensor=v0_5.FileDescr(source=folder / "test_input.npy"),
-                data=v0_5.IntervalOrRatioDataDescr(type="float32"),
-                preprocessing=[
-                    v0_5.ZeroMeanUnitVarianceDescr(
-                        kwargs=v0_5.ZeroMeanUnitVarianceKwargs(
-                            axes=[v0_5.AxisId("y"), v0_5.AxisId("x")]
-                        )
+        context = ValidationContext(root=folder, perform_io_checks=True, log_warnings=False)
+        with context:
+            descr = _model_description(folder, model, net_kwargs, opset, n_parameters)
+            _save_package(descr, target, model)
+    return target
+
+
+@dataclasses.dataclass
+class _SamplePatches:
+    """The bundled sample image cut into patches, miq's predictions for them, and the patch
+    (the most textured one) that becomes the package's test tensor."""
+
+    image: np.ndarray
+    patches: np.ndarray  # (N, P, P) float32, unit range
+    reference: np.ndarray  # (N, K) float32, miq's calibrated probabilities
+    index: int  # the test patch, row-major
+    grid_cols: int
+
+    @classmethod
+    def of(cls, model) -> _SamplePatches:
+        import tifffile
+
+        from .assessment import prepare_patches
+
+        image = tifffile.imread(Path(str(resources.files("miq") / "data" / _SAMPLE_IMAGE)))
+        grid, patches, valid, _ = prepare_patches(image, model, name=_SAMPLE_IMAGE)
+        spread = np.where(valid, patches.reshape(len(patches), -1).std(axis=1), -1.0)
+        return cls(image, patches, model.predict(patches), int(np.argmax(spread)), grid.shape[1])
+
+    @property
+    def test_input(self) -> np.ndarray:
+        return self.patches[self.index][None, None].astype(np.float32)
+
+    @property
+    def test_output(self) -> np.ndarray:
+        return self.reference[self.index][None].astype(np.float32)
+
+    def summary(self) -> dict:
+        row, col = divmod(self.index, self.grid_cols)
+        return {
+            "n_patches": int(len(self.patches)),
+            "row": row,
+            "col": col,
+            "level": int(self.test_output[0].argmax()),
+        }
+
+
+def _write_weights(folder: Path, model, net, sample: _SamplePatches) -> tuple[int, dict]:
+    """Write both weight formats and the architecture file into ``folder``; check both against
+    miq's predictions on the sample patches. Returns the ONNX opset and {format: max |Δp|}."""
+    import torch
+
+    opset = _calibrated_onnx(model, folder / "weights.onnx")
+    torch.save(net.state_dict(), folder / "weights.pt")
+    (folder / ARCHITECTURE_FILE).write_text(
+        (resources.files("miq.model") / "network.py").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    x = sample.patches[:, None]
+    checks = {
+        "onnx": float(np.abs(_onnx_predict(folder / "weights.onnx", x) - sample.reference).max()),
+        "pytorch_state_dict": float(np.abs(_torch_predict(net, x) - sample.reference).max()),
+    }
+    for fmt, diff in checks.items():
+        if not diff <= _EXPORT_TOLERANCE:
+            raise ModelError(
+                f"{model.path}: exported {fmt} weights differ from miq's prediction by "
+                f"{diff:.3g} (> {_EXPORT_TOLERANCE:g}); model.onnx and model.safetensors "
+                "do not match"
+            )
+    return opset, checks
+
+
+def _write_sample_files(folder: Path, model, sample: _SamplePatches) -> None:
+    """The test tensors and the cover (the sample image with miq's overlay)."""
+    from .assessment import assess
+    from .render import overlay_image
+
+    np.save(folder / "test_input.npy", sample.test_input)
+    np.save(folder / "test_output.npy", sample.test_output)
+    assessment = assess(sample.image, model, name=_SAMPLE_IMAGE)
+    cover = overlay_image(sample.image, assessment, title=f"{model.name}: {_SAMPLE_IMAGE}")
+    _pad_to_cover_ratio(cover).save(folder / "cover.png", optimize=True)
+
+
+def _tensor_descriptions(folder: Path, model, pixel_size_um: float) -> tuple[list, list]:
+    """bioimage.io descriptions of the input (patches) and output (probabilities) tensors."""
+    from bioimageio.spec.model import v0_5
+
+    k, p = model.n_levels, model.patch_size
+    space = {"unit": "micrometer", "scale": pixel_size_um}
+    inputs = [
+        v0_5.InputTensorDescr(
+            id=v0_5.TensorId("patches"),
+            description=f"{p}x{p} px patch of a 2D fluorescence image, any intensity units",
+            axes=[
+                v0_5.BatchAxis(),
+                v0_5.ChannelAxis(channel_names=[v0_5.Identifier("intensity")]),
+                v0_5.SpaceInputAxis(id=v0_5.AxisId("y"), size=p, **space),
+                v0_5.SpaceInputAxis(id=v0_5.AxisId("x"), size=p, **space),
+            ],
+            test_tensor=v0_5.FileDescr(source=folder / "test_input.npy"),
+            data=v0_5.IntervalOrRatioDataDescr(type="float32"),
+            preprocessing=[
+                v0_5.ZeroMeanUnitVarianceDescr(
+                    kwargs=v0_5.ZeroMeanUnitVarianceKwargs(
+                        axes=[v0_5.AxisId("y"), v0_5.AxisId("x")]
                     )
-                ],
-            )
-        ]
-        outputs = [
-            v0_5.OutputTensorDescr(
-                id=v0_5.TensorId("probabilities"),
-                description=(
-                    f"calibrated probability of each defocus level (level k ~ "
-                    f"{model.um_per_level:g}*k um; level 0 = in focus)"
-                ),
-                axes=[
-                    v0_5.BatchAxis(),
-                    v0_5.ChannelAxis(
-                        channel_names=[v0_5.Identifier(f"level_{i}") for i in range(k)]
-                    ),
-                ],
-                test_tensor=v0_5.FileDescr(source=folder / "test_output.npy"),
-                data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-            )
-        ]
-        weights = v0_5.WeightsDescr(
-            pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
-                source=state_path,
-                architecture=v0_5.ArchitectureFromFileDescr(
-                    source=arch_path, callable=ARCHITECTURE_CALLABLE, kwargs=net_kwargs
-                ),
-                pytorch_version=v0_5.Version(torch.__version__.split("+")[0]),
-                comment="miq's model.safetensors state dict; calibration in the kwargs",
-            ),
-            onnx=v0_5.OnnxWeightsDescr(
-                source=onnx_path,
-                opset_version=opset,
-                parent="pytorch_state_dict",
-                comment="miq's model.onnx with the patch calibration appended",
-            ),
+                )
+            ],
         )
-        calibration = {
+    ]
+    outputs = [
+        v0_5.OutputTensorDescr(
+            id=v0_5.TensorId("probabilities"),
+            description=(
+                f"calibrated probability of each defocus level (level k ~ "
+                f"{model.um_per_level:g}*k um; level 0 = in focus)"
+            ),
+            axes=[
+                v0_5.BatchAxis(),
+                v0_5.ChannelAxis(channel_names=[v0_5.Identifier(f"level_{i}") for i in range(k)]),
+            ],
+            test_tensor=v0_5.FileDescr(source=folder / "test_output.npy"),
+            data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        )
+    ]
+    return inputs, outputs
+
+
+def _weights_description(folder: Path, net_kwargs: dict, opset: int):
+    """bioimage.io description of the two weight formats written by :func:`_write_weights`."""
+    import torch
+    from bioimageio.spec.model import v0_5
+
+    return v0_5.WeightsDescr(
+        pytorch_state_dict=v0_5.PytorchStateDictWeightsDescr(
+            source=folder / "weights.pt",
+            architecture=v0_5.ArchitectureFromFileDescr(
+                source=folder / ARCHITECTURE_FILE,
+                callable=ARCHITECTURE_CALLABLE,
+                kwargs=net_kwargs,
+            ),
+            pytorch_version=v0_5.Version(torch.__version__.split("+")[0]),
+            comment="miq's model.safetensors state dict; calibration in the kwargs",
+        ),
+        onnx=v0_5.OnnxWeightsDescr(
+            source=folder / "weights.onnx",
+            opset_version=opset,
+            parent="pytorch_state_dict",
+            comment="miq's model.onnx with the patch calibration appended",
+        ),
+    )
+
+
+def _model_description(folder: Path, model, net_kwargs: dict, opset: int, n_parameters: int):
+    """The validated bioimage.io model description of the files in ``folder`` (inside a
+    ``ValidationContext`` rooted there)."""
+    from bioimageio.spec.model import v0_5
+
+    from . import __version__
+
+    k, p = model.n_levels, model.patch_size
+    optics = model.metadata.get("optics", {})
+    pixel_size = float(optics.get("pixel_size_um", model.pixel_size_um))
+    inputs, outputs = _tensor_descriptions(folder, model, pixel_size)
+    miq_config = {
+        "miq_version": __version__,
+        "model_name": model.name,
+        "level_defocus_um": model.metadata.get("level_defocus_um"),
+        "um_per_level": model.um_per_level,
+        "optics": optics,
+        "calibration": {
             "class_bias": [float(b) for b in model.class_bias],
             "patch_temperature": float(model.patch_temperature),
             "image_temperature": float(model.image_temperature),
-        }
-        miq_config = {
-            "miq_version": __version__,
-            "model_name": model.name,
-            "level_defocus_um": model.metadata.get("level_defocus_um"),
-            "um_per_level": model.um_per_level,
-            "optics": optics,
-            "calibration": calibration,
-        }
-        description = (
-            f"Focus quality of {p}x{p} px patches of 2D fluorescence microscopy images: "
-            f"calibrated probabilities of {k} absolute defocus levels (level 0 = in focus, "
-            f"level k ~ {model.um_per_level:g}*k um defocus at NA "
-            f"{optics.get('numerical_aperture', '?')}, {pixel_size:g} um per px). "
-            "The per-patch network of miq, after Yang et al. 2018."
+        },
+    }
+    description = (
+        f"Focus quality of {p}x{p} px patches of 2D fluorescence microscopy images: "
+        f"calibrated probabilities of {k} absolute defocus levels (level 0 = in focus, "
+        f"level k ~ {model.um_per_level:g}*k um defocus at NA "
+        f"{optics.get('numerical_aperture', '?')}, {pixel_size:g} um per px). "
+        "The per-patch network of miq, after Yang et al. 2018."
+    )
+    try:
+        return v0_5.ModelDescr(
+            name=_package_name(model),
+            description=description,
+            authors=[v0_5.Author(name="miq developers")],
+            cite=[v0_5.CiteEntry(text=_CITATION_TEXT, doi=v0_5.Doi(_CITATION_DOI))],
+            license=v0_5.LicenseId("BSD-3-Clause"),
+            tags=list(_TAGS),
+            documentation=v0_5.FileDescr(source=folder / "README.md"),
+            covers=[v0_5.FileDescr(source=folder / "cover.png")],
+            inputs=inputs,
+            outputs=outputs,
+            weights=_weights_description(folder, net_kwargs, opset),
+            timestamp=v0_5.Datetime(datetime.now(timezone.utc)),
+            config=v0_5.Config(
+                bioimageio=v0_5.BioimageioConfig(
+                    model_parameter_count=n_parameters,
+                    architecture_type="CNN",
+                    task="image-classification",
+                ),
+                miq=miq_config,
+            ),
         )
-        context = ValidationContext(root=folder, perform_io_checks=True, log_warnings=False)
-        with context:
-            try:
-                descr = v0_5.ModelDescr(
-                    name=_package_name(model),
-                    description=description,
-                    authors=[v0_5.Author(name="miq developers")],
-                    cite=[v0_5.CiteEntry(text=_CITATION_TEXT, doi=v0_5.Doi(_CITATION_DOI))],
-                    license=v0_5.LicenseId("BSD-3-Clause"),
-                    tags=list(_TAGS),
-                    documentation=v0_5.FileDescr(source=folder / "README.md"),
-                    covers=[v0_5.FileDescr(source=folder / "cover.png")],
-                    inputs=inputs,
-                    outputs=outputs,
-                    weights=weights,
-                    timestamp=v0_5.Datetime(datetime.now(timezone.utc)),
-                    config=v0_5.Config(
-                        bioimageio=v0_5.BioimageioConfig(
-                            model_parameter_count=n_parameters,
-                            architecture_type="CNN",
-                            task="image-classification",
-                        ),
-                        miq=miq_config,
-                    ),
-                )
-            except Exception as exc:  # pydantic ValidationError: a bug here or an odd model.json
-                first = str(exc).strip().splitlines()
-                if "index_key" in str(exc):  # bioimageio.spec 0.5.12 with pydantic >= 2.14
-                    raise MiqError(_incompatible_pydantic()) from None
-                raise ModelError(
-                    f"{model.path}: cannot describe it as a bioimage.io model "
-                    f"({' '.join(first[:3])})"
-                ) from None
-            try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, part = tempfile.mkstemp(
-                    prefix=f".{target.stem}.", suffix=".part.zip", dir=target.parent
-                )
-                os.close(fd)
-            except OSError as exc:
-                raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-            try:
-                with warnings.catch_warnings():
-                    # bioimageio.spec's cache pre-fill warns about the package's relative paths
-                    warnings.filterwarnings("ignore", "Found mapping with 'source'", UserWarning)
-                    save_bioimageio_package(descr, output_path=Path(part))
-                os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private
-                os.replace(part, target)
-            except OSError as exc:
-                raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-            except ValueError as exc:  # the written package does not validate
-                if "index_key" in str(exc):
-                    raise MiqError(_incompatible_pydantic()) from None
-                first = str(exc).strip().splitlines()
-                raise ModelError(
-                    f"{model.path}: exported package is not valid ({' '.join(first[:3])})"
-                ) from None
-            finally:
-                if os.path.exists(part):
-                    os.unlink(part)
-    return target
+    except Exception as exc:  # pydantic ValidationError: a bug here or an odd model.json
+        first = str(exc).strip().splitlines()
+        if "index_key" in str(exc):  # bioimageio.spec 0.5.12 with pydantic >= 2.14
+            raise MiqError(_incompatible_pydantic()) from None
+        raise ModelError(
+            f"{model.path}: cannot describe it as a bioimage.io model ({' '.join(first[:3])})"
+        ) from None
+
+
+def _save_package(descr, target: Path, model) -> None:
+    """Save the package to a temporary file beside ``target``, then rename it into place."""
+    from bioimageio.spec import save_bioimageio_package
+
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, part = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=".part.zip", dir=target.parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with warnings.catch_warnings():
+            # bioimageio.spec's cache pre-fill warns about the package's relative paths
+            warnings.filterwarnings("ignore", "Found mapping with 'source'", UserWarning)
+            save_bioimageio_package(descr, output_path=Path(part))
+        os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private
+        os.replace(part, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    except ValueError as exc:  # the written package does not validate
+        if "index_key" in str(exc):
+            raise MiqError(_incompatible_pydantic()) from None
+        first = str(exc).strip().splitlines()
+        raise ModelError(
+            f"{model.path}: exported package is not valid ({' '.join(first[:3])})"
+        ) from None
+    finally:
+        if os.path.exists(part):
+            os.unlink(part)
 
 
 def _main() -> None:  # pragma: no cover - manual use: python -m miq.bioimageio_export OUT [MODEL]
