@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 
-from miq.model.runtime import BUNDLED_MODEL
+import pytest
+
+from miq.model.runtime import BUNDLED_MODEL, BUNDLED_MODELS
 
 
-def test_metadata_is_complete_and_files_match_their_sha256():
-    meta = json.loads(BUNDLED_MODEL.read_text())
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_metadata_is_complete_and_files_match_their_sha256(name):
+    meta_path = BUNDLED_MODELS[name]
+    meta = json.loads(meta_path.read_text())
     for key in (
         "architecture",
         "architecture_kwargs",
@@ -34,12 +38,34 @@ def test_metadata_is_complete_and_files_match_their_sha256():
     assert not any(h in f["path"] for f in training["files"] for h in held_out)
     total = 0
     for info in meta["weights"].values():
-        payload = (BUNDLED_MODEL.parent / info["file"]).read_bytes()
+        payload = (meta_path.parent / info["file"]).read_bytes()
         assert hashlib.sha256(payload).hexdigest() == info["sha256"]
         total += len(payload)
     assert total < 5 * 2**20  # a few MB at most
 
 
 def test_no_pickle_weights_ship():
-    suffixes = {p.suffix for p in BUNDLED_MODEL.parent.iterdir()}
-    assert suffixes <= {".json", ".onnx", ".safetensors"}
+    for meta_path in BUNDLED_MODELS.values():
+        suffixes = {p.suffix for p in meta_path.parent.iterdir()}
+        assert suffixes <= {".json", ".onnx", ".safetensors"}
+
+
+def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, monkeypatch):
+    """``load_model("fast")`` is the stride-4 network; both bundled models rate the sample in
+    focus and its simulated 16 µm defocus (level 8) well out of focus; a path called "fast"
+    still wins over the bundled name."""
+    import miq
+    from miq.optics import Optics, degrade
+
+    default, fast = miq.load_model("default", threads=1), miq.load_model("fast", threads=1)
+    assert default.path == BUNDLED_MODEL and default.metadata["architecture"] == "compact"
+    assert fast.metadata["architecture"] == "stride4" and fast.name == "miq-stride4-fast-v1"
+    blurred = degrade(sample_image / 65535.0, 16.0, optics=Optics(), rng=0)
+    for model in (default, fast):
+        sharp, blur = miq.assess(sample_image, model), miq.assess(blurred, model)
+        assert sharp.in_focus and sharp.level <= 2
+        assert not blur.in_focus and blur.level_mean > 5
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fast").mkdir()
+    with pytest.raises(miq.errors.ModelError, match="fast/model.json: model not found"):
+        miq.load_model("fast")

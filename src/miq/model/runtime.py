@@ -16,9 +16,14 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["FocusModel", "load_model", "default_model", "BUNDLED_MODEL"]
+__all__ = ["FocusModel", "load_model", "default_model", "BUNDLED_MODEL", "BUNDLED_MODELS"]
 
 BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
+#: models that ship in the package, by the name ``load_model`` and ``--model`` accept
+BUNDLED_MODELS = {
+    "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
+    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # stride4: ~2.5x faster
+}
 _FORMAT = "miq-model/1"
 
 
@@ -159,6 +164,8 @@ def _resolve(path: str | os.PathLike | None) -> Path:
     if path is None:
         return BUNDLED_MODEL
     p = Path(path)
+    if isinstance(path, str) and path in BUNDLED_MODELS and not p.exists():
+        return BUNDLED_MODELS[path]
     if p.is_dir():
         return p / "model.json"
     if p.suffix == ".onnx":
@@ -169,7 +176,9 @@ def _resolve(path: str | os.PathLike | None) -> Path:
 def load_model(
     path: str | os.PathLike | None = None, *, threads: int | None = None, device: str = "cpu"
 ) -> FocusModel:
-    """Load a model (folder, ``model.json`` or ``model.onnx`` path); default: the bundled one.
+    """Load a model: a folder, ``model.json`` or ``model.onnx`` path, or the name of a bundled
+    model (``"default"``, ``"fast"``: :data:`BUNDLED_MODELS`; a path of that name wins); None is
+    the default bundled model.
 
     ``threads``: inference threads (default: ONNX Runtime's, all cores); ``device``: ``"cpu"`` or
     ``"cuda"`` (needs onnxruntime-gpu and a CUDA GPU; never required).
@@ -178,7 +187,10 @@ def load_model(
     """
     meta = _resolve(path)
     if not meta.exists():
-        raise ModelError(f"{meta}: model not found (give a model folder or its model.json)")
+        raise ModelError(
+            f"{meta}: model not found (give a model folder or its model.json, or a bundled "
+            f"model: {', '.join(BUNDLED_MODELS)})"
+        )
     return FocusModel(meta, threads=threads, device=device)
 
 
