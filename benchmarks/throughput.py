@@ -44,12 +44,16 @@ def main() -> int:
     parser.add_argument(
         "--compression", default="none", choices=["none", "lzw", "zlib"], help="of the TIFFs"
     )
+    parser.add_argument(
+        "--model", default="default", help="bundled model name (default, fast) or model folder"
+    )
     args = parser.parse_args()
 
     import tifffile
 
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     print(machine_description())
+    print(f"model: {args.model}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -71,7 +75,7 @@ def main() -> int:
         from miq.io import find_images
         from miq.pipeline import predict_files
 
-        model = miq.load_model(threads=1)
+        model = miq.load_model(args.model, threads=1)
         start = time.perf_counter()
         predict_files(
             find_images([folder]),
@@ -103,6 +107,8 @@ def main() -> int:
                 str(n),
                 "--threads",
                 "1",
+                "--model",
+                args.model,
             ]
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
