@@ -163,60 +163,39 @@ def _calibration_buffers(
     )
 
 
-class CalibratedCompactFocusNet(CompactFocusNet):
+class _Calibrated:
+    """Mixin for a network class: its logits become miq's calibrated probabilities (B, n_levels).
+
+    Takes the network's own keyword arguments plus ``class_bias`` (n_levels floats, default 0)
+    and ``patch_temperature`` (> 0, default 1) of miq's patch calibration.
+    """
+
+    def __init__(
+        self,
+        *,
+        class_bias: Sequence[float] | None = None,
+        patch_temperature: float = 1.0,
+        **architecture_kwargs,
+    ) -> None:
+        super().__init__(**architecture_kwargs)
+        n_levels = [m for m in self.modules() if isinstance(m, nn.Linear)][-1].out_features
+        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = super().forward(x)
+        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
+
+
+class CalibratedCompactFocusNet(_Calibrated, CompactFocusNet):
     """:class:`CompactFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
 
-    def __init__(
-        self,
-        n_levels: int = 11,
-        width: int = 16,
-        patch_size: int = 84,
-        class_bias: Sequence[float] | None = None,
-        patch_temperature: float = 1.0,
-    ) -> None:
-        super().__init__(n_levels=n_levels, width=width, patch_size=patch_size)
-        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(x)
-        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
-
-
-class CalibratedStride4FocusNet(Stride4FocusNet):
+class CalibratedStride4FocusNet(_Calibrated, Stride4FocusNet):
     """:class:`Stride4FocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
 
-    def __init__(
-        self,
-        n_levels: int = 11,
-        width: int = 32,
-        patch_size: int = 84,
-        class_bias: Sequence[float] | None = None,
-        patch_temperature: float = 1.0,
-    ) -> None:
-        super().__init__(n_levels=n_levels, width=width, patch_size=patch_size)
-        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(x)
-        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
-
-
-class CalibratedYang2018Net(Yang2018Net):
+class CalibratedYang2018Net(_Calibrated, Yang2018Net):
     """:class:`Yang2018Net` whose output is miq's calibrated probabilities (B, n_levels)."""
-
-    def __init__(
-        self,
-        n_levels: int = 11,
-        patch_size: int = 84,
-        class_bias: Sequence[float] | None = None,
-        patch_temperature: float = 1.0,
-    ) -> None:
-        super().__init__(n_levels=n_levels, patch_size=patch_size)
-        _calibration_buffers(self, n_levels, class_bias, patch_temperature)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = super().forward(x)
-        return calibrated_probabilities(logits, self.class_bias, self.patch_temperature)
 
 
 _CALIBRATED = {
