@@ -135,3 +135,19 @@ def test_fast_path_matches_the_float64_reference(sample_image, model, dtype):
     patches = np.stack([unit[y : y + p, x : x + p] for y in grid.ys for x in grid.xs])
     reference = model.predict(patches).reshape(fast.patch_probabilities.shape)
     assert np.abs(fast.patch_probabilities - reference).max() < 1e-4
+
+
+def test_file_path_matches_the_in_memory_float_path(sample_image, model, tmp_path):
+    """Rating a 16-bit file (read without a float32 copy) gives exactly what rating the same
+    plane as float32 in memory gives."""
+    import tifffile
+
+    from miq.pipeline import assess_file
+
+    tifffile.imwrite(tmp_path / "a.tif", sample_image.astype(np.uint16))
+    (result,) = assess_file(tmp_path / "a.tif", model)
+    in_memory = miq.assess(sample_image.astype(np.uint16).astype(np.float32), model)
+    np.testing.assert_array_equal(
+        result.assessment.patch_probabilities, in_memory.patch_probabilities
+    )
+    assert result.assessment.level == in_memory.level

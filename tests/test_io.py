@@ -19,6 +19,27 @@ def test_uint16_tiff_lzw(tmp_path):
     np.testing.assert_array_equal(plane.data, data)
 
 
+@pytest.mark.parametrize(
+    "dtype, kept",
+    [
+        (np.uint8, True),
+        (np.uint16, True),
+        (np.int16, True),
+        (np.int32, False),
+        (np.float32, False),
+        (np.float64, False),
+    ],
+)
+def test_native_integers_keeps_small_integer_planes_uncopied(tmp_path, dtype, kept):
+    data = (np.arange(2 * 90 * 100) % 200).astype(dtype).reshape(2, 90, 100)
+    tifffile.imwrite(tmp_path / "a.tif", data)
+    planes = read_planes(tmp_path / "a.tif", native_integers=True)
+    assert [p.data.dtype for p in planes] == [np.dtype(dtype) if kept else np.float32] * 2
+    assert read_planes(tmp_path / "a.tif")[0].data.dtype == np.float32  # the default
+    for plane, expected in zip(planes, data):
+        np.testing.assert_array_equal(plane.data, expected)
+
+
 def test_png_8_and_16_bit_sniffed_by_content(tmp_path):
     data8 = (np.arange(100 * 100) % 256).astype(np.uint8).reshape(100, 100)
     Image.fromarray(data8).save(tmp_path / "eight.png")

@@ -226,8 +226,9 @@ def rate_patch_rows(
         # the batch the model gets is contiguous and no other float copy is made
         patches = unit_map(windows[y, xs], lo, hi)
         valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
-        probs.append(model.predict(patches))
-    return np.concatenate(probs), np.concatenate(valid)
+        probs.append(model.predict(patches, calibrated=False))
+    # calibrated once for the whole plane (row-wise, so the same as per row, but one call)
+    return model.calibrate(np.concatenate(probs)), np.concatenate(valid)
 
 
 def _checked_plane(

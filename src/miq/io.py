@@ -46,7 +46,8 @@ _PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a file: ``data`` float32 (Y, X) in the file's units (DN), with its channel
+    """One 2D plane of a file: ``data`` (Y, X) in the file's units (DN): float32, or 8/16-bit
+    integers when read with ``native_integers``; with its channel
     ``c``, z-plane ``z`` and time point ``t`` indices.
 
     (Float64 files with values beyond float32's range are scaled by a power of two.)"""
@@ -153,8 +154,11 @@ def _float32_safe(arr: np.ndarray) -> np.ndarray:
     return arr * 2.0 ** -np.round(np.log2(peak))
 
 
-def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
-    """Split an array with tifffile-style axes into 2D planes indexed by (c, z)."""
+def _to_planes(
+    arr: np.ndarray, axes: str, path: Path, native_integers: bool = False
+) -> list[Plane]:
+    """Split an array with tifffile-style axes into 2D planes indexed by (c, z): float32, or
+    8/16-bit integers left as they are with ``native_integers``."""
     if arr.dtype.kind == "c":
         raise ImageContentError(f"{path}: complex-valued image ({arr.dtype}); give a real image")
     if arr.dtype.kind not in "biuf":
@@ -194,23 +198,28 @@ def _to_planes(arr: np.ndarray, axes: str, path: Path) -> list[Plane]:
             )
         role[free] = k
     planes: list[Plane] = []
-    flat = _float32_safe(arr.reshape((-1,) + arr.shape[-2:]))
+    flat = arr.reshape((-1,) + arr.shape[-2:])
+    keep = native_integers and flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2
+    dtype = flat.dtype if keep else np.float32
+    flat = flat if keep else _float32_safe(flat)
     for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
         c, z, t = (int(index[role[r]]) if r in role else 0 for r in ("c", "z", "t"))
-        planes.append(Plane(flat[flat_index].astype(np.float32, copy=False), c=c, z=z, t=t))
+        planes.append(Plane(flat[flat_index].astype(dtype, copy=False), c=c, z=z, t=t))
     return planes
 
 
-def read_planes(path: str | os.PathLike) -> list[Plane]:
+def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> list[Plane]:
     """Read every 2D plane of an image file.
 
     Parameters
     ----------
     path : image file (format detected from its content).
+    native_integers : keep 8- and 16-bit integer planes in their own dtype instead of float32
+        (no copy; for rating, which maps every plane to [0, 1] itself).
 
     Returns
     -------
-    list of :class:`Plane`, float32 (Y, X) in the file's units, with their (t, c, z) indices,
+    list of :class:`Plane`, float32 (Y, X) (or integers, see above) in the file's units, with their (t, c, z) indices,
     in storage order.
 
     Raises
@@ -224,7 +233,7 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
             raise ImageReadError(
                 f"{p}: an OME-Zarr plate; give it to find_images to get its fields"
             )
-        return _to_planes(*_read_any(_read_bioio, p), p)
+        return _to_planes(*_read_any(_read_bioio, p), p, native_integers)
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
@@ -242,7 +251,7 @@ def read_planes(path: str | os.PathLike) -> list[Plane]:
         reader = _read_bioio
     else:
         raise ImageReadError(f"{p}: not a TIFF, PNG, JPEG or BMP image (unknown file content)")
-    return _to_planes(*_read_any(reader, p), p)
+    return _to_planes(*_read_any(reader, p), p, native_integers)
 
 
 def _bioio_reads(path: Path) -> bool:

@@ -130,7 +130,7 @@ def assess_file(
     try:
         if isinstance(preread, MiqError):
             raise preread
-        planes = read_planes(path) if preread is None else preread
+        planes = read_planes(path, native_integers=True) if preread is None else preread
     except MiqError as exc:
         return [PlaneResult(name, -1, -1, error=str(exc))]
     return _rate_planes(
@@ -153,7 +153,7 @@ def read_ahead(job: FileJob) -> list | MiqError | None:
         if lazy and lazy[0].shape[0] * lazy[0].shape[1] > LARGE_PLANE_PIXELS:
             return None
     try:
-        return read_planes(job.path)
+        return read_planes(job.path, native_integers=True)
     except MiqError as exc:
         return exc
 

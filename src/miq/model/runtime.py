@@ -130,11 +130,17 @@ class FocusModel:
         for start in range(0, len(x), self.batch_size):
             batch = np.ascontiguousarray(x[start : start + self.batch_size, None])
             out[start : start + len(batch)] = self._session.run(None, {self._input: batch})[0]
-        if calibrated and self.calibrated:
-            from ..calibration import apply_patch_calibration
+        return self.calibrate(out) if calibrated else out
 
-            out = apply_patch_calibration(out, self.class_bias, self.patch_temperature)
-        return out
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        """The patch calibration of model.json applied to network probabilities (N, K):
+        softmax((log p + class_bias) / patch_temperature); unchanged if the model has none.
+        (Row by row, so calibrating a whole image at once equals calibrating each batch.)"""
+        if not self.calibrated:
+            return probabilities
+        from ..calibration import apply_patch_calibration
+
+        return apply_patch_calibration(probabilities, self.class_bias, self.patch_temperature)
 
     def __repr__(self) -> str:
         return f"FocusModel({self.name!r}, levels={self.n_levels}, patch={self.patch_size})"
