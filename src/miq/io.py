@@ -46,9 +46,9 @@ _PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a file: ``data`` (Y, X) in the file's units (DN): float32, or 8/16-bit
-    integers when read with ``native_integers``; with its channel
-    ``c``, z-plane ``z`` and time point ``t`` indices.
+    """One 2D plane of a file: ``data`` (Y, X) in the file's units (DN), float32 (or 8/16-bit
+    integers when read with ``native_integers``), with its channel ``c``, z-plane ``z`` and time
+    point ``t`` indices.
 
     (Float64 files with values beyond float32's range are scaled by a power of two.)"""
 
@@ -219,8 +219,8 @@ def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> li
 
     Returns
     -------
-    list of :class:`Plane`, float32 (Y, X) (or integers, see above) in the file's units, with their (t, c, z) indices,
-    in storage order.
+    list of :class:`Plane`, float32 (Y, X) (or integers, see above) in the file's units, with
+    their (t, c, z) indices, in storage order.
 
     Raises
     ------
