@@ -232,5 +232,6 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 
 def build_network(architecture: str, **kwargs) -> nn.Module:
-    """Build a network by name (``"compact"`` or ``"yang2018"``) from JSON-serialisable kwargs."""
+    """Build a network by name (``"compact"``, ``"stride4"`` or ``"yang2018"``) from
+    JSON-serialisable kwargs."""
     return _lookup(ARCHITECTURES, architecture)(**kwargs)
