@@ -3,7 +3,7 @@
 Trained weights do not change the time, so this answers "how fast would it be" before anyone
 spends an hour training. Each network is exported to ONNX (opset of torch's exporter) and run on
 625 patches (one 2048² image) in batches of 25 (one row of patches, as ``miq predict`` does), one
-thread, best of ``--repeats``. Networks: the registered architectures at several widths, and a
+thread, best of ``--repeats``; the ratio is to the default network's time in the same run. Networks: the registered architectures at several widths, and a
 not-yet-trained candidate (the stride-4 stem followed by depthwise-separable blocks).
 
 Needs torch (``pip install -e '.[train]'``).
