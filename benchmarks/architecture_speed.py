@@ -3,8 +3,8 @@
 Trained weights do not change the time, so this answers "how fast would it be" before anyone
 spends an hour training. Each network is exported to ONNX (opset of torch's exporter) and run on
 625 patches (one 2048² image) in batches of 25 (one row of patches, as ``miq predict`` does), one
-thread, best of ``--repeats``; the ratio is to the default network's time in the same run. Networks: the registered architectures at several widths, and a
-not-yet-trained candidate (the stride-4 stem followed by depthwise-separable blocks).
+thread, best of ``--repeats``; the ratio is to the default network's time in the same run.
+Networks: the registered architectures (compact, stride4, separable) at several widths.
 
 Needs torch (``pip install -e '.[train]'``).
 
@@ -24,44 +24,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from miq.model.network import PatchStandardize, build_network
+from miq.model.network import build_network
 
 PATCHES, BATCH = 625, 25
-
-
-def _separable(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    """Depthwise 3×3 (stride ``stride``) then pointwise 1×1, each with BN + ReLU."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
-        nn.BatchNorm2d(c_in),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
-class SeparableCandidate(nn.Module):
-    """Untrained candidate: 4×4/4 stem to ``width`` channels, then five depthwise-separable
-    blocks (21², 11², 11², 6², 6² px; up to 4·width channels), mean + max pooling, linear."""
-
-    def __init__(self, width: int = 32, n_levels: int = 11) -> None:
-        super().__init__()
-        w = width
-        self.standardize = PatchStandardize()
-        self.features = nn.Sequential(
-            nn.Sequential(nn.Conv2d(1, w, 4, 4, bias=False), nn.BatchNorm2d(w), nn.ReLU()),
-            _separable(w, w, 1),
-            _separable(w, 2 * w, 2),
-            _separable(2 * w, 2 * w, 1),
-            _separable(2 * w, 4 * w, 2),
-            _separable(4 * w, 4 * w, 1),
-        )
-        self.head = nn.Linear(8 * w, n_levels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(self.standardize(x))
-        return self.head(torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1))
 
 
 def onnx_ms(net: nn.Module, repeats: int) -> float:
@@ -99,7 +64,7 @@ def main() -> int:
     candidates += [
         (f"stride4 width {w}", build_network("stride4", width=w)) for w in (24, 32, 40, 48)
     ]
-    candidates += [(f"separable candidate width {w}", SeparableCandidate(w)) for w in (32, 48)]
+    candidates += [(f"separable width {w}", build_network("separable", width=w)) for w in (32, 48)]
     print(f"ONNX Runtime {ort.__version__}, one thread, {PATCHES} patches in batches of {BATCH}")
     print(f"{'network':40s} {'parameters':>10s} {'ms':>7s} {'x v2':>6s}")
     baseline = None

@@ -36,7 +36,7 @@ def test_rps_goldens():
 
 def test_networks_are_standardised_and_shaped():
     x = torch.rand(4, 1, 84, 84)
-    for arch in ("compact", "stride4", "yang2018"):
+    for arch in ("compact", "stride4", "separable", "yang2018"):
         net = build_network(arch).eval()
         with torch.no_grad():
             a, b = net(x), net(x * 7.5 + 300)
@@ -213,8 +213,9 @@ def test_distillation_from_the_bundled_model(tmp_path, sample_image):
     assert meta["architecture_kwargs"]["width"] == 8 and meta["n_parameters"] < 25_000
 
 
-def test_stride4_network_trains_exports_and_matches_onnx(tmp_path, sample_image):
-    """The stride-4 architecture: 20 steps (a run length whose one-cycle warm-up was a single
+@pytest.mark.parametrize("architecture", ["stride4", "separable"])
+def test_speed_architectures_train_export_and_match_onnx(tmp_path, sample_image, architecture):
+    """The speed-oriented architectures: 20 steps (a run length whose one-cycle warm-up was a single
     step and divided by zero), export, and ONNX Runtime equal to torch."""
     import tifffile
     from safetensors.torch import load_file
@@ -223,14 +224,14 @@ def test_stride4_network_trains_exports_and_matches_onnx(tmp_path, sample_image)
     from miq.training.train import TrainConfig, train
 
     tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
-    config = TrainConfig(architecture="stride4", steps=20, batch_size=4, procedural_fraction=0.5)
+    config = TrainConfig(architecture=architecture, steps=20, batch_size=4, procedural_fraction=0.5)
     meta_path = train(
         [str(tmp_path / "in_focus.tif")], tmp_path / "s4", config, log=lambda *_: None
     )
     meta = json.loads(meta_path.read_text())
-    assert meta["architecture"] == "stride4" and meta["training"]["steps_completed"] == 20
-    assert meta["n_parameters"] == sum(p.numel() for p in build_network("stride4").parameters())
-    net = build_network("stride4", **meta["architecture_kwargs"]).eval()
+    assert meta["architecture"] == architecture and meta["training"]["steps_completed"] == 20
+    assert meta["n_parameters"] == sum(p.numel() for p in build_network(architecture).parameters())
+    net = build_network(architecture, **meta["architecture_kwargs"]).eval()
     net.load_state_dict(load_file(tmp_path / "s4" / "model.safetensors"))
     patches = np.random.default_rng(1).random((6, 84, 84)).astype(np.float32) * 4000 + 100
     with torch.no_grad():

@@ -39,7 +39,7 @@ __all__ = ["export_bioimageio", "ARCHITECTURE_FILE", "ARCHITECTURE_CALLABLE"]
 ARCHITECTURE_FILE = "miq_focus_net.py"
 ARCHITECTURE_CALLABLE = "miq_focus_net"
 _SAMPLE_IMAGE = "bbbc022_A01_s3_hoechst.tif"
-_SUPPORTED_ARCHITECTURES = ("compact", "stride4", "yang2018")
+_SUPPORTED_ARCHITECTURES = ("compact", "stride4", "separable", "yang2018")
 _REQUIRED = {
     "torch": "torch",
     "safetensors.torch": "safetensors",
