@@ -1,6 +1,6 @@
 """Network definitions (torch). Imported only for training and export, never for inference.
 
-Both networks take raw patches ``(B, 1, 84, 84)`` float32 in any intensity scale and start with
+All networks take raw patches ``(B, 1, 84, 84)`` float32 in any intensity scale and start with
 per-patch standardisation (subtract the patch mean, divide by its standard deviation), so their
 output does not depend on gain or offset, and ONNX exports carry the normalisation with them.
 They are plain ``torch.nn.Module`` objects built from JSON-serialisable keyword arguments.
