@@ -55,6 +55,14 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int) -> nn.Sequent
     )
 
 
+def _stride4_stem(c_out: int) -> nn.Sequential:
+    """Non-overlapping 4×4/4 convolution (a complete linear transform of each 4×4 px block), BN,
+    ReLU."""
+    return nn.Sequential(
+        nn.Conv2d(1, c_out, 4, stride=4, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
 class CompactFocusNet(nn.Module):
     """Compact all-convolutional defocus classifier (~10 M multiply-adds per 84² patch).
 
@@ -95,9 +103,7 @@ class Stride4FocusNet(nn.Module):
         w = width
         self.standardize = PatchStandardize()
         self.features = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(1, w, 4, stride=4, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
-            ),
+            _stride4_stem(w),
             _conv_bn_relu(w, w, 3, 2),
             _conv_bn_relu(w, 2 * w, 3, 2),
             _conv_bn_relu(2 * w, 2 * w, 3, 1),
@@ -135,9 +141,7 @@ class SeparableFocusNet(nn.Module):
         w = width
         self.standardize = PatchStandardize()
         self.features = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(1, w, 4, stride=4, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)
-            ),
+            _stride4_stem(w),
             _separable_bn_relu(w, w, 1),
             _separable_bn_relu(w, 2 * w, 2),
             _separable_bn_relu(2 * w, 2 * w, 1),
@@ -259,8 +263,8 @@ def miq_focus_net(architecture: str = "compact", **kwargs) -> nn.Module:
     arguments.
 
     ``kwargs``: the architecture's own (``n_levels``, ``patch_size``, ``width`` but for yang2018)
-    plus
-    ``class_bias`` (n_levels floats) and ``patch_temperature`` (> 0) of miq's patch calibration.
+    plus ``class_bias`` (n_levels floats) and ``patch_temperature`` (> 0) of miq's patch
+    calibration.
     """
     return _lookup(_CALIBRATED, architecture)(**kwargs)
 
