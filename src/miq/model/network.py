@@ -63,7 +63,23 @@ def _stride4_stem(c_out: int) -> nn.Sequential:
     )
 
 
-class CompactFocusNet(nn.Module):
+class _MeanMaxPooledNet(nn.Module):
+    """Patch standardisation → ``features`` → global mean and max pooling (2·``n_features``) →
+    one linear layer to ``n_levels`` logits. The body shared by compact, stride4 and separable."""
+
+    def __init__(self, features: nn.Sequential, n_features: int, n_levels: int) -> None:
+        super().__init__()
+        self.standardize = PatchStandardize()
+        self.features = features
+        self.head = nn.Linear(2 * n_features, n_levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(self.standardize(x))
+        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
+        return self.head(pooled)
+
+
+class CompactFocusNet(_MeanMaxPooledNet):
     """Compact all-convolutional defocus classifier (~10 M multiply-adds per 84² patch).
 
     Layers: 5×5/2 → 3×3/2 → 3×3/1 → 3×3/2 → 3×3/2 convolutions (BN + ReLU), global mean and max
@@ -72,25 +88,18 @@ class CompactFocusNet(nn.Module):
     """
 
     def __init__(self, n_levels: int = 11, width: int = 16, patch_size: int = 84) -> None:
-        super().__init__()
         w = width
-        self.standardize = PatchStandardize()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             _conv_bn_relu(1, w, 5, 2),
             _conv_bn_relu(w, 2 * w, 3, 2),
             _conv_bn_relu(2 * w, 2 * w, 3, 1),
             _conv_bn_relu(2 * w, 4 * w, 3, 2),
             _conv_bn_relu(4 * w, 4 * w, 3, 2),
         )
-        self.head = nn.Linear(8 * w, n_levels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(self.standardize(x))
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        super().__init__(features, n_features=4 * w, n_levels=n_levels)
 
 
-class Stride4FocusNet(nn.Module):
+class Stride4FocusNet(_MeanMaxPooledNet):
     """Speed-oriented defocus classifier (~3.3 M multiply-adds per 84² patch, a third of compact).
 
     A non-overlapping 4×4/4 stem (a complete linear transform of each 4×4 px block into
@@ -99,21 +108,14 @@ class Stride4FocusNet(nn.Module):
     """
 
     def __init__(self, n_levels: int = 11, width: int = 32, patch_size: int = 84) -> None:
-        super().__init__()
         w = width
-        self.standardize = PatchStandardize()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             _stride4_stem(w),
             _conv_bn_relu(w, w, 3, 2),
             _conv_bn_relu(w, 2 * w, 3, 2),
             _conv_bn_relu(2 * w, 2 * w, 3, 1),
         )
-        self.head = nn.Linear(4 * w, n_levels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(self.standardize(x))
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        super().__init__(features, n_features=2 * w, n_levels=n_levels)
 
 
 def _separable_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -128,7 +130,7 @@ def _separable_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     )
 
 
-class SeparableFocusNet(nn.Module):
+class SeparableFocusNet(_MeanMaxPooledNet):
     """Deeper speed-oriented classifier at about :class:`Stride4FocusNet`'s ONNX Runtime cost.
 
     The stride-4 stem (4×4/4 to ``width`` channels, BN + ReLU), then five depthwise-separable
@@ -137,10 +139,8 @@ class SeparableFocusNet(nn.Module):
     """
 
     def __init__(self, n_levels: int = 11, width: int = 32, patch_size: int = 84) -> None:
-        super().__init__()
         w = width
-        self.standardize = PatchStandardize()
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             _stride4_stem(w),
             _separable_bn_relu(w, w, 1),
             _separable_bn_relu(w, 2 * w, 2),
@@ -148,12 +148,7 @@ class SeparableFocusNet(nn.Module):
             _separable_bn_relu(2 * w, 4 * w, 2),
             _separable_bn_relu(4 * w, 4 * w, 1),
         )
-        self.head = nn.Linear(8 * w, n_levels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.features(self.standardize(x))
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        super().__init__(features, n_features=4 * w, n_levels=n_levels)
 
 
 class Yang2018Net(nn.Module):
