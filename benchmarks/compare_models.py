@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import miq  # noqa: E402
 from data_split import held_out_files, training_files  # noqa: E402
 from miq.ground_truth import synthetic_items  # noqa: E402
-from miq.metrics import calibration  # noqa: E402
+from miq.metrics import accuracy_within, calibration  # noqa: E402
 from miq.optics import LevelTable, Optics  # noqa: E402
 
 METRICS = ("exact", "within-one", "ECE")
@@ -48,8 +48,8 @@ def scores(levels: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -> np.
     """exact, within-one, ECE."""
     return np.array(
         [
-            np.mean(levels == truth),
-            np.mean(np.abs(levels - truth) <= 1),
+            accuracy_within(truth, levels, 0),
+            accuracy_within(truth, levels, 1),
             calibration(confidence, levels == truth).ece,
         ]
     )
