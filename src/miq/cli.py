@@ -70,6 +70,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.width and args.architecture == "yang2018":
         _err("--width applies to the compact, stride4 and separable architectures only")
         return EXIT_USAGE
+    if args.image_group_size < 1 or args.batch_size % args.image_group_size:
+        _err(
+            f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
+            f"{args.batch_size}"
+        )
+        return EXIT_USAGE
+    if not args.image_loss_temperature > 0:
+        _err("--image-loss-temperature must be > 0")
+        return EXIT_USAGE
+    if args.image_loss_weight > 0 and args.image_group_size < 2:
+        _err("--image-loss-weight needs --image-group-size ≥ 2 (patches per simulated image)")
+        return EXIT_USAGE
     config = TrainConfig(
         architecture=args.architecture,
         architecture_kwargs={"width": args.width} if args.width else {},
@@ -84,6 +96,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         teacher=args.teacher,
         distill_weight=args.distill_weight,
+        image_group_size=args.image_group_size,
+        image_loss_weight=args.image_loss_weight,
+        image_loss_temperature=args.image_loss_temperature,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
@@ -843,6 +858,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.7,
         help="share of the loss from the teacher (default 0.7)",
+    )
+    p.add_argument(
+        "--image-group-size",
+        type=int,
+        default=1,
+        metavar="M",
+        help="simulate batches as images of M patches sharing content, level and camera "
+        "(default 1: every patch independent)",
+    )
+    p.add_argument(
+        "--image-loss-weight",
+        type=float,
+        default=0.0,
+        help="add this × the RPS of each simulated image's certainty-weighted level distribution "
+        "(as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 (default 0)",
+    )
+    p.add_argument(
+        "--image-loss-temperature",
+        type=float,
+        default=1.0,
+        help="sharpen each simulated image's distribution by p^(1/T) before its RPS, as the "
+        "model's image temperature does at inference (default 1: none)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["ranked_probability_score", "soft_ranked_probability_score"]
+__all__ = [
+    "ranked_probability_score",
+    "soft_ranked_probability_score",
+    "image_ranked_probability_score",
+]
 
 
 def ranked_probability_score(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -20,6 +26,30 @@ def ranked_probability_score(logits: torch.Tensor, labels: torch.Tensor) -> torc
 def soft_ranked_probability_score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean RPS against a target distribution (B, K), e.g. a teacher network's probabilities
     (distillation); with one-hot targets it is :func:`ranked_probability_score`."""
-    probs = torch.softmax(logits, dim=1)
+    return _rps_of_probabilities(torch.softmax(logits, dim=1), target)
+
+
+def _rps_of_probabilities(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     diff = torch.cumsum(probs, dim=1) - torch.cumsum(target, dim=1)
     return (diff * diff).sum(dim=1).mean()
+
+
+def image_ranked_probability_score(
+    logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean RPS of whole-image distributions, each aggregated from ``group_size`` consecutive
+    patches as :func:`miq.assessment.aggregate` does at inference: the patches' probabilities
+    weighted by their certainty 1 − H(p)/ln K (differentiable through the weights too), then
+    p ← p^(1/``temperature``) renormalised (the model's image temperature; < 1 sharpens).
+
+    logits : (B, K), B a multiple of ``group_size``; labels : (B,) int64, one level per group.
+    """
+    k = logits.shape[1]
+    probs = torch.softmax(logits, dim=1).reshape(-1, group_size, k)  # (G, M, K)
+    entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=2)
+    certainty = (1 - entropy / math.log(k)).clamp_min(0) + 1e-6  # (G, M); never all zero
+    image = (certainty[..., None] * probs).sum(dim=1) / certainty.sum(dim=1, keepdim=True)
+    if temperature != 1.0:
+        image = torch.softmax(torch.log(image.clamp_min(1e-12)) / temperature, dim=1)
+    target = torch.nn.functional.one_hot(labels[::group_size], k).to(logits.dtype)
+    return _rps_of_probabilities(image, target)

@@ -149,10 +149,11 @@ class DefocusBatches:
             patch = patch[:, ::-1]
         return patch
 
-    def _sample_content(self) -> np.ndarray:
+    def _pick_image(self) -> np.ndarray:
+        """A random content image: a procedural field or a real source plane."""
         if self.pool and self.rng.random() < self.procedural_fraction:
-            return self._crop_from(self.pool[int(self.rng.integers(len(self.pool)))])
-        return self._crop_from(self.sources[int(self.rng.integers(len(self.sources)))].data)
+            return self.pool[int(self.rng.integers(len(self.pool)))]
+        return self.sources[int(self.rng.integers(len(self.sources)))].data
 
     def sample_z(self, labels: np.ndarray) -> np.ndarray:
         """Defocus in µm for each level label (jittered; the top level is open-ended)."""
@@ -166,12 +167,21 @@ class DefocusBatches:
         )
         return np.clip(np.abs(z), 0.0, cfg.top_level_max_um)
 
-    def simulate(self, content: np.ndarray, z_um: np.ndarray) -> torch.Tensor:
-        """Degrade relative-intensity crops (B, crop, crop) at defocus z (B,) → DN patches (B, 1, p, p)."""
+    def simulate(self, content: np.ndarray, z_um: np.ndarray, group_size: int = 1) -> torch.Tensor:
+        """Degrade relative-intensity crops (B, crop, crop) at defocus z (B,) → DN patches (B, 1, p, p).
+
+        Consecutive runs of ``group_size`` crops share one camera (photon levels, read noise,
+        gain, offset, binning), as the patches of one image do; the noise draws stay per pixel.
+        """
         cfg = self.config
         b = content.shape[0]
-        peak = _log_uniform(self.rng, cfg.peak_photons, b)
-        background = _log_uniform(self.rng, cfg.background_photons, b)
+        groups = b // group_size
+
+        def per_group(values: np.ndarray) -> np.ndarray:
+            return np.repeat(values, group_size)
+
+        peak = per_group(_log_uniform(self.rng, cfg.peak_photons, groups))
+        background = per_group(_log_uniform(self.rng, cfg.background_photons, groups))
         photons = torch.from_numpy(
             (content * peak[:, None, None] + background[:, None, None]).astype(np.float32)
         )
@@ -180,33 +190,53 @@ class DefocusBatches:
         blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
         noisy = torch.poisson(blurred.clamp_min(0), generator=self.torch_gen)
         read = torch.from_numpy(
-            _log_uniform(self.rng, cfg.read_noise_photons, b).astype(np.float32)
+            per_group(_log_uniform(self.rng, cfg.read_noise_photons, groups)).astype(np.float32)
         )
         noisy = noisy + read[:, None, None] * torch.randn(noisy.shape, generator=self.torch_gen)
-        gain = torch.from_numpy(_log_uniform(self.rng, cfg.gain, b).astype(np.float32))
-        offset = torch.from_numpy(_log_uniform(self.rng, cfg.offset_dn, b).astype(np.float32))
+        gain = torch.from_numpy(
+            per_group(_log_uniform(self.rng, cfg.gain, groups)).astype(np.float32)
+        )
+        offset = torch.from_numpy(
+            per_group(_log_uniform(self.rng, cfg.offset_dn, groups)).astype(np.float32)
+        )
         dn = torch.round(noisy * gain[:, None, None] + offset[:, None, None]).clamp(0, 65535)
-        return self._coarse_camera(dn[:, None])
+        return self._coarse_camera(dn[:, None], group_size)
 
-    def _coarse_camera(self, dn: torch.Tensor) -> torch.Tensor:
-        """Bin a random share of the patches (B, 1, p, p) by a random factor and resample back."""
+    def _coarse_camera(self, dn: torch.Tensor, group_size: int = 1) -> torch.Tensor:
+        """Bin a random share of the groups of ``group_size`` patches (B, 1, p, p) by a random
+        factor (one per group) and resample back."""
         cfg = self.config
-        chosen = np.flatnonzero(self.rng.random(len(dn)) < cfg.coarse_camera_fraction)
+        chosen = np.flatnonzero(self.rng.random(len(dn) // group_size) < cfg.coarse_camera_fraction)
         p = dn.shape[-1]
-        for i in chosen:
+        for g in chosen:
             side = max(8, round(p / self.rng.uniform(*cfg.coarse_camera_factor)))
-            small = F.interpolate(dn[i : i + 1], size=(side, side), mode="area")
-            dn[i : i + 1] = F.interpolate(small, size=(p, p), mode="bilinear", align_corners=False)
+            members = slice(g * group_size, (g + 1) * group_size)
+            small = F.interpolate(dn[members], size=(side, side), mode="area")
+            dn[members] = F.interpolate(small, size=(p, p), mode="bilinear", align_corners=False)
         return dn
 
-    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of simulated DN patches (B, 1, p, p) float32 and their level labels (B,) int64."""
+    def next_batch(self, batch_size: int, group_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch of simulated DN patches (B, 1, p, p) float32 and their level labels (B,) int64.
+
+        ``group_size`` > 1 makes the batch B / ``group_size`` simulated *images*: each run of
+        ``group_size`` consecutive patches is cropped from one content image and shares its
+        level, defocus and camera, as the patches of one real image do (for image-level losses).
+        """
+        if group_size < 1 or batch_size % group_size:
+            raise ValueError(
+                f"batch size {batch_size} is not a multiple of group size {group_size}"
+            )
         self._calls += 1
         if self.pool and self._calls % self._refresh_every == 0:  # keep procedural content fresh
             self.pool[int(self.rng.integers(len(self.pool)))] = procedural_field(
                 (2 * self.crop, 2 * self.crop), self.rng
             )
-        labels = self.rng.integers(0, self.levels.n_levels, batch_size)
-        content = np.stack([self._sample_content() for _ in range(batch_size)])
-        x = self.simulate(content, self.sample_z(labels))
-        return x, torch.from_numpy(labels.astype(np.int64))
+        groups = batch_size // group_size
+        group_labels = self.rng.integers(0, self.levels.n_levels, groups)
+        content = []
+        for _ in range(groups):
+            image = self._pick_image()
+            content.extend(self._crop_from(image) for _ in range(group_size))
+        z = np.repeat(self.sample_z(group_labels), group_size)
+        x = self.simulate(np.stack(content), z, group_size)
+        return x, torch.from_numpy(np.repeat(group_labels, group_size).astype(np.int64))

@@ -14,7 +14,11 @@ import torch
 
 from ..optics import LevelTable, Optics
 from .export import export_model
-from .loss import ranked_probability_score, soft_ranked_probability_score
+from .loss import (
+    image_ranked_probability_score,
+    ranked_probability_score,
+    soft_ranked_probability_score,
+)
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
@@ -37,6 +41,12 @@ class TrainConfig:
     init_from: str | None = None
     teacher: str | None = None  # model folder whose predictions the network also learns
     distill_weight: float = 0.7  # share of the loss from the teacher when there is one
+    # > 1: each batch is batch_size / image_group_size simulated images (patches sharing content,
+    # level and camera), and image_loss_weight × the RPS of their certainty-weighted whole-image
+    # distributions is added to the patch loss
+    image_group_size: int = 1
+    image_loss_weight: float = 0.0
+    image_loss_temperature: float = 1.0  # sharpening of the aggregate, as the image calibration
     threads: int | None = None
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
@@ -210,7 +220,7 @@ def train(
     stopped_early = False
     model.train()
     while step < config.steps:
-        x, y = batches.next_batch(config.batch_size)
+        x, y = batches.next_batch(config.batch_size, config.image_group_size)
         logits = model(x)
         loss = ranked_probability_score(logits, y)
         if teacher is not None:
@@ -218,6 +228,10 @@ def train(
                 target = torch.softmax(teacher(x), dim=1)
             alpha = config.distill_weight
             loss = (1 - alpha) * loss + alpha * soft_ranked_probability_score(logits, target)
+        if config.image_loss_weight > 0:
+            loss = loss + config.image_loss_weight * image_ranked_probability_score(
+                logits, y, config.image_group_size, config.image_loss_temperature
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
