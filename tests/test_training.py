@@ -239,3 +239,100 @@ def test_speed_architectures_train_export_and_match_onnx(tmp_path, sample_image,
     np.testing.assert_allclose(
         miq.load_model(tmp_path / "s4").predict(patches), expected, atol=1e-5
     )
+
+
+def test_grouped_batches_are_images_sharing_level_content_and_camera():
+    """With group_size M, each run of M patches is one simulated image: one level, one content
+    image and one camera (so a flat field gives one mean DN per group), groups independent."""
+    flat = Source(np.ones((400, 400), np.float32), "flat")
+    config = SimulationConfig(coarse_camera_fraction=0.0)
+    batches = DefocusBatches([flat], procedural_fraction=0.0, seed=5, config=config)
+    x, y = batches.next_batch(48, group_size=12)
+    assert x.shape == (48, 1, 84, 84)
+    labels = y.reshape(4, 12)
+    assert (labels == labels[:, :1]).all()
+    means = x.mean(dim=(1, 2, 3)).reshape(4, 12).double()
+    within = float((means.std(dim=1) / means.mean(dim=1)).max())  # Poisson noise only
+    between = float(means.mean(dim=1).std() / means.mean())  # log-uniform gain, offset, photons
+    assert within < 0.01 and between > 0.2
+    # independent patches (the default) do not share the camera
+    x1, _ = DefocusBatches([flat], procedural_fraction=0.0, seed=5, config=config).next_batch(12)
+    spread = x1.mean(dim=(1, 2, 3)).double()
+    assert float(spread.std() / spread.mean()) > 0.2
+    with pytest.raises(ValueError, match="multiple of group size"):
+        batches.next_batch(50, group_size=12)
+
+
+def test_image_rps_aggregates_patches_by_certainty():
+    from miq.training.loss import image_ranked_probability_score
+
+    logits = torch.randn(8, 11, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 10, 5, 5, 1, 7, 2])
+    # one patch per image: the image RPS is the patch RPS
+    assert torch.isclose(
+        image_ranked_probability_score(logits, labels, 1), ranked_probability_score(logits, labels)
+    )
+    # a confident correct patch outweighs a near-uniform wrong one
+    sure = torch.full((11,), -20.0, dtype=torch.float64)
+    sure[4] = 20.0
+    vague = torch.zeros(11, dtype=torch.float64)
+    vague[9] = 0.1
+    pair = torch.stack([sure, vague])
+    loss = float(image_ranked_probability_score(pair, torch.tensor([4, 4]), 2))
+    plain_mean = float(
+        ranked_probability_score(torch.log((pair.softmax(1).mean(0))[None]), torch.tensor([4]))
+    )
+    assert loss < 0.01 < plain_mean
+    # sharpening (temperature < 1) helps a right but soft aggregate, and gradients flow
+    soft = torch.zeros(4, 11, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        soft[:, 6] = 1.0
+    group = torch.full((4,), 6)
+    sharp = image_ranked_probability_score(soft, group, 4, temperature=0.3)
+    assert sharp.item() < image_ranked_probability_score(soft, group, 4).item()
+    sharp.backward()
+    assert soft.grad is not None and float(soft.grad.abs().sum()) > 0
+
+
+def test_training_with_an_image_level_loss(tmp_path, sample_image):
+    import tifffile
+
+    from miq.training.train import TrainConfig, train
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    config = TrainConfig(
+        architecture="stride4",
+        steps=4,
+        batch_size=8,
+        procedural_fraction=0.5,
+        image_group_size=4,
+        image_loss_weight=1.0,
+        image_loss_temperature=0.3,
+    )
+    meta_path = train([str(tmp_path / "in_focus.tif")], tmp_path / "m", config, log=lambda *_: None)
+    saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
+    assert saved["image_group_size"] == 4 and saved["image_loss_temperature"] == 0.3
+    assert json.loads(meta_path.read_text())["training"]["steps_completed"] == 4
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--image-group-size", "5"], "must be ≥ 1 and divide --batch-size 8"),
+        (["--image-loss-weight", "1"], "needs --image-group-size ≥ 2"),
+        (["--image-group-size", "4", "--image-loss-temperature", "0"], "must be > 0"),
+    ],
+)
+def test_train_cli_rejects_inconsistent_image_loss_flags(
+    tmp_path, sample_image, capsys, flags, message
+):
+    import tifffile
+
+    from miq.cli import main
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    args = ["train", str(tmp_path / "in_focus.tif"), "-o", str(tmp_path / "m"), "--batch-size", "8"]
+    assert main(args + flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "m").exists()
