@@ -294,7 +294,23 @@ def test_image_rps_aggregates_patches_by_certainty():
     assert soft.grad is not None and float(soft.grad.abs().sum()) > 0
 
 
-def test_training_with_an_image_level_loss(tmp_path, sample_image):
+def test_image_log_loss_is_the_nll_of_the_aggregate():
+    from miq.training.loss import image_distributions, image_log_loss
+
+    logits = torch.randn(12, 11, dtype=torch.float64)
+    labels = torch.tensor([2] * 4 + [9] * 4 + [0] * 4)
+    q = image_distributions(logits, 4, temperature=0.5)
+    assert q.shape == (3, 11) and torch.allclose(q.sum(1), torch.ones(3, dtype=torch.float64))
+    expected = -torch.log(q[[0, 1, 2], [2, 9, 0]]).mean()
+    assert torch.isclose(image_log_loss(logits, labels, 4, 0.5), expected)
+    # per patch (group of one, no sharpening) it is the ordinary cross-entropy
+    assert torch.isclose(
+        image_log_loss(logits, labels, 1), torch.nn.functional.cross_entropy(logits, labels)
+    )
+
+
+@pytest.mark.parametrize("image_loss", ["rps", "nll"])
+def test_training_with_an_image_level_loss(tmp_path, sample_image, image_loss):
     import tifffile
 
     from miq.training.train import TrainConfig, train
@@ -308,10 +324,12 @@ def test_training_with_an_image_level_loss(tmp_path, sample_image):
         image_group_size=4,
         image_loss_weight=1.0,
         image_loss_temperature=0.3,
+        image_loss=image_loss,
     )
     meta_path = train([str(tmp_path / "in_focus.tif")], tmp_path / "m", config, log=lambda *_: None)
     saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert saved["image_group_size"] == 4 and saved["image_loss_temperature"] == 0.3
+    assert saved["image_loss"] == image_loss
     assert json.loads(meta_path.read_text())["training"]["steps_completed"] == 4
 
 

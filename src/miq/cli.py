@@ -99,6 +99,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         image_group_size=args.image_group_size,
         image_loss_weight=args.image_loss_weight,
         image_loss_temperature=args.image_loss_temperature,
+        image_loss=args.image_loss,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
@@ -873,6 +874,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="add this × the RPS of each simulated image's certainty-weighted level distribution "
         "(as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 (default 0)",
+    )
+    p.add_argument(
+        "--image-loss",
+        choices=["rps", "nll"],
+        default="rps",
+        help="the per-image loss: ranked probability score (default) or log loss",
     )
     p.add_argument(
         "--image-loss-temperature",

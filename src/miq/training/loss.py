@@ -9,6 +9,8 @@ import torch
 __all__ = [
     "ranked_probability_score",
     "soft_ranked_probability_score",
+    "image_distributions",
+    "image_log_loss",
     "image_ranked_probability_score",
 ]
 
@@ -34,16 +36,14 @@ def _rps_of_probabilities(probs: torch.Tensor, target: torch.Tensor) -> torch.Te
     return (diff * diff).sum(dim=1).mean()
 
 
-def image_ranked_probability_score(
-    logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
+def image_distributions(
+    logits: torch.Tensor, group_size: int, temperature: float = 1.0
 ) -> torch.Tensor:
-    """Mean RPS of whole-image distributions, each aggregated from ``group_size`` consecutive
-    patches as :func:`miq.assessment.aggregate` does at inference: the patches' probabilities
-    weighted by their certainty 1 − H(p)/ln K (differentiable through the weights too), then
-    p ← p^(1/``temperature``) renormalised (the model's image temperature; < 1 sharpens).
-
-    logits : (B, K), B a multiple of ``group_size``; labels : (B,) int64, one level per group.
-    """
+    """Whole-image level distributions (G, K), each aggregated from ``group_size`` consecutive
+    patches of ``logits`` (B, K) as :func:`miq.assessment.aggregate` does at inference: the
+    patches' probabilities weighted by their certainty 1 − H(p)/ln K (differentiable through the
+    weights too), then p ← p^(1/``temperature``) renormalised (an image temperature; < 1
+    sharpens)."""
     k = logits.shape[1]
     probs = torch.softmax(logits, dim=1).reshape(-1, group_size, k)  # (G, M, K)
     entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=2)
@@ -51,5 +51,26 @@ def image_ranked_probability_score(
     image = (certainty[..., None] * probs).sum(dim=1) / certainty.sum(dim=1, keepdim=True)
     if temperature != 1.0:
         image = torch.softmax(torch.log(image.clamp_min(1e-12)) / temperature, dim=1)
-    target = torch.nn.functional.one_hot(labels[::group_size], k).to(logits.dtype)
+    return image
+
+
+def image_log_loss(
+    logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean negative log-likelihood of the true level under :func:`image_distributions`
+    (the quantity a fitted image temperature minimises). labels : (B,), one level per group."""
+    image = image_distributions(logits, group_size, temperature)
+    truth = labels[::group_size]
+    return -torch.log(image[torch.arange(len(truth)), truth].clamp_min(1e-12)).mean()
+
+
+def image_ranked_probability_score(
+    logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean RPS of the whole-image distributions of :func:`image_distributions`.
+
+    logits : (B, K), B a multiple of ``group_size``; labels : (B,) int64, one level per group.
+    """
+    image = image_distributions(logits, group_size, temperature)
+    target = torch.nn.functional.one_hot(labels[::group_size], logits.shape[1]).to(logits.dtype)
     return _rps_of_probabilities(image, target)

@@ -15,6 +15,7 @@ import torch
 from ..optics import LevelTable, Optics
 from .export import export_model
 from .loss import (
+    image_log_loss,
     image_ranked_probability_score,
     ranked_probability_score,
     soft_ranked_probability_score,
@@ -22,6 +23,8 @@ from .loss import (
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
+
+_IMAGE_LOSSES = {"rps": image_ranked_probability_score, "nll": image_log_loss}
 
 
 @dataclass
@@ -47,6 +50,7 @@ class TrainConfig:
     image_group_size: int = 1
     image_loss_weight: float = 0.0
     image_loss_temperature: float = 1.0  # sharpening of the aggregate, as the image calibration
+    image_loss: str = "rps"  # "rps" (ranked probability score) or "nll" (log loss) per image
     threads: int | None = None
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
@@ -134,6 +138,10 @@ def train(
     """
     from ..model.network import build_network
 
+    if config.image_loss not in _IMAGE_LOSSES:
+        raise ValueError(
+            f"image_loss must be one of {sorted(_IMAGE_LOSSES)}, got {config.image_loss!r}"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -229,7 +237,8 @@ def train(
             alpha = config.distill_weight
             loss = (1 - alpha) * loss + alpha * soft_ranked_probability_score(logits, target)
         if config.image_loss_weight > 0:
-            loss = loss + config.image_loss_weight * image_ranked_probability_score(
+            image_loss = _IMAGE_LOSSES[config.image_loss]
+            loss = loss + config.image_loss_weight * image_loss(
                 logits, y, config.image_group_size, config.image_loss_temperature
             )
         optimizer.zero_grad(set_to_none=True)
