@@ -151,3 +151,38 @@ def test_file_path_matches_the_in_memory_float_path(sample_image, model, tmp_pat
         result.assessment.patch_probabilities, in_memory.patch_probabilities
     )
     assert result.assessment.level == in_memory.level
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.float32, np.float64])
+def test_row_patches_are_the_unit_mapped_patches_cut_by_hand(dtype):
+    """rate_patch_rows maps each row's patches straight from strided views of the input; the
+    network must get exactly the patches that unit-mapping the plane and cutting them gives,
+    also where the last column overlaps its neighbour and for irregular columns."""
+    from miq.assessment import rate_patch_rows
+    from miq.io import unit_map
+    from miq.tiling import patch_grid
+
+    class Recorder:
+        patch_size = 8
+
+        def __init__(self):
+            self.batches = []
+
+        def predict(self, patches, calibrated=True):
+            self.batches.append(patches.copy())
+            return np.zeros((len(patches), 3), np.float32)
+
+        def calibrate(self, probabilities):
+            return probabilities
+
+    rng = np.random.default_rng(7)
+    image = (rng.random((29, 43)) * 200 + 20).astype(dtype)
+    lo, hi = float(image.min()), float(image.max())
+    unit = unit_map(image, lo, hi)
+    grid = patch_grid(image.shape, 8)
+    for xs in (grid.xs, np.array([0, 3, 6, 20, 35])):
+        model = Recorder()
+        _, valid = rate_patch_rows(image, grid.ys, xs, lo, hi, model)
+        expected = np.stack([unit[y : y + 8, x : x + 8] for y in grid.ys for x in xs])
+        np.testing.assert_array_equal(np.concatenate(model.batches), expected)
+        assert valid.all() and len(valid) == len(expected)

@@ -220,15 +220,38 @@ def rate_patch_rows(
 
     p = model.patch_size
     windows = np.lib.stride_tricks.sliding_window_view(band, (p, p))  # a view, no copy
+    pieces = [(piece, len(range(piece.start, piece.stop, piece.step))) for piece in _runs(xs)]
+    patches = np.empty((len(xs), p, p), np.float32)  # one row's batch, reused for every row
     probs, valid = [], []
     for y in ys:
-        # copy the row's patches in the input dtype, then map them to float32 in one pass:
-        # the batch the model gets is contiguous and no other float copy is made
-        patches = unit_map(windows[y, xs], lo, hi)
+        # map the row's patches from the input straight into the contiguous float32 batch (the
+        # windows of each evenly spaced run of columns are a strided view: read once, not copied)
+        start = 0
+        for piece, n in pieces:
+            unit_map(windows[y, piece], lo, hi, out=patches[start : start + n])
+            start += n
         valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
         probs.append(model.predict(patches, calibrated=False))
     # calibrated once for the whole plane (row-wise, so the same as per row, but one call)
     return model.calibrate(np.concatenate(probs)), np.concatenate(valid)
+
+
+def _runs(starts: np.ndarray) -> list[slice]:
+    """Increasing positions as slices, each maximal run of equal spacing one strided slice
+    (grid columns [0, 84, …, 1932, 1964] → [0:1933:84, 1964:1965:1])."""
+    starts = [int(v) for v in starts]
+    slices, i = [], 0
+    while i < len(starts):
+        j = i
+        step = starts[i + 1] - starts[i] if i + 1 < len(starts) else 1
+        if step > 0:
+            while j + 1 < len(starts) and starts[j + 1] - starts[j] == step:
+                j += 1
+        else:
+            step = 1
+        slices.append(slice(starts[i], starts[j] + 1, step))
+        i = j + 1
+    return slices
 
 
 def _checked_plane(

@@ -393,22 +393,25 @@ def to_unit_range(plane: np.ndarray) -> np.ndarray:
     return unit_map(data, float(data.min()), float(data.max()))
 
 
-def unit_map(data: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def unit_map(data: np.ndarray, lo: float, hi: float, out: np.ndarray | None = None) -> np.ndarray:
     """(data − lo) / (hi − lo) as float32 (0 where hi == lo): the map of :func:`to_unit_range`
     with a given range, so a plane read in bands maps exactly as when read whole.
 
     8- and 16-bit integers (exact in float32) and float32 data are mapped in float32 (faster;
     at most an ulp of the result apart from float64); 32/64-bit integers and float64 in float64,
-    so large offsets keep their precision."""
+    so large offsets keep their precision. ``out``: a float32 array of ``data``'s shape to write
+    into (``data`` may then be any strided view: it is read once, never copied)."""
     data = np.asarray(data)
     scale = 1.0 / (hi - lo) if hi > lo else 0.0
     kind, size = data.dtype.kind, data.dtype.itemsize
+    if out is None:
+        out = np.empty(data.shape, np.float32)
     if (kind in "bui" and size <= 2) or (kind == "f" and size <= 4):
-        out = data.astype(np.float32)
-        out -= np.float32(lo)
+        np.subtract(data, np.float32(lo), out=out, dtype=np.float32)
         out *= np.float32(scale)
-        return out
-    return ((data.astype(np.float64) - lo) * scale).astype(np.float32)
+    else:
+        out[...] = (data.astype(np.float64) - lo) * scale
+    return out
 
 
 def find_images(
