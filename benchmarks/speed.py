@@ -75,6 +75,20 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+class _NoModel:
+    """Stands in for a model to time what the rating path does around it (mapping each row of
+    patches to float32, validity): predicts zeros."""
+
+    def __init__(self, patch_size: int) -> None:
+        self.patch_size = patch_size
+
+    def predict(self, patches: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        return np.zeros((len(patches), 11), np.float32)
+
+    def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
+        return probabilities
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -92,9 +106,10 @@ def main() -> int:
     import tifffile
 
     import miq
-    from miq.assessment import prepare_patches
+    from miq.assessment import prepare_patches, rate_patch_rows
     from miq.measures import power_log_log_slope, variance_of_laplacian
     from miq.pipeline import assess_file
+    from miq.tiling import patch_grid
 
     models = [miq.load_model(m, threads=args.threads) for m in args.models]
     print(machine_description())
@@ -117,6 +132,14 @@ def main() -> int:
                     lambda path=path: tifffile.imread(path), repeats
                 ),
             }
+            grid = patch_grid(image.shape, models[0].patch_size)
+            lo, hi = float(image.min()), float(image.max())
+            timings["miq patch rows mapped to float32, no model"] = best_time(
+                lambda image=image, grid=grid, lo=lo, hi=hi: rate_patch_rows(
+                    image, grid.ys, grid.xs, lo, hi, _NoModel(models[0].patch_size)
+                ),
+                repeats,
+            )
             for model in models:
                 tag = f" [{model.name}]" if len(models) > 1 else ""
                 patches = prepare_patches(image, model)[1]
