@@ -872,8 +872,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-loss-weight",
         type=float,
         default=0.0,
-        help="add this × the RPS of each simulated image's certainty-weighted level distribution "
-        "(as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 (default 0)",
+        help="add this × the --image-loss of each simulated image's certainty-weighted level "
+        "distribution (as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 "
+        "(default 0)",
     )
     p.add_argument(
         "--image-loss",
@@ -885,7 +886,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-loss-temperature",
         type=float,
         default=1.0,
-        help="sharpen each simulated image's distribution by p^(1/T) before its RPS, as the "
+        help="sharpen each simulated image's distribution by p^(1/T) before its loss, as the "
         "model's image temperature does at inference (default 1: none)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")

@@ -45,8 +45,8 @@ class TrainConfig:
     teacher: str | None = None  # model folder whose predictions the network also learns
     distill_weight: float = 0.7  # share of the loss from the teacher when there is one
     # > 1: each batch is batch_size / image_group_size simulated images (patches sharing content,
-    # level and camera), and image_loss_weight × the RPS of their certainty-weighted whole-image
-    # distributions is added to the patch loss
+    # level and camera), and image_loss_weight × the image_loss (RPS or log loss) of their
+    # certainty-weighted whole-image distributions is added to the patch loss
     image_group_size: int = 1
     image_loss_weight: float = 0.0
     image_loss_temperature: float = 1.0  # sharpening of the aggregate, as the image calibration
