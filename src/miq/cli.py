@@ -70,7 +70,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.width and args.architecture == "yang2018":
         _err("--width applies to the compact, stride4 and separable architectures only")
         return EXIT_USAGE
-    if args.image_group_size < 1 or args.batch_size % args.image_group_size:
+    if args.batch_size % args.image_group_size:
         _err(
             f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
             f"{args.batch_size}"
@@ -862,7 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--image-group-size",
-        type=int,
+        type=_positive_int,
         default=1,
         metavar="M",
         help="simulate batches as images of M patches sharing content, level and camera "
