@@ -339,6 +339,11 @@ def test_training_with_an_image_level_loss(tmp_path, sample_image, image_loss):
         (["--image-group-size", "5"], "must be ≥ 1 and divide --batch-size 8"),
         (["--image-loss-weight", "1"], "needs --image-group-size ≥ 2"),
         (["--image-group-size", "4", "--image-loss-temperature", "0"], "must be > 0"),
+        (["--image-distill-weight", "2"], "must be in [0, 1]"),
+        (
+            ["--image-group-size", "4", "--image-loss-weight", "1", "--image-distill-weight", "1"],
+            "needs --teacher",
+        ),
     ],
 )
 def test_train_cli_rejects_inconsistent_image_loss_flags(
@@ -354,3 +359,81 @@ def test_train_cli_rejects_inconsistent_image_loss_flags(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "m").exists()
+
+
+def test_image_distillation_loss_is_the_cross_entropy_to_the_teacher_image():
+    from miq.training.loss import image_distillation_loss, image_distributions, image_log_loss
+
+    logits = torch.randn(12, 11, dtype=torch.float64)
+    labels = torch.tensor([2] * 4 + [9] * 4 + [0] * 4)
+    one_hot = torch.nn.functional.one_hot(labels[::4], 11).double()
+    # a one-hot teacher makes it the image log loss
+    assert torch.isclose(
+        image_distillation_loss(logits, one_hot, 4, 0.3), image_log_loss(logits, labels, 4, 0.3)
+    )
+    # against its own distribution it is that distribution's entropy, the minimum
+    own = image_distributions(logits, 4, 0.3)
+    entropy = -(own * torch.log(own)).sum(1).mean()
+    assert torch.isclose(image_distillation_loss(logits, own, 4, 0.3), entropy)
+    # against another teacher it exceeds that teacher's entropy by the KL divergence (> 0)
+    other = image_distributions(logits + torch.randn_like(logits), 4, 0.3)
+    other_entropy = -(other * torch.log(other)).sum(1).mean()
+    assert image_distillation_loss(logits, other, 4, 0.3) > other_entropy
+
+
+def test_teacher_image_distribution_is_what_miq_predict_computes(sample_image):
+    """The training target of --image-distill-weight equals the bundled model's calibrated
+    whole-image distribution at inference (patch calibration, certainty weights, image T)."""
+    from miq.assessment import aggregate, prepare_patches
+    from miq.model.runtime import BUNDLED_MODEL, FocusModel
+    from miq.training.train import (
+        _calibrated_image_distributions,
+        _load_teacher,
+        _stored_calibration,
+    )
+
+    model = FocusModel(BUNDLED_MODEL)
+    _, patches, valid, _ = prepare_patches(sample_image.astype(np.float32), model)
+    patches = patches[valid][:12]
+    expected = aggregate(model.predict(patches), temperature=model.image_temperature)
+    teacher = _load_teacher(str(BUNDLED_MODEL.parent))
+    with torch.no_grad():
+        logits = teacher(torch.from_numpy(np.ascontiguousarray(patches))[:, None])
+    got = _calibrated_image_distributions(
+        logits, len(patches), _stored_calibration(str(BUNDLED_MODEL.parent))
+    )
+    assert model.image_temperature != 1.0
+    np.testing.assert_allclose(got[0].numpy(), expected["probabilities"], atol=1e-4)
+
+
+def test_training_with_image_distillation(tmp_path, sample_image):
+    import tifffile
+
+    from miq.model.runtime import BUNDLED_MODEL
+    from miq.training.train import TrainConfig, train
+
+    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
+    config = TrainConfig(
+        architecture="separable",
+        steps=3,
+        batch_size=8,
+        procedural_fraction=0.5,
+        teacher=str(BUNDLED_MODEL.parent),
+        image_group_size=4,
+        image_loss_weight=1.0,
+        image_loss_temperature=0.3,
+        image_loss="nll",
+        image_distill_weight=0.5,
+    )
+    messages = []
+    meta_path = train([str(tmp_path / "in_focus.tif")], tmp_path / "m", config, log=messages.append)
+    assert any("teacher's calibrated image distribution" in m for m in messages)
+    saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
+    assert saved["image_distill_weight"] == 0.5
+    assert json.loads(meta_path.read_text())["training"]["steps_completed"] == 3
+    with pytest.raises(ValueError, match="needs a teacher"):
+        train(
+            [str(tmp_path / "in_focus.tif")],
+            tmp_path / "m2",
+            TrainConfig(image_group_size=4, image_loss_weight=1.0, image_distill_weight=0.5),
+        )

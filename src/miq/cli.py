@@ -82,6 +82,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.image_loss_weight > 0 and args.image_group_size < 2:
         _err("--image-loss-weight needs --image-group-size ≥ 2 (patches per simulated image)")
         return EXIT_USAGE
+    if not 0 <= args.image_distill_weight <= 1:
+        _err(f"--image-distill-weight must be in [0, 1], got {args.image_distill_weight}")
+        return EXIT_USAGE
+    if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
+        _err("--image-distill-weight needs --teacher and --image-loss-weight > 0")
+        return EXIT_USAGE
     config = TrainConfig(
         architecture=args.architecture,
         architecture_kwargs={"width": args.width} if args.width else {},
@@ -100,6 +106,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         image_loss_weight=args.image_loss_weight,
         image_loss_temperature=args.image_loss_temperature,
         image_loss=args.image_loss,
+        image_distill_weight=args.image_distill_weight,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
@@ -888,6 +895,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="sharpen each simulated image's distribution by p^(1/T) before its loss, as the "
         "model's image temperature does at inference (default 1: none)",
+    )
+    p.add_argument(
+        "--image-distill-weight",
+        type=float,
+        default=0.0,
+        help="share (0..1) of the image loss taken from the --teacher's calibrated whole-image "
+        "distribution (cross-entropy against it, the teacher's stored calibration applied as "
+        "`miq predict` does) instead of the true level (default 0)",
     )
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)

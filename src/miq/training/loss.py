@@ -12,6 +12,7 @@ __all__ = [
     "image_distributions",
     "image_log_loss",
     "image_ranked_probability_score",
+    "image_distillation_loss",
 ]
 
 
@@ -74,3 +75,14 @@ def image_ranked_probability_score(
     image = image_distributions(logits, group_size, temperature)
     target = torch.nn.functional.one_hot(labels[::group_size], logits.shape[1]).to(logits.dtype)
     return _rps_of_probabilities(image, target)
+
+
+def image_distillation_loss(
+    logits: torch.Tensor, teacher_image: torch.Tensor, group_size: int, temperature: float = 1.0
+) -> torch.Tensor:
+    """Mean cross-entropy −Σₖ q_teacher(k) · log q(k) of the whole-image distributions q of
+    :func:`image_distributions` against a teacher's whole-image distributions (G, K), e.g. a
+    calibrated model's (its KL divergence up to a constant). With one-hot teacher distributions
+    it is :func:`image_log_loss`."""
+    image = image_distributions(logits, group_size, temperature)
+    return -(teacher_image * torch.log(image.clamp_min(1e-12))).sum(dim=1).mean()

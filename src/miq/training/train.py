@@ -15,6 +15,8 @@ import torch
 from ..optics import LevelTable, Optics
 from .export import export_model
 from .loss import (
+    image_distillation_loss,
+    image_distributions,
     image_log_loss,
     image_ranked_probability_score,
     ranked_probability_score,
@@ -51,6 +53,9 @@ class TrainConfig:
     image_loss_weight: float = 0.0
     image_loss_temperature: float = 1.0  # sharpening of the aggregate, as the image calibration
     image_loss: str = "rps"  # "rps" (ranked probability score) or "nll" (log loss) per image
+    # share of the image loss taken from the teacher's *calibrated* whole-image distribution
+    # (cross-entropy against it) instead of the true level; needs a teacher
+    image_distill_weight: float = 0.0
     threads: int | None = None
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
@@ -99,6 +104,31 @@ def _load_teacher(path: str) -> torch.nn.Module:
     return network
 
 
+def _stored_calibration(path: str) -> tuple[torch.Tensor, float, float]:
+    """A model's stored calibration: per-level bias (K,), patch and image temperatures
+    (none stored: zeros, 1, 1). ``path``: model folder or model.json."""
+    meta_path = Path(path) / "model.json" if Path(path).is_dir() else Path(path)
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    calibration = meta.get("calibration") or {}
+    bias = calibration.get("class_bias", [0.0] * int(meta["n_levels"]))
+    return (
+        torch.tensor(bias, dtype=torch.float32),
+        float(calibration.get("patch_temperature", 1.0)),
+        float(calibration.get("image_temperature", 1.0)),
+    )
+
+
+def _calibrated_image_distributions(
+    logits: torch.Tensor, group_size: int, calibration: tuple[torch.Tensor, float, float]
+) -> torch.Tensor:
+    """Whole-image distributions (G, K) of groups of ``group_size`` patches' ``logits`` (B, K) as
+    ``miq predict`` computes them with a stored calibration (:func:`_stored_calibration`): patch
+    bias and temperature, certainty-weighted mean, image temperature."""
+    bias, patch_temperature, image_temperature = calibration
+    calibrated = (torch.log_softmax(logits, dim=1) + bias) / patch_temperature
+    return image_distributions(calibrated, group_size, image_temperature)
+
+
 def _validation_batch(
     batches: DefocusBatches, n: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,6 +172,8 @@ def train(
         raise ValueError(
             f"image_loss must be one of {sorted(_IMAGE_LOSSES)}, got {config.image_loss!r}"
         )
+    if config.image_distill_weight > 0 and not (config.teacher and config.image_loss_weight > 0):
+        raise ValueError("image_distill_weight needs a teacher and image_loss_weight > 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
@@ -173,6 +205,12 @@ def train(
     teacher = _load_teacher(config.teacher) if config.teacher else None
     if teacher is not None:
         log(f"distilling from {config.teacher} (weight {config.distill_weight})")
+    if config.image_distill_weight > 0:
+        teacher_calibration = _stored_calibration(config.teacher)
+        log(
+            f"image loss {1 - config.image_distill_weight:g} × true level + "
+            f"{config.image_distill_weight:g} × the teacher's calibrated image distribution"
+        )
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -233,14 +271,23 @@ def train(
         loss = ranked_probability_score(logits, y)
         if teacher is not None:
             with torch.no_grad():
-                target = torch.softmax(teacher(x), dim=1)
+                teacher_logits = teacher(x)
             alpha = config.distill_weight
-            loss = (1 - alpha) * loss + alpha * soft_ranked_probability_score(logits, target)
-        if config.image_loss_weight > 0:
-            image_loss = _IMAGE_LOSSES[config.image_loss]
-            loss = loss + config.image_loss_weight * image_loss(
-                logits, y, config.image_group_size, config.image_loss_temperature
+            loss = (1 - alpha) * loss + alpha * soft_ranked_probability_score(
+                logits, torch.softmax(teacher_logits, dim=1)
             )
+        if config.image_loss_weight > 0:
+            group, temperature = config.image_group_size, config.image_loss_temperature
+            image_loss = _IMAGE_LOSSES[config.image_loss](logits, y, group, temperature)
+            beta = config.image_distill_weight
+            if beta > 0:
+                teacher_image = _calibrated_image_distributions(
+                    teacher_logits, group, teacher_calibration
+                )
+                image_loss = (1 - beta) * image_loss + beta * image_distillation_loss(
+                    logits, teacher_image, group, temperature
+                )
+            loss = loss + config.image_loss_weight * image_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
