@@ -69,3 +69,30 @@ def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, m
     (tmp_path / "fast").mkdir()
     with pytest.raises(miq.errors.ModelError, match="fast/model.json: model not found"):
         miq.load_model("fast")
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sample_image):
+    """Each shipped ONNX file computes what its safetensors weights compute in torch (within
+    1e-4, float32 rounding between the two runtimes), and pools with ONNX Runtime's global pooling ops (GlobalAveragePool,
+    MaxPool over the whole map), not ReduceMean/ReduceMax, which cost a layout reorder."""
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    import numpy as np
+
+    import miq
+    from miq.assessment import prepare_patches
+    from miq.model.network import build_network
+
+    meta_path = BUNDLED_MODELS[name]
+    meta = json.loads(meta_path.read_text())
+    ops = {node.op_type for node in onnx.load(meta_path.parent / "model.onnx").graph.node}
+    assert {"GlobalAveragePool", "MaxPool"} <= ops and not ops & {"ReduceMax"}
+    network = build_network(meta["architecture"], **meta["architecture_kwargs"]).eval()
+    network.load_state_dict(safetensors_torch.load_file(meta_path.parent / "model.safetensors"))
+    model = miq.load_model(name, threads=1)
+    patches = prepare_patches(sample_image, model)[1][:32]
+    with torch.no_grad():
+        expected = torch.softmax(network(torch.from_numpy(patches)[:, None]), dim=1).numpy()
+    np.testing.assert_allclose(model.predict(patches, calibrated=False), expected, atol=1e-4)

@@ -75,8 +75,11 @@ class _MeanMaxPooledNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(self.standardize(x))
-        pooled = torch.cat([f.mean(dim=(2, 3)), f.amax(dim=(2, 3))], dim=1)
-        return self.head(pooled)
+        # global pooling ops (not mean/amax over axes): ONNX Runtime runs GlobalAveragePool and
+        # GlobalMaxPool in its blocked channel layout, with no reorder before the head
+        mean = nn.functional.adaptive_avg_pool2d(f, 1).flatten(1)
+        peak = nn.functional.adaptive_max_pool2d(f, 1).flatten(1)
+        return self.head(torch.cat([mean, peak], dim=1))
 
 
 class CompactFocusNet(_MeanMaxPooledNet):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["export_model", "MODEL_FORMAT"]
+__all__ = ["export_model", "write_onnx", "reexport_onnx", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "miq-model/1"
 NORMALISATION = (
@@ -21,6 +21,38 @@ NORMALISATION = (
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _WithSoftmax(torch.nn.Module):
+    """The network's logits (B, K) → probabilities, the ONNX file's output."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)
+
+
+def write_onnx(model: torch.nn.Module, path: str | Path, patch_size: int) -> None:
+    """Write ``model`` (logits) with a softmax as ONNX (opset 17): input ``patches`` (batch, 1,
+    ``patch_size``, ``patch_size``) float32, output ``probabilities`` (batch, K). Written to a
+    temporary file and renamed, so ``path`` is never half-written."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    dummy = torch.zeros(2, 1, patch_size, patch_size)
+    dummy[:, :, ::7, ::5] = 1.0
+    torch.onnx.export(
+        _WithSoftmax(model.eval()),
+        (dummy,),
+        str(tmp),
+        input_names=["patches"],
+        output_names=["probabilities"],
+        dynamic_axes={"patches": {0: "batch"}, "probabilities": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    tmp.replace(path)
 
 
 def export_model(
@@ -45,27 +77,7 @@ def export_model(
     patch = int(config["patch_size"])
     n_levels = len(config["levels"]["defocus_um"])
     onnx_path = out / "model.onnx"
-    dummy = torch.zeros(2, 1, patch, patch)
-    dummy[:, :, ::7, ::5] = 1.0
-
-    class WithSoftmax(torch.nn.Module):
-        def __init__(self, net: torch.nn.Module) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(self.net(x), dim=1)
-
-    torch.onnx.export(
-        WithSoftmax(model),
-        (dummy,),
-        str(onnx_path),
-        input_names=["patches"],
-        output_names=["probabilities"],
-        dynamic_axes={"patches": {0: "batch"}, "probabilities": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    write_onnx(model, onnx_path, patch)
     st_path = out / "model.safetensors"
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st_path))
     kwargs = dict(config.get("architecture_kwargs") or {})
@@ -105,3 +117,33 @@ def export_model(
     meta_path = out / "model.json"
     meta_path.write_text(json.dumps(meta, indent=2))
     return meta_path
+
+
+def reexport_onnx(model_dir: str | Path) -> Path:
+    """Rewrite a model folder's ``model.onnx`` from its ``model.safetensors`` with the current
+    network code (e.g. after a change of how an operation is exported) and update its sha256 in
+    ``model.json``; weights, calibration and everything else stay. Returns the ONNX path."""
+    from ..model.network import build_network
+
+    meta_path = Path(model_dir) / "model.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
+    from safetensors.torch import load_file
+
+    network.load_state_dict(
+        load_file(str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
+    )
+    onnx_path = meta_path.parent / meta["weights"]["onnx"]["file"]
+    write_onnx(network, onnx_path, int(meta["patch_size"]))
+    meta["weights"]["onnx"]["sha256"] = _sha256(onnx_path)
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    tmp.replace(meta_path)
+    return onnx_path
+
+
+if __name__ == "__main__":  # python -m miq.training.export MODEL_DIR ...
+    import sys
+
+    for folder in sys.argv[1:]:
+        print(f"rewritten: {reexport_onnx(folder)}")
