@@ -51,7 +51,7 @@ def test_no_pickle_weights_ship():
 
 
 def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, monkeypatch):
-    """``load_model("fast")`` is the stride-4 network; both bundled models rate the sample in
+    """``load_model("fast")`` is the separable network; both bundled models rate the sample in
     focus and its simulated 16 µm defocus (level 8) well out of focus; a path called "fast"
     still wins over the bundled name."""
     import miq
@@ -59,7 +59,7 @@ def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, m
 
     default, fast = miq.load_model("default", threads=1), miq.load_model("fast", threads=1)
     assert default.path == BUNDLED_MODEL and default.metadata["architecture"] == "compact"
-    assert fast.metadata["architecture"] == "stride4" and fast.name == "miq-stride4-fast-v1"
+    assert fast.metadata["architecture"] == "separable" and fast.name == "miq-separable-fast-v1"
     blurred = degrade(sample_image / 65535.0, 16.0, optics=Optics(), rng=0)
     for model in (default, fast):
         sharp, blur = miq.assess(sample_image, model), miq.assess(blurred, model)
