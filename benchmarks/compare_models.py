@@ -3,7 +3,10 @@
 Every in-focus plane of a split (data_split.py) is defocused by the simulator to each of the 11
 levels with ``--seeds`` noise seeds, and every model rates the same images (its stored
 calibration applied, as ``miq predict`` does). Per model: exact and within-one accuracy of the
-whole-image level, and ECE of its top probability. Per model after the first: the difference to
+whole-image level; ECE of its top probability; "field CE", the calibration error per plane
+(|accuracy − mean top probability| over a plane's images, averaged over planes: unlike the ECE,
+over- and under-confidence on different fields do not cancel); and the log loss (NLL) and ranked
+probability score (RPS) of the whole-image distribution, proper scores of the probabilities. Per model after the first: the difference to
 the first model with a 95 % interval from a paired bootstrap over planes (all levels and seeds of
 a plane are resampled together, since they share the plane's content). An interval that
 contains 0 means the two models cannot be told apart on these images.
@@ -28,29 +31,38 @@ sys.path.insert(0, str(Path(__file__).parent))
 import miq  # noqa: E402
 from data_split import held_out_files, training_files  # noqa: E402
 from miq.ground_truth import synthetic_items  # noqa: E402
-from miq.metrics import accuracy_within, calibration  # noqa: E402
+from miq.metrics import (  # noqa: E402
+    accuracy_within,
+    calibration,
+    group_calibration_error,
+    log_loss,
+    ranked_probability_score,
+)
 from miq.optics import LevelTable, Optics  # noqa: E402
 
-METRICS = ("exact", "within-one", "ECE")
+METRICS = ("exact", "within-one", "ECE", "field CE", "NLL", "RPS")
 
 
-def rate(model, items) -> tuple[np.ndarray, np.ndarray]:
-    """Whole-image levels (M,) and top probabilities (M,) of ``items`` by ``model``."""
-    levels, confidence = [], []
-    for item in items:
-        a = miq.assess(item.load(), model, name=item.name)
-        levels.append(a.level)
-        confidence.append(float(np.max(a.probabilities)))
-    return np.array(levels), np.array(confidence)
+def rate(model, items) -> np.ndarray:
+    """Whole-image level distributions (M, K) of ``items`` by ``model`` (calibrated)."""
+    return np.stack(
+        [miq.assess(item.load(), model, name=item.name).probabilities for item in items]
+    )
 
 
-def scores(levels: np.ndarray, confidence: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """exact, within-one, ECE."""
+def scores(probabilities: np.ndarray, truth: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """exact, within-one, ECE, field CE, NLL, RPS of distributions (M, K) against true levels
+    (M,), images grouped by ``plane`` (M,)."""
+    levels = probabilities.argmax(axis=1)  # ties → lowest, as miq's level
+    confidence = probabilities.max(axis=1)
     return np.array(
         [
             accuracy_within(truth, levels, 0),
             accuracy_within(truth, levels, 1),
             calibration(confidence, levels == truth).ece,
+            group_calibration_error(confidence, levels == truth, plane),
+            log_loss(probabilities, truth),
+            ranked_probability_score(probabilities, truth),
         ]
     )
 
@@ -93,28 +105,33 @@ def main() -> int:
 
     rng = np.random.default_rng(0)
     members = [np.flatnonzero(plane == p) for p in range(plane.max() + 1)]
-    draws = [
-        np.concatenate([members[p] for p in rng.integers(0, len(members), len(members))])
-        for _ in range(args.bootstrap)
-    ]
+    draws = []  # (image indices, plane label of each: a plane drawn twice counts as two planes)
+    for _ in range(args.bootstrap):
+        picked = rng.integers(0, len(members), len(members))
+        draws.append(
+            (
+                np.concatenate([members[p] for p in picked]),
+                np.repeat(np.arange(len(picked)), [len(members[p]) for p in picked]),
+            )
+        )
     print(
         f"\n| model | {' | '.join(METRICS)} | "
         + " | ".join(f"Δ {m} (95 % CI)" for m in METRICS)
         + " |"
     )
     print("|---" * (1 + 2 * len(METRICS)) + "|")
-    base = scores(*rated[0], truth)
-    for model, (levels, conf) in zip(models, rated):
-        own = scores(levels, conf, truth)
+    base = scores(rated[0], truth, plane)
+    for model, probabilities in zip(models, rated):
+        own = scores(probabilities, truth, plane)
         cells = [f"{v:.3f}" for v in own]
         if model is first:
             cells += ["–"] * len(METRICS)
         else:
             diff = np.array(
                 [
-                    scores(levels[d], conf[d], truth[d])
-                    - scores(*(r[d] for r in rated[0]), truth[d])
-                    for d in draws
+                    scores(probabilities[d], truth[d], groups)
+                    - scores(rated[0][d], truth[d], groups)
+                    for d, groups in draws
                 ]
             )
             low, high = np.percentile(diff, [2.5, 97.5], axis=0)

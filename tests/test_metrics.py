@@ -83,3 +83,31 @@ def test_calibration_error():
     assert over.ece == pytest.approx(0.45)
     assert over.count[9] == 100 and over.count[:9].sum() == 0
     assert np.isnan(over.accuracy[0])
+
+
+def test_group_calibration_error_does_not_let_fields_cancel():
+    from miq.metrics import calibration, group_calibration_error
+
+    # both fields at confidence 0.7; field a right 9 times in 10, field b 5 in 10
+    confidence = np.full(20, 0.7)
+    correct = np.r_[np.arange(10) < 9, np.arange(10) < 5]
+    groups = np.repeat(["a", "b"], 10)
+    assert calibration(confidence, correct).ece == pytest.approx(0.0)  # pooled: 0.7 vs 0.7
+    assert group_calibration_error(confidence, correct, groups) == pytest.approx(0.2)
+    assert group_calibration_error(confidence[:10], correct[:10], groups[:10]) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="group labels"):
+        group_calibration_error([0.5], [True], [0, 1])
+
+
+def test_log_loss_and_ranked_probability_score_goldens():
+    from miq.metrics import log_loss, ranked_probability_score
+
+    certain = np.eye(11)[[0, 5]]
+    assert ranked_probability_score(certain, [0, 5]) == 0.0
+    assert ranked_probability_score(certain, [3, 5]) == pytest.approx(1.5)  # 3 levels off, 0
+    assert log_loss(certain, [0, 5]) == pytest.approx(0.0, abs=1e-12)
+    uniform = np.full((1, 11), 1 / 11)
+    assert log_loss(uniform, [4]) == pytest.approx(np.log(11))
+    # uniform, truth at level 0: Σ_k (1 − (k+1)/11)² for k = 0..10
+    expected = sum((1 - (k + 1) / 11) ** 2 for k in range(11))
+    assert ranked_probability_score(uniform, [0]) == pytest.approx(expected)

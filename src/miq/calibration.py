@@ -41,11 +41,6 @@ def apply_patch_calibration(probabilities: np.ndarray, bias, temperature: float)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    p = probabilities[np.arange(len(labels)), labels]
-    return float(-np.mean(np.log(np.clip(p, 1e-12, None))))
-
-
 def fit_patch_calibration(probabilities: np.ndarray, labels) -> tuple[np.ndarray, float]:
     """Per-level bias (first fixed at 0) and temperature minimising the patches' NLL.
 
@@ -147,14 +142,14 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
 
 
 def _image_accuracy(q: np.ndarray, labels: np.ndarray) -> dict:
-    from .metrics import accuracy_within, calibration
+    from .metrics import accuracy_within, calibration, log_loss
 
     predicted = q.argmax(axis=1)
     return {
         "exact": accuracy_within(labels, predicted, 0),
         "within_one": accuracy_within(labels, predicted, 1),
         "ece": calibration(q.max(axis=1), predicted == labels).ece,
-        "nll": _nll(q, labels),
+        "nll": log_loss(q, labels),
     }
 
 

@@ -4,7 +4,8 @@ Levels: confusion matrix, exact and within-one accuracy. Orderings: Spearman cor
 ROC-AUC. Binary in/out-of-focus: F-score, and the protocol of Bray et al. (2012) used by Yang et
 al. (2018) — the threshold that maximises F on a random 10 % validation split is applied to the
 other 90 %, repeated over many splits. Calibration: expected calibration error and the
-reliability-diagram table.
+reliability-diagram table, and the calibration error per group of images (e.g. per field).
+Probabilistic level predictions: log loss and ranked probability score (proper scores).
 
 Score convention: every score passed here grows with defocus ("higher = blurrier"); the positive
 class of the binary task is *out of focus* (the image a QC run must flag).
@@ -28,6 +29,9 @@ __all__ = [
     "split_f_score",
     "Calibration",
     "calibration",
+    "group_calibration_error",
+    "log_loss",
+    "ranked_probability_score",
 ]
 
 
@@ -207,3 +211,35 @@ def calibration(confidence, correct, n_bins: int = 10) -> Calibration:
         else float("nan")
     )
     return Calibration(ece, edges, count, mean_conf, accuracy)
+
+
+def group_calibration_error(confidence, correct, groups) -> float:
+    """Mean over groups (e.g. the fields an evaluation's images come from) of
+    |accuracy − mean confidence| within the group. Unlike the ECE, whose bins mix groups, a model
+    over-confident on one field and under-confident on another does not average out here."""
+    c = np.asarray(confidence, dtype=np.float64).ravel()
+    ok = np.asarray(correct, dtype=np.float64).ravel()
+    _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    if not (c.shape == ok.shape == g.shape):
+        raise ValueError(f"{c.size} confidences, {ok.size} outcomes, {g.size} group labels")
+    if not c.size:
+        return float("nan")
+    n = np.bincount(g)
+    gap = (np.bincount(g, weights=ok) - np.bincount(g, weights=c)) / n
+    return float(np.mean(np.abs(gap)))
+
+
+def log_loss(probabilities, true_levels) -> float:
+    """Mean −ln p(true level) of level distributions (M, K) (probabilities clipped at 1e-12)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(true_levels, dtype=int)
+    return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
+
+
+def ranked_probability_score(probabilities, true_levels) -> float:
+    """Mean Σₖ (CDF_pred(k) − CDF_true(k))² of level distributions (M, K): 0 for a certain right
+    answer, d for a certain answer d levels off (the training loss of Yang et al. 2018)."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    y = np.asarray(true_levels, dtype=int)
+    cdf_true = (np.arange(p.shape[1])[None, :] >= y[:, None]).astype(np.float64)
+    return float(np.mean(np.sum((np.cumsum(p, axis=1) - cdf_true) ** 2, axis=1)))
