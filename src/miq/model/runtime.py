@@ -22,7 +22,7 @@ BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
 #: models that ship in the package, by the name ``load_model`` and ``--model`` accept
 BUNDLED_MODELS = {
     "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
-    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~3x faster
+    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~2.5x faster
 }
 _FORMAT = "miq-model/1"
 

@@ -123,13 +123,13 @@ def reexport_onnx(model_dir: str | Path) -> Path:
     """Rewrite a model folder's ``model.onnx`` from its ``model.safetensors`` with the current
     network code (e.g. after a change of how an operation is exported) and update its sha256 in
     ``model.json``; weights, calibration and everything else stay. Returns the ONNX path."""
+    from safetensors.torch import load_file
+
     from ..model.network import build_network
 
     meta_path = Path(model_dir) / "model.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
-    from safetensors.torch import load_file
-
     network.load_state_dict(
         load_file(str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
     )
