@@ -123,16 +123,10 @@ def reexport_onnx(model_dir: str | Path) -> Path:
     """Rewrite a model folder's ``model.onnx`` from its ``model.safetensors`` with the current
     network code (e.g. after a change of how an operation is exported) and update its sha256 in
     ``model.json``; weights, calibration and everything else stay. Returns the ONNX path."""
-    from safetensors.torch import load_file
-
-    from ..model.network import build_network
+    from .train import load_trained_network  # train imports this module: import on call
 
     meta_path = Path(model_dir) / "model.json"
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
-    network.load_state_dict(
-        load_file(str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
-    )
+    network, meta = load_trained_network(meta_path)
     onnx_path = meta_path.parent / meta["weights"]["onnx"]["file"]
     write_onnx(network, onnx_path, int(meta["patch_size"]))
     meta["weights"]["onnx"]["sha256"] = _sha256(onnx_path)

@@ -24,7 +24,7 @@ from .loss import (
 )
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "load_trained_network"]
 
 _IMAGE_LOSSES = {"rps": image_ranked_probability_score, "nll": image_log_loss}
 
@@ -90,25 +90,29 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
         raise ValueError(f"{path}: weights do not fit this architecture ({exc})") from None
 
 
-def _load_teacher(path: str) -> torch.nn.Module:
-    """A trained miq model (folder or model.json) as a frozen torch network, for distillation."""
+def load_trained_network(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """A trained miq model (folder or model.json): its network, built from the metadata's
+    architecture with its ``model.safetensors`` weights, in eval mode; and that metadata."""
     from ..model.network import build_network
 
     meta_path = Path(path) / "model.json" if Path(path).is_dir() else Path(path)
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
     _load_initial_weights(network, str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
-    network.eval()
+    return network.eval(), meta
+
+
+def _load_teacher(path: str) -> tuple[torch.nn.Module, dict]:
+    """A trained miq model as a frozen torch network, for distillation, and its metadata."""
+    network, meta = load_trained_network(path)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return network
+    return network, meta
 
 
-def _stored_calibration(path: str) -> tuple[torch.Tensor, float, float]:
-    """A model's stored calibration: per-level bias (K,), patch and image temperatures
-    (none stored: zeros, 1, 1). ``path``: model folder or model.json."""
-    meta_path = Path(path) / "model.json" if Path(path).is_dir() else Path(path)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+def _stored_calibration(meta: dict) -> tuple[torch.Tensor, float, float]:
+    """A model's stored calibration from its metadata (model.json): per-level bias (K,), patch
+    and image temperatures (none stored: zeros, 1, 1)."""
     calibration = meta.get("calibration") or {}
     bias = calibration.get("class_bias", [0.0] * int(meta["n_levels"]))
     return (
@@ -202,11 +206,11 @@ def train(
     if config.init_from and not resume:
         _load_initial_weights(model, config.init_from)
         log(f"initial weights: {config.init_from}")
-    teacher = _load_teacher(config.teacher) if config.teacher else None
+    teacher, teacher_meta = _load_teacher(config.teacher) if config.teacher else (None, None)
     if teacher is not None:
         log(f"distilling from {config.teacher} (weight {config.distill_weight})")
     if config.image_distill_weight > 0:
-        teacher_calibration = _stored_calibration(config.teacher)
+        teacher_calibration = _stored_calibration(teacher_meta)
         log(
             f"image loss {1 - config.image_distill_weight:g} × true level + "
             f"{config.image_distill_weight:g} × the teacher's calibrated image distribution"
