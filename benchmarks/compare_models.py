@@ -121,18 +121,17 @@ def main() -> int:
     )
     print("|---" * (1 + 2 * len(METRICS)) + "|")
     base = scores(rated[0], truth, plane)
+    # the first model's scores on each bootstrap draw, shared by every comparison with it
+    base_draws = np.array([scores(rated[0][d], truth[d], groups) for d, groups in draws])
     for model, probabilities in zip(models, rated):
         own = scores(probabilities, truth, plane)
         cells = [f"{v:.3f}" for v in own]
         if model is first:
             cells += ["–"] * len(METRICS)
         else:
-            diff = np.array(
-                [
-                    scores(probabilities[d], truth[d], groups)
-                    - scores(rated[0][d], truth[d], groups)
-                    for d, groups in draws
-                ]
+            diff = (
+                np.array([scores(probabilities[d], truth[d], groups) for d, groups in draws])
+                - base_draws
             )
             low, high = np.percentile(diff, [2.5, 97.5], axis=0)
             cells += [
