@@ -14,8 +14,11 @@ contains 0 means the two models cannot be told apart on these images.
 ``--split validation`` uses the training fields' validation images (where ``miq calibrate`` fits
 the calibration), ``--split held-out`` the fields never used in training.
 
+``--per-plane`` adds a table of each plane's accuracy and mean top probability per model: where
+a model's stated certainty does and does not follow its own accuracy, field by field.
+
 Usage: python benchmarks/compare_models.py [--models default fast ...] [--split held-out]
-       [--seeds 3] [--bootstrap 2000]
+       [--seeds 3] [--bootstrap 2000] [--per-plane]
 """
 
 from __future__ import annotations
@@ -73,6 +76,11 @@ def main() -> int:
     parser.add_argument("--split", choices=("held-out", "validation"), default="held-out")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument(
+        "--per-plane",
+        action="store_true",
+        help="also print each plane's accuracy / mean top probability per model",
+    )
     args = parser.parse_args()
 
     models = [miq.load_model(m, threads=1) for m in args.models]
@@ -138,7 +146,29 @@ def main() -> int:
                 f"{o - b:+.3f} ({lo:+.3f}, {hi:+.3f})" for o, b, lo, hi in zip(own, base, low, high)
             ]
         print(f"| {model.name} | " + " | ".join(cells) + " |")
+    if args.per_plane:
+        names = [items[m[0]].name.rsplit(" @", 1)[0] for m in members]
+        print_per_plane(names, members, [m.name for m in models], rated, truth)
     return 0
+
+
+def print_per_plane(
+    names: list[str],
+    members: list[np.ndarray],
+    model_names: list[str],
+    rated: list[np.ndarray],
+    truth: np.ndarray,
+) -> None:
+    """One row per plane: each model's exact accuracy / mean top probability over its images."""
+    print("\n| plane | " + " | ".join(f"{n}: accuracy / certainty" for n in model_names) + " |")
+    print("|---" * (1 + len(model_names)) + "|")
+    for name, images in zip(names, members):
+        cells = []
+        for probabilities in rated:
+            p = probabilities[images]
+            right = np.mean(p.argmax(axis=1) == truth[images])
+            cells.append(f"{right:.2f} / {p.max(axis=1).mean():.2f}")
+        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
