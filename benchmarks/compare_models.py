@@ -70,6 +70,25 @@ def scores(probabilities: np.ndarray, truth: np.ndarray, plane: np.ndarray) -> n
     )
 
 
+def print_per_plane(
+    names: list[str],
+    members: list[np.ndarray],
+    model_names: list[str],
+    rated: list[np.ndarray],
+    truth: np.ndarray,
+) -> None:
+    """One row per plane: each model's exact accuracy / mean top probability over its images."""
+    print("\n| plane | " + " | ".join(f"{n}: accuracy / certainty" for n in model_names) + " |")
+    print("|---" * (1 + len(model_names)) + "|")
+    for name, images in zip(names, members):
+        cells = []
+        for probabilities in rated:
+            p = probabilities[images]
+            right = np.mean(p.argmax(axis=1) == truth[images])
+            cells.append(f"{right:.2f} / {p.max(axis=1).mean():.2f}")
+        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["default", "fast"])
@@ -150,25 +169,6 @@ def main() -> int:
         names = [items[m[0]].name.rsplit(" @", 1)[0] for m in members]
         print_per_plane(names, members, [m.name for m in models], rated, truth)
     return 0
-
-
-def print_per_plane(
-    names: list[str],
-    members: list[np.ndarray],
-    model_names: list[str],
-    rated: list[np.ndarray],
-    truth: np.ndarray,
-) -> None:
-    """One row per plane: each model's exact accuracy / mean top probability over its images."""
-    print("\n| plane | " + " | ".join(f"{n}: accuracy / certainty" for n in model_names) + " |")
-    print("|---" * (1 + len(model_names)) + "|")
-    for name, images in zip(names, members):
-        cells = []
-        for probabilities in rated:
-            p = probabilities[images]
-            right = np.mean(p.argmax(axis=1) == truth[images])
-            cells.append(f"{right:.2f} / {p.max(axis=1).mean():.2f}")
-        print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
