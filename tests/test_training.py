@@ -112,23 +112,30 @@ def test_level_defocus_sampling_keeps_the_top_level_centred():
     assert np.abs(z3 - 6.0).max() <= 0.5
 
 
-def test_train_export_and_onnx_parity(tmp_path, sample_image):
+@pytest.fixture
+def in_focus_file(tmp_path, sample_image) -> str:
+    """The bundled sample field written as a TIFF in the test's folder (one in-focus image)."""
     import tifffile
 
+    path = tmp_path / "in_focus.tif"
+    tifffile.imwrite(path, sample_image)
+    return str(path)
+
+
+def test_train_export_and_onnx_parity(tmp_path, in_focus_file):
     import miq
     from miq.training.train import TrainConfig, train
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
     # an interrupted run (time limit after the first step) ...
     config = TrainConfig(
         steps=6, batch_size=8, checkpoint_every=3, procedural_fraction=0.5, max_minutes=0
     )
-    train([str(tmp_path / "in_focus.tif")], tmp_path / "model", config, log=lambda *_: None)
+    train([in_focus_file], tmp_path / "model", config, log=lambda *_: None)
     # ... resumed to the end
     config.max_minutes = None
     messages = []
     meta_path = train(
-        [str(tmp_path / "in_focus.tif")],
+        [in_focus_file],
         tmp_path / "model",
         config,
         resume=True,
@@ -153,7 +160,7 @@ def test_train_export_and_onnx_parity(tmp_path, sample_image):
     config.steps = 9
     with pytest.raises(ValueError, match="resume with --steps 6"):
         train(
-            [str(tmp_path / "in_focus.tif")],
+            [in_focus_file],
             tmp_path / "model",
             config,
             resume=True,
@@ -189,14 +196,11 @@ def test_soft_rps_equals_rps_for_one_hot_and_is_zero_on_itself():
     assert float(soft_ranked_probability_score(logits, torch.softmax(logits, 1))) < 1e-12
 
 
-def test_distillation_from_the_bundled_model(tmp_path, sample_image):
+def test_distillation_from_the_bundled_model(tmp_path, in_focus_file):
     """A width-8 student trains against the bundled model as teacher and exports."""
-    import tifffile
-
     from miq.model.runtime import BUNDLED_MODEL
     from miq.training.train import TrainConfig, train
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
     config = TrainConfig(
         architecture_kwargs={"width": 8},
         steps=3,
@@ -205,29 +209,23 @@ def test_distillation_from_the_bundled_model(tmp_path, sample_image):
         teacher=str(BUNDLED_MODEL.parent),
     )
     messages = []
-    meta_path = train(
-        [str(tmp_path / "in_focus.tif")], tmp_path / "student", config, log=messages.append
-    )
+    meta_path = train([in_focus_file], tmp_path / "student", config, log=messages.append)
     assert any(m.startswith("distilling from") for m in messages)
     meta = json.loads(meta_path.read_text())
     assert meta["architecture_kwargs"]["width"] == 8 and meta["n_parameters"] < 25_000
 
 
 @pytest.mark.parametrize("architecture", ["stride4", "separable"])
-def test_speed_architectures_train_export_and_match_onnx(tmp_path, sample_image, architecture):
+def test_speed_architectures_train_export_and_match_onnx(tmp_path, in_focus_file, architecture):
     """The speed-oriented architectures: 20 steps (a run length whose one-cycle warm-up was a single
     step and divided by zero), export, and ONNX Runtime equal to torch."""
-    import tifffile
     from safetensors.torch import load_file
 
     import miq
     from miq.training.train import TrainConfig, train
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
     config = TrainConfig(architecture=architecture, steps=20, batch_size=4, procedural_fraction=0.5)
-    meta_path = train(
-        [str(tmp_path / "in_focus.tif")], tmp_path / "s4", config, log=lambda *_: None
-    )
+    meta_path = train([in_focus_file], tmp_path / "s4", config, log=lambda *_: None)
     meta = json.loads(meta_path.read_text())
     assert meta["architecture"] == architecture and meta["training"]["steps_completed"] == 20
     assert meta["n_parameters"] == sum(p.numel() for p in build_network(architecture).parameters())
@@ -310,12 +308,9 @@ def test_image_log_loss_is_the_nll_of_the_aggregate():
 
 
 @pytest.mark.parametrize("image_loss", ["rps", "nll"])
-def test_training_with_an_image_level_loss(tmp_path, sample_image, image_loss):
-    import tifffile
-
+def test_training_with_an_image_level_loss(tmp_path, in_focus_file, image_loss):
     from miq.training.train import TrainConfig, train
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
     config = TrainConfig(
         architecture="stride4",
         steps=4,
@@ -326,7 +321,7 @@ def test_training_with_an_image_level_loss(tmp_path, sample_image, image_loss):
         image_loss_temperature=0.3,
         image_loss=image_loss,
     )
-    meta_path = train([str(tmp_path / "in_focus.tif")], tmp_path / "m", config, log=lambda *_: None)
+    meta_path = train([in_focus_file], tmp_path / "m", config, log=lambda *_: None)
     saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert saved["image_group_size"] == 4 and saved["image_loss_temperature"] == 0.3
     assert saved["image_loss"] == image_loss
@@ -347,14 +342,11 @@ def test_training_with_an_image_level_loss(tmp_path, sample_image, image_loss):
     ],
 )
 def test_train_cli_rejects_inconsistent_image_loss_flags(
-    tmp_path, sample_image, capsys, flags, message
+    tmp_path, in_focus_file, capsys, flags, message
 ):
-    import tifffile
-
     from miq.cli import main
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
-    args = ["train", str(tmp_path / "in_focus.tif"), "-o", str(tmp_path / "m"), "--batch-size", "8"]
+    args = ["train", in_focus_file, "-o", str(tmp_path / "m"), "--batch-size", "8"]
     assert main(args + flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
@@ -404,13 +396,10 @@ def test_teacher_image_distribution_is_what_miq_predict_computes(sample_image):
     np.testing.assert_allclose(got[0].numpy(), expected["probabilities"], atol=1e-4)
 
 
-def test_training_with_image_distillation(tmp_path, sample_image):
-    import tifffile
-
+def test_training_with_image_distillation(tmp_path, in_focus_file):
     from miq.model.runtime import BUNDLED_MODEL
     from miq.training.train import TrainConfig, train
 
-    tifffile.imwrite(tmp_path / "in_focus.tif", sample_image)
     config = TrainConfig(
         architecture="separable",
         steps=3,
@@ -424,14 +413,14 @@ def test_training_with_image_distillation(tmp_path, sample_image):
         image_distill_weight=0.5,
     )
     messages = []
-    meta_path = train([str(tmp_path / "in_focus.tif")], tmp_path / "m", config, log=messages.append)
+    meta_path = train([in_focus_file], tmp_path / "m", config, log=messages.append)
     assert any("teacher's calibrated image distribution" in m for m in messages)
     saved = json.loads((tmp_path / "m" / "train_config.json").read_text())
     assert saved["image_distill_weight"] == 0.5
     assert json.loads(meta_path.read_text())["training"]["steps_completed"] == 3
     with pytest.raises(ValueError, match="needs a teacher"):
         train(
-            [str(tmp_path / "in_focus.tif")],
+            [in_focus_file],
             tmp_path / "m2",
             TrainConfig(image_group_size=4, image_loss_weight=1.0, image_distill_weight=0.5),
         )
