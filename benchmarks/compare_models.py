@@ -14,11 +14,21 @@ contains 0 means the two models cannot be told apart on these images.
 ``--split validation`` uses the training fields' validation images (where ``miq calibrate`` fits
 the calibration), ``--split held-out`` the fields never used in training.
 
+``--folder DIR ...`` uses every in-focus image under DIR instead of a split: fields of view that
+none of the compared models saw in training (your own, or new ones added to ../shared/data).
+``--unit file`` resamples whole files (all channels of a multichannel file together) in the
+bootstrap instead of single planes; with one field of view per file, that is resampling fields.
+
+After the table, each model after the first gets a verdict against the pre-registered
+non-inferiority margins (``NON_INFERIORITY``; docs/cheap-networks.md, "The rule for new
+fields"): non-inferior only if every difference's 95 % interval stays within its margin, and
+undecided while there are fewer than ``MIN_UNITS`` planes or files.
+
 ``--per-plane`` adds a table of each plane's accuracy and mean top probability per model: where
 a model's stated certainty does and does not follow its own accuracy, field by field.
 
 Usage: python benchmarks/compare_models.py [--models default fast ...] [--split held-out]
-       [--seeds 3] [--bootstrap 2000] [--per-plane]
+       [--folder DIR ...] [--unit plane|file] [--seeds 3] [--bootstrap 2000] [--per-plane]
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import miq  # noqa: E402
 from data_split import held_out_files, training_files  # noqa: E402
 from miq.ground_truth import synthetic_items  # noqa: E402
+from miq.io import find_images  # noqa: E402
 from miq.metrics import (  # noqa: E402
     accuracy_within,
     calibration,
@@ -44,6 +55,32 @@ from miq.metrics import (  # noqa: E402
 from miq.optics import LevelTable, Optics  # noqa: E402
 
 METRICS = ("exact", "within-one", "ECE", "field CE", "NLL", "RPS")
+
+# Non-inferiority margins for a cheaper model against the first (the default), fixed on
+# 2026-11-26 before any of the new fields they are meant for existed. Higher-is-better metrics:
+# the lower 95 % bound of (candidate − first) must be ≥ the margin; lower-is-better ones: the
+# upper bound must be ≤ it. The pooled ECE is left out (over- and under-confidence on different
+# fields cancel in it); field CE stands for calibration.
+NON_INFERIORITY = {"exact": -0.03, "within-one": -0.02, "field CE": 0.03, "NLL": 0.05, "RPS": 0.02}
+HIGHER_IS_BETTER = {"exact", "within-one"}
+MIN_UNITS = 40  # fewer planes / files than this: ±0.05 on exact is out of reach (sd 0.17)
+
+
+def non_inferiority_verdict(low: np.ndarray, high: np.ndarray, n_units: int, unit: str) -> str:
+    """One line: whether the 95 % intervals (``low``, ``high``, one per entry of ``METRICS``) of
+    candidate − first stay within every ``NON_INFERIORITY`` margin, given ``n_units`` units."""
+    if n_units < MIN_UNITS:
+        return f"undecided: {n_units} {unit}s, the rule needs at least {MIN_UNITS}"
+    failed = []
+    for metric, margin in NON_INFERIORITY.items():
+        i = METRICS.index(metric)
+        if metric in HIGHER_IS_BETTER and low[i] < margin:
+            failed.append(f"{metric} lower bound {low[i]:+.3f} < {margin:+.3f}")
+        elif metric not in HIGHER_IS_BETTER and high[i] > margin:
+            failed.append(f"{metric} upper bound {high[i]:+.3f} > {margin:+.3f}")
+    if failed:
+        return "non-inferiority not shown: " + "; ".join(failed)
+    return f"non-inferior on all {len(NON_INFERIORITY)} margins ({n_units} {unit}s)"
 
 
 def rate(model, items) -> np.ndarray:
@@ -93,6 +130,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["default", "fast"])
     parser.add_argument("--split", choices=("held-out", "validation"), default="held-out")
+    parser.add_argument(
+        "--folder",
+        nargs="+",
+        type=Path,
+        help="rate the in-focus images under these folders instead of a split",
+    )
+    parser.add_argument(
+        "--unit",
+        choices=("plane", "file"),
+        default="plane",
+        help="what the bootstrap resamples: single planes, or files with all their planes",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument(
@@ -104,10 +153,17 @@ def main() -> int:
 
     models = [miq.load_model(m, threads=1) for m in args.models]
     first = models[0]
-    files = held_out_files() if args.split == "held-out" else training_files()
+    if args.folder:
+        files = [p for p in find_images(args.folder) if "mask" not in p.stem.lower()]
+        if not files:
+            sys.exit(f"no images under {', '.join(map(str, args.folder))}")
+        dataset = "folder"
+    else:
+        files = held_out_files() if args.split == "held-out" else training_files()
+        dataset = args.split
     items = synthetic_items(
         files,
-        dataset=args.split,
+        dataset=dataset,
         seeds=args.seeds,
         optics=Optics(**first.metadata["optics"]),
         levels=LevelTable(defocus_um=tuple(first.metadata["level_defocus_um"])),
@@ -119,7 +175,7 @@ def main() -> int:
     # items run plane by plane: one block of levels × seeds per plane
     plane = np.arange(len(items)) // (len(first.metadata["level_defocus_um"]) * args.seeds)
     print(
-        f"{args.split}: {len(items)} images ({plane.max() + 1} planes of {len(files)} files × "
+        f"{dataset}: {len(items)} images ({plane.max() + 1} planes of {len(files)} files × "
         f"{len(first.metadata['level_defocus_um'])} levels × {args.seeds} seeds)",
         file=sys.stderr,
     )
@@ -132,15 +188,19 @@ def main() -> int:
 
     rng = np.random.default_rng(0)
     members = [np.flatnonzero(plane == p) for p in range(plane.max() + 1)]
+    units = members
+    if args.unit == "file":  # all planes of one file resampled together
+        source_file = np.array(
+            [items[i].name.split(" [c=")[0].rsplit(" @", 1)[0] for i in range(len(items))]
+        )
+        units = [np.flatnonzero(source_file == f) for f in dict.fromkeys(source_file)]
     draws = []  # (image indices, plane label of each: a plane drawn twice counts as two planes)
     for _ in range(args.bootstrap):
-        picked = rng.integers(0, len(members), len(members))
-        draws.append(
-            (
-                np.concatenate([members[p] for p in picked]),
-                np.repeat(np.arange(len(picked)), [len(members[p]) for p in picked]),
-            )
-        )
+        picked = rng.integers(0, len(units), len(units))
+        images = np.concatenate([units[u] for u in picked])
+        # field CE groups by plane; a plane drawn twice counts as two
+        copy = np.repeat(np.arange(len(picked)), [len(units[u]) for u in picked])
+        draws.append((images, copy * (plane.max() + 1) + plane[images]))
     print(
         f"\n| model | {' | '.join(METRICS)} | "
         + " | ".join(f"Δ {m} (95 % CI)" for m in METRICS)
@@ -150,6 +210,7 @@ def main() -> int:
     base = scores(rated[0], truth, plane)
     # the first model's scores on each bootstrap draw, shared by every comparison with it
     base_draws = np.array([scores(rated[0][d], truth[d], groups) for d, groups in draws])
+    verdicts = []
     for model, probabilities in zip(models, rated):
         own = scores(probabilities, truth, plane)
         cells = [f"{v:.3f}" for v in own]
@@ -164,7 +225,10 @@ def main() -> int:
             cells += [
                 f"{o - b:+.3f} ({lo:+.3f}, {hi:+.3f})" for o, b, lo, hi in zip(own, base, low, high)
             ]
+            verdict = non_inferiority_verdict(low, high, len(units), args.unit)
+            verdicts.append(f"{model.name} against {first.name}: {verdict}")
         print(f"| {model.name} | " + " | ".join(cells) + " |")
+    print("\n" + "\n".join(verdicts))
     if args.per_plane:
         names = [items[m[0]].name.rsplit(" @", 1)[0] for m in members]
         print_per_plane(names, members, [m.name for m in models], rated, truth)

@@ -1,0 +1,86 @@
+"""benchmarks/compare_models.py: the pre-registered non-inferiority rule and its --folder mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_models.py"
+
+
+@pytest.fixture(scope="module")
+def compare_models():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("compare_models", SCRIPT)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return module
+
+
+def _bounds(compare_models, **changes):
+    """(low, high) 95 % bounds per metric: all 0 except the named metrics' (low, high)."""
+    low = np.zeros(len(compare_models.METRICS))
+    high = np.zeros(len(compare_models.METRICS))
+    for metric, (lo, hi) in changes.items():
+        low[compare_models.METRICS.index(metric.replace("_", " "))] = lo
+        high[compare_models.METRICS.index(metric.replace("_", " "))] = hi
+    return low, high
+
+
+def test_verdict_needs_enough_units(compare_models):
+    low, high = _bounds(compare_models)
+    assert compare_models.non_inferiority_verdict(low, high, 8, "plane").startswith("undecided")
+    n = compare_models.MIN_UNITS
+    assert compare_models.non_inferiority_verdict(low, high, n, "file").startswith(
+        "non-inferior on all 5"
+    )
+
+
+@pytest.mark.parametrize(
+    "metric, low, high, shown",
+    [
+        ("exact", -0.029, 0.05, True),
+        ("exact", -0.031, 0.05, False),  # higher is better: the lower bound counts
+        ("within-one", -0.021, 0.0, False),
+        ("field_CE", -0.2, 0.029, True),
+        ("field_CE", -0.2, 0.031, False),  # lower is better: the upper bound counts
+        ("NLL", -0.5, 0.051, False),
+        ("RPS", -0.5, 0.019, True),
+        ("ECE", -0.5, 0.5, True),  # not part of the rule
+    ],
+)
+def test_verdict_applies_each_margin_to_the_right_bound(compare_models, metric, low, high, shown):
+    lo, hi = _bounds(compare_models, **{metric: (low, high)})
+    verdict = compare_models.non_inferiority_verdict(lo, hi, 100, "file")
+    assert verdict.startswith("non-inferior on all") is shown
+    if not shown:
+        assert metric.replace("_", " ") in verdict
+
+
+def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
+    import tifffile
+
+    folder = tmp_path / "new fields"
+    folder.mkdir()
+    tifffile.imwrite(folder / "field.tif", sample_image[:168, :252])
+    tifffile.imwrite(folder / "field_mask.tif", (sample_image[:168, :252] > 500).astype("uint8"))
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--models", "fast", "fast", "--folder", str(folder)]
+        + ["--seeds", "1", "--bootstrap", "50", "--unit", "file"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "11 images (1 planes of 1 files" in result.stderr  # the mask is not rated
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| miq-")]
+    assert len(rows) == 2 and "+0.000 (+0.000, +0.000)" in rows[1]
+    assert "undecided: 1 files, the rule needs at least 40" in result.stdout
