@@ -126,6 +126,32 @@ def print_per_plane(
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 
+def ratable_folder_items(folders: list[Path], model, simulate: dict) -> tuple[list[Path], list]:
+    """The in-focus files under ``folders`` and their synthetic items (``synthetic_items`` with
+    the ``simulate`` arguments). Label images (``mask`` in the name) are left out, and so is any
+    file that cannot be read or whose sharp planes ``model`` cannot rate; one line on stderr
+    names each and says why. Exits when nothing is left."""
+    from miq.errors import MiqError
+
+    files, items = [], []
+    for path in find_images(folders):
+        if "mask" in path.stem.lower():
+            print(f"left out: {path}: a label mask, by its name", file=sys.stderr)
+            continue
+        try:
+            own = synthetic_items([path], dataset="folder", **simulate)
+            for item in own[:: len(simulate["levels"].defocus_um) * simulate["seeds"]]:
+                miq.assess(item.load(), model, name=item.name)  # each plane, in focus
+        except MiqError as exc:
+            print(f"left out: {str(exc).splitlines()[0]}", file=sys.stderr)  # names the file
+            continue
+        files.append(path)
+        items += own
+    if not files:
+        sys.exit(f"no ratable in-focus images under {', '.join(map(str, folders))}")
+    return files, items
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["default", "fast"])
@@ -153,21 +179,18 @@ def main() -> int:
 
     models = [miq.load_model(m, threads=1) for m in args.models]
     first = models[0]
+    simulate = {
+        "seeds": args.seeds,
+        "optics": Optics(**first.metadata["optics"]),
+        "levels": LevelTable(defocus_um=tuple(first.metadata["level_defocus_um"])),
+    }
     if args.folder:
-        files = [p for p in find_images(args.folder) if "mask" not in p.stem.lower()]
-        if not files:
-            sys.exit(f"no images under {', '.join(map(str, args.folder))}")
+        files, items = ratable_folder_items(args.folder, first, simulate)
         dataset = "folder"
     else:
         files = held_out_files() if args.split == "held-out" else training_files()
         dataset = args.split
-    items = synthetic_items(
-        files,
-        dataset=dataset,
-        seeds=args.seeds,
-        optics=Optics(**first.metadata["optics"]),
-        levels=LevelTable(defocus_um=tuple(first.metadata["level_defocus_um"])),
-    )
+        items = synthetic_items(files, dataset=dataset, **simulate)
     for model in models[1:]:
         if model.metadata["level_defocus_um"] != first.metadata["level_defocus_um"]:
             sys.exit(f"{model.name}: its levels differ from {first.name}'s; not comparable")

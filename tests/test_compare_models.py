@@ -72,6 +72,8 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     folder.mkdir()
     tifffile.imwrite(folder / "field.tif", sample_image[:168, :252])
     tifffile.imwrite(folder / "field_mask.tif", (sample_image[:168, :252] > 500).astype("uint8"))
+    tifffile.imwrite(folder / "tiny.tif", sample_image[:50, :50])
+    (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--models", "fast", "fast", "--folder", str(folder)]
         + ["--seeds", "1", "--bootstrap", "50", "--unit", "file"],
@@ -80,7 +82,10 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "11 images (1 planes of 1 files" in result.stderr  # the mask is not rated
+    assert "11 images (1 planes of 1 files" in result.stderr
+    for name in ("field_mask.tif", "tiny.tif", "broken.tif"):  # each named once, the rest rated
+        lines = [line for line in result.stderr.splitlines() if name in line]
+        assert len(lines) == 1 and "left out" in lines[0], result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| miq-")]
     assert len(rows) == 2 and "+0.000 (+0.000, +0.000)" in rows[1]
     assert "undecided: 1 files, the rule needs at least 40" in result.stdout
