@@ -600,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
             "--device",
             choices=["cpu", "cuda"],
             default="cpu",
-            help="run the model on the CPU (default) or a CUDA GPU (needs onnxruntime-gpu)",
+            help="run the model on the CPU (default) or a CUDA GPU (through onnxruntime-gpu, "
+            "or else torch with CUDA)",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
         p.add_argument(

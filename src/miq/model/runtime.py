@@ -1,4 +1,5 @@
-"""Inference runtime: a trained model in ONNX format run by ONNX Runtime (no torch needed).
+"""Inference runtime: a trained model in ONNX format run by ONNX Runtime (no torch needed; on a
+GPU, torch runs the same weights when ONNX Runtime has no CUDA provider: :mod:`.torch_runner`).
 
 A model is a folder (or its ``model.json``) holding ``model.json`` (metadata) and ``model.onnx``.
 The bundled default model lives in ``miq/model/weights/`` and loads offline.
@@ -52,33 +53,15 @@ class FocusModel:
             raise ModelError(
                 f"{meta_path}: not a miq model description (format {_FORMAT} expected)"
             )
-        try:
-            onnx_info = metadata["weights"]["onnx"]
-            onnx_path = meta_path.parent / onnx_info["file"]
-            payload = onnx_path.read_bytes()
-        except (KeyError, TypeError):
-            raise ModelError(f"{meta_path}: metadata lists no ONNX weights") from None
-        except OSError as exc:
-            raise ModelError(f"{meta_path}: ONNX weights missing ({exc.strerror or exc})") from None
-        digest = hashlib.sha256(payload).hexdigest()
-        if onnx_info.get("sha256") and digest != onnx_info["sha256"]:
+        onnx_path, payload = verified_weights(meta_path, metadata, "onnx")
+        if device not in DEVICES:
             raise ModelError(
-                f"{onnx_path}: sha256 does not match model.json: corrupt or replaced file"
+                f"{meta_path}: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
             )
-        import onnxruntime as ort
-
-        providers = _providers(device, meta_path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._session = ort.InferenceSession(payload, sess_options=options, providers=providers)
-        except Exception as exc:
-            raise ModelError(
-                f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
-            ) from None
+        if device == "cuda" and not _onnxruntime_has_cuda():
+            self._run = _torch_cuda_runner(meta_path, metadata)
+        else:
+            self._run = _onnx_runner(payload, onnx_path, device, threads)
         self.metadata = metadata
         self.path = meta_path
         self.patch_size = int(metadata["patch_size"])
@@ -90,7 +73,6 @@ class FocusModel:
         # large batches keep a GPU busy; on CPU, 32-64 patches keep each layer's activations in
         # cache (625 patches of a 2048² image: 119 ms in batches of 64, 144 ms in one of 512)
         self.batch_size = int(batch_size or (8192 if device == "cuda" else 64))
-        self._input = self._session.get_inputs()[0].name
         self._set_calibration(metadata.get("calibration") or {})
 
     def _set_calibration(self, calib: dict) -> None:
@@ -129,7 +111,7 @@ class FocusModel:
         out = np.empty((len(x), self.n_levels), np.float32)
         for start in range(0, len(x), self.batch_size):
             batch = np.ascontiguousarray(x[start : start + self.batch_size, None])
-            out[start : start + len(batch)] = self._session.run(None, {self._input: batch})[0]
+            out[start : start + len(batch)] = self._run(batch)
         return self.calibrate(out) if calibrated else out
 
     def calibrate(self, probabilities: np.ndarray) -> np.ndarray:
@@ -149,21 +131,66 @@ class FocusModel:
 DEVICES = ("cpu", "cuda")
 
 
-def _providers(device: str, where: Path) -> list[str]:
-    """ONNX Runtime execution providers for a device; a clear error when it is not available."""
+def verified_weights(meta_path: Path, metadata: dict, kind: str) -> tuple[Path, bytes]:
+    """The path and bytes of the weights file that ``model.json`` lists under ``kind``
+    (``"onnx"`` or ``"safetensors"``), checked against its sha256 there; ModelError otherwise."""
+    label = "ONNX" if kind == "onnx" else kind
+    try:
+        info = metadata["weights"][kind]
+        path = meta_path.parent / info["file"]
+        payload = path.read_bytes()
+    except (KeyError, TypeError):
+        raise ModelError(f"{meta_path}: metadata lists no {label} weights") from None
+    except OSError as exc:
+        raise ModelError(f"{meta_path}: {label} weights missing ({exc.strerror or exc})") from None
+    if info.get("sha256") and hashlib.sha256(payload).hexdigest() != info["sha256"]:
+        raise ModelError(f"{path}: sha256 does not match model.json: corrupt or replaced file")
+    return path, payload
+
+
+def _onnxruntime_has_cuda() -> bool:
     import onnxruntime as ort
 
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _onnx_runner(payload: bytes, onnx_path: Path, device: str, threads: int | None):
+    """patches (B, 1, P, P) float32 → probabilities (B, K), by ONNX Runtime on ``device``."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
     if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ModelError(
-                f"{where}: --device cuda, but this ONNX Runtime has no CUDA provider "
-                f"(has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
-                "with a CUDA driver, or use --device cpu"
-            )
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    raise ModelError(f"{where}: unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+        providers.insert(0, "CUDAExecutionProvider")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(payload, sess_options=options, providers=providers)
+    except Exception as exc:
+        raise ModelError(
+            f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
+        ) from None
+    input_name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {input_name: batch})[0]
+
+
+def _torch_cuda_runner(meta_path: Path, metadata: dict):
+    """The network in torch on the GPU, for ``device="cuda"`` when ONNX Runtime has no CUDA
+    provider; one clear error when torch has no CUDA either."""
+    import onnxruntime as ort
+
+    from .torch_runner import TorchRunner, torch_has_cuda
+
+    if not torch_has_cuda():
+        raise ModelError(
+            f"{meta_path}: --device cuda, but neither this ONNX Runtime (providers: "
+            f"{', '.join(ort.get_available_providers())}) nor torch can use a CUDA GPU; install "
+            "onnxruntime-gpu, or torch with CUDA and safetensors, with a CUDA driver, "
+            "or use --device cpu"
+        )
+    return TorchRunner(meta_path, metadata, "cuda")
 
 
 def _resolve(path: str | os.PathLike | None) -> Path:
@@ -187,7 +214,8 @@ def load_model(
     the default bundled model.
 
     ``threads``: inference threads (default: ONNX Runtime's, all cores); ``device``: ``"cpu"`` or
-    ``"cuda"`` (needs onnxruntime-gpu and a CUDA GPU; never required).
+    ``"cuda"`` (a CUDA GPU through onnxruntime-gpu, or else through torch with CUDA; never
+    required).
 
     Raises :class:`miq.errors.ModelError` with the file name if it is missing or not a miq model.
     """
