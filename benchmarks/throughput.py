@@ -8,8 +8,10 @@ runs it:
     (one inference thread per worker), start-up and model loading included;
   - CellProfiler's PLLS over the same files in one process (read + measure), for reference;
 and prints images/s and the speed-up over one worker. The CSVs of all runs must be identical.
+``--device cuda`` runs every miq row on the GPU (``miq predict --device cuda``) and names the card.
 
 Usage: python benchmarks/throughput.py [--count 200] [--side 2048] [--workers 1 2]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -36,6 +38,27 @@ for f in sorted(Path(sys.argv[1]).glob("*.tif")):
 """
 
 
+def gpu_description() -> str:
+    """The CUDA card(s) as nvidia-smi (or else torch) names them; "unknown" when neither can."""
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        if listed:
+            return "; ".join(listed.splitlines())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    except Exception:
+        return "unknown"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
@@ -47,13 +70,26 @@ def main() -> int:
     parser.add_argument(
         "--model", default="default", help="bundled model name (default, fast) or model folder"
     )
+    parser.add_argument(
+        "--device", default="cpu", choices=["cpu", "cuda"], help="where miq runs its model"
+    )
     args = parser.parse_args()
 
     import tifffile
 
+    import miq
+    from miq.errors import MiqError
+
+    try:
+        model = miq.load_model(args.model, threads=1, device=args.device)
+    except MiqError as exc:
+        sys.exit(f"throughput: {exc}")
+
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     print(machine_description())
-    print(f"model: {args.model}")
+    print(f"model: {args.model}; device: {args.device}")
+    if args.device == "cuda":
+        print(f"GPU: {gpu_description()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         folder.mkdir()
@@ -71,11 +107,9 @@ def main() -> int:
         csvs = []
         base_rate = None
         # in this process (model already loaded), without reading the next file ahead
-        import miq
         from miq.io import find_images
         from miq.pipeline import predict_files
 
-        model = miq.load_model(args.model, threads=1)
         start = time.perf_counter()
         predict_files(
             find_images([folder]),
@@ -109,6 +143,8 @@ def main() -> int:
                 "1",
                 "--model",
                 args.model,
+                "--device",
+                args.device,
             ]
             start = time.perf_counter()
             subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
