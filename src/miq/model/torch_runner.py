@@ -27,7 +27,9 @@ class TorchRunner:
 
         weights, payload = verified_weights(meta_path, metadata, "safetensors")
         try:
-            network = build_network(metadata["architecture"], **metadata["architecture_kwargs"])
+            network = build_network(
+                metadata["architecture"], **metadata.get("architecture_kwargs", {})
+            )
             network.load_state_dict(load(payload))
         except Exception as exc:
             raise ModelError(f"{weights}: torch cannot load it ({exc})") from None
