@@ -126,14 +126,16 @@ def print_per_plane(
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 
-def ratable_folder_items(folders: list[Path], model, simulate: dict) -> tuple[list[Path], list]:
-    """The in-focus files under ``folders`` and their synthetic items (``synthetic_items`` with
-    the ``simulate`` arguments). Label images (``mask`` in the name) are left out, and so is any
+def ratable_folder_items(
+    folders: list[Path], model, simulate: dict
+) -> tuple[list[Path], list[list]]:
+    """The in-focus files under ``folders`` and each one's synthetic items (``synthetic_items``
+    with the ``simulate`` arguments). Label images (``mask`` in the name) are left out, and so is any
     file that cannot be read or whose sharp planes ``model`` cannot rate; one line on stderr
     names each and says why. Exits when nothing is left."""
     from miq.errors import MiqError
 
-    files, items = [], []
+    files, items_per_file = [], []
     for path in find_images(folders):
         if "mask" in path.stem.lower():
             print(f"left out: {path}: a label mask, by its name", file=sys.stderr)
@@ -146,10 +148,10 @@ def ratable_folder_items(folders: list[Path], model, simulate: dict) -> tuple[li
             print(f"left out: {str(exc).splitlines()[0]}", file=sys.stderr)  # names the file
             continue
         files.append(path)
-        items += own
+        items_per_file.append(own)
     if not files:
         sys.exit(f"no ratable in-focus images under {', '.join(map(str, folders))}")
-    return files, items
+    return files, items_per_file
 
 
 def main() -> int:
@@ -185,12 +187,13 @@ def main() -> int:
         "levels": LevelTable(defocus_um=tuple(first.metadata["level_defocus_um"])),
     }
     if args.folder:
-        files, items = ratable_folder_items(args.folder, first, simulate)
+        files, items_per_file = ratable_folder_items(args.folder, first, simulate)
         dataset = "folder"
     else:
         files = held_out_files() if args.split == "held-out" else training_files()
         dataset = args.split
-        items = synthetic_items(files, dataset=dataset, **simulate)
+        items_per_file = [synthetic_items([f], dataset=dataset, **simulate) for f in files]
+    items = [item for own in items_per_file for item in own]
     for model in models[1:]:
         if model.metadata["level_defocus_um"] != first.metadata["level_defocus_um"]:
             sys.exit(f"{model.name}: its levels differ from {first.name}'s; not comparable")
@@ -213,10 +216,8 @@ def main() -> int:
     members = [np.flatnonzero(plane == p) for p in range(plane.max() + 1)]
     units = members
     if args.unit == "file":  # all planes of one file resampled together
-        source_file = np.array(
-            [items[i].name.split(" [c=")[0].rsplit(" @", 1)[0] for i in range(len(items))]
-        )
-        units = [np.flatnonzero(source_file == f) for f in dict.fromkeys(source_file)]
+        first_item = np.cumsum([0] + [len(own) for own in items_per_file])
+        units = [np.arange(a, b) for a, b in zip(first_item[:-1], first_item[1:])]
     draws = []  # (image indices, plane label of each: a plane drawn twice counts as two planes)
     for _ in range(args.bootstrap):
         picked = rng.integers(0, len(units), len(units))
