@@ -78,19 +78,17 @@ def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sampl
     MaxPool over the whole map), not ReduceMean/ReduceMax, which cost a layout reorder."""
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    pytest.importorskip("safetensors.torch")
     import numpy as np
 
     import miq
     from miq.assessment import prepare_patches
-    from miq.model.network import build_network
+    from miq.training.train import load_trained_network
 
     meta_path = BUNDLED_MODELS[name]
-    meta = json.loads(meta_path.read_text())
     ops = {node.op_type for node in onnx.load(meta_path.parent / "model.onnx").graph.node}
     assert {"GlobalAveragePool", "MaxPool"} <= ops and not ops & {"ReduceMax"}
-    network = build_network(meta["architecture"], **meta["architecture_kwargs"]).eval()
-    network.load_state_dict(safetensors_torch.load_file(meta_path.parent / "model.safetensors"))
+    network, _ = load_trained_network(meta_path)
     model = miq.load_model(name, threads=1)
     patches = prepare_patches(sample_image, model)[1][:32]
     with torch.no_grad():
