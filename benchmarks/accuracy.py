@@ -1,6 +1,6 @@
 """miq against the classical focus measures on the real data of ../shared/data (one table).
 
-Datasets (never a field used in training: see data_split.py):
+Datasets (never a field used in training: see benchmarks/common.py):
 
 * synthetic held-out — every held-out in-focus plane defocused by the simulator to each of the 11
   levels (2 noise seeds): levels, Spearman with defocus, in/out F-score (levels 0–2 = in focus).
@@ -14,7 +14,7 @@ Datasets (never a field used in training: see data_split.py):
 The NEUBIAS Golgi stack is left out: its best plane is not documented and the data README's
 "plane 8–9" disagrees with every sharpness measure (all peak at 17–18).
 
-Usage: python benchmarks/accuracy.py [--model DIR] [--seeds 2] [--splits 100] [-o OUT]
+Usage: python -m benchmarks.accuracy [--model DIR] [--seeds 2] [--splits 100] [-o OUT]
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-import miq  # noqa: E402
-from data_split import SHARED_DATA, held_out_files  # noqa: E402
-from miq.evaluation import BEST_FOCUS, MODEL, evaluate  # noqa: E402
-from miq.ground_truth import manifest_items, stack_items, synthetic_items  # noqa: E402
-from miq.optics import LevelTable, Optics  # noqa: E402
+import miq
+from benchmarks.common import SHARED_DATA, held_out_files, shared_data_missing
+from miq.evaluation import BEST_FOCUS, MODEL, evaluate
+from miq.ground_truth import manifest_items, stack_items, synthetic_items
 
 COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focus_score also
 # feeds the "miq best-focus" column: miq's in-focus plateau refined by FocusScore (focal stacks).
@@ -51,9 +49,9 @@ def build_items(model, seeds: int, workdir: Path) -> tuple[list, dict]:
     items, info = [], {}
 
     name = "synthetic held-out"
-    optics = Optics(**model.metadata["optics"])
-    levels = LevelTable(defocus_um=tuple(model.metadata["level_defocus_um"]))
-    items += synthetic_items(held, dataset=name, seeds=seeds, optics=optics, levels=levels)
+    items += synthetic_items(
+        held, dataset=name, seeds=seeds, optics=model.optics, levels=model.levels
+    )
     info[name] = {"files": [str(f) for f in held], "seeds": seeds}
 
     name = "BBBC006 real in/out"
@@ -132,8 +130,7 @@ def main() -> int:
     parser.add_argument("-o", "--output", default=None, help="evaluation folder (default: temp)")
     parser.add_argument("--all-measures", action="store_true", help="also LocalFocusScore, ...")
     args = parser.parse_args()
-    if not SHARED_DATA.exists():
-        print(f"shared data not found at {SHARED_DATA}; set MIQ_SHARED_DATA")
+    if shared_data_missing():
         return 2
     model = miq.load_model(args.model, threads=1)
     measures = COMPARED + (OTHERS if args.all_measures else ())

@@ -16,20 +16,20 @@ sharp and blurred (a channel that never is could be removed without changing any
 
 Needs torch (``pip install -e '.[train]'``).
 
-Usage: python benchmarks/architecture_speed.py [--repeats 5] [--data ../shared/data/in-focus]
+Usage: python -m benchmarks.architecture_speed [--repeats 5] [--data ../shared/data/in-focus]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from benchmarks.common import limit_threads
+
+limit_threads()
 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -144,10 +144,10 @@ def active_channels(folder: Path, blur_sigmas_px=(0, 2, 5, 10)) -> list[tuple[in
     import miq
     from miq.assessment import prepare_patches
     from miq.io import find_images, read_planes
-    from miq.model.runtime import BUNDLED_MODEL
-    from miq.training.train import load_trained_network
+    from miq.model.network import load_network
+    from miq.model.package import BUNDLED_MODEL, ModelPackage
 
-    network, _ = load_trained_network(BUNDLED_MODEL)
+    network = load_network(ModelPackage.open(BUNDLED_MODEL))
     model = miq.load_model("default", threads=1)
     peaks: dict[str, torch.Tensor] = {}
 

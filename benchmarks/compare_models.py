@@ -1,6 +1,6 @@
 """Paired comparison of models on the same synthetic images, with bootstrap confidence intervals.
 
-Every in-focus plane of a split (data_split.py) is defocused by the simulator to each of the 11
+Every in-focus plane of a split (benchmarks/common.py) is defocused by the simulator to each of the 11
 levels with ``--seeds`` noise seeds, and every model rates the same images (its stored
 calibration applied, as ``miq predict`` does). Per model: exact and within-one accuracy of the
 whole-image level; ECE of its top probability; "field CE", the calibration error per plane
@@ -27,7 +27,7 @@ undecided while there are fewer than ``MIN_UNITS`` planes or files.
 ``--per-plane`` adds a table of each plane's accuracy and mean top probability per model: where
 a model's stated certainty does and does not follow its own accuracy, field by field.
 
-Usage: python benchmarks/compare_models.py [--models default fast ...] [--split held-out]
+Usage: python -m benchmarks.compare_models [--models default fast ...] [--split held-out]
        [--folder DIR ...] [--unit plane|file] [--seeds 3] [--bootstrap 2000] [--per-plane]
 """
 
@@ -40,19 +40,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-import miq  # noqa: E402
-from data_split import held_out_files, training_files  # noqa: E402
-from miq.ground_truth import synthetic_items  # noqa: E402
-from miq.io import find_images  # noqa: E402
-from miq.metrics import (  # noqa: E402
+import miq
+from benchmarks.common import held_out_files, training_files
+from miq.ground_truth import synthetic_items
+from miq.io import find_images
+from miq.metrics import (
     accuracy_within,
     calibration,
     group_calibration_error,
     log_loss,
     ranked_probability_score,
 )
-from miq.optics import LevelTable, Optics  # noqa: E402
 
 METRICS = ("exact", "within-one", "ECE", "field CE", "NLL", "RPS")
 
@@ -183,8 +181,8 @@ def main() -> int:
     first = models[0]
     simulate = {
         "seeds": args.seeds,
-        "optics": Optics(**first.metadata["optics"]),
-        "levels": LevelTable(defocus_um=tuple(first.metadata["level_defocus_um"])),
+        "optics": first.optics,
+        "levels": first.levels,
     }
     if args.folder:
         files, items_per_file = ratable_folder_items(args.folder, first, simulate)
@@ -195,14 +193,14 @@ def main() -> int:
         items_per_file = [synthetic_items([f], dataset=dataset, **simulate) for f in files]
     items = [item for own in items_per_file for item in own]
     for model in models[1:]:
-        if model.metadata["level_defocus_um"] != first.metadata["level_defocus_um"]:
+        if model.levels != first.levels:
             sys.exit(f"{model.name}: its levels differ from {first.name}'s; not comparable")
     truth = np.array([item.level for item in items])
     # items run plane by plane: one block of levels × seeds per plane
-    plane = np.arange(len(items)) // (len(first.metadata["level_defocus_um"]) * args.seeds)
+    plane = np.arange(len(items)) // (first.levels.n_levels * args.seeds)
     print(
         f"{dataset}: {len(items)} images ({plane.max() + 1} planes of {len(files)} files × "
-        f"{len(first.metadata['level_defocus_um'])} levels × {args.seeds} seeds)",
+        f"{first.levels.n_levels} levels × {args.seeds} seeds)",
         file=sys.stderr,
     )
 

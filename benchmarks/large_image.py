@@ -6,14 +6,13 @@ as a tiled zlib TIFF, an uncompressed TIFF and, with the io extra, an OME-Zarr; 
 wall time and peak resident memory (the child's ru_maxrss). Then rates the whole plane loaded in
 memory, in this process, and checks that every patch probability is identical.
 
-Usage: python benchmarks/large_image.py [--side 20000] [--workdir DIR] [--skip-whole]
+Usage: python -m benchmarks.large_image [--side 20000] [--workdir DIR] [--skip-whole]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import os
 import resource
 import shutil
 import subprocess
@@ -24,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from speed import machine_description, synthetic_image  # noqa: E402
+from benchmarks.common import limit_threads, machine_description, synthetic_image
+
+limit_threads()  # as importing the speed benchmark for these helpers did
 
 TILE = 2048
 
@@ -184,5 +184,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.exit(main())

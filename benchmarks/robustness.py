@@ -1,6 +1,6 @@
 """Does the rating survive changes that do not change focus? miq vs the classical measures.
 
-Images: every held-out in-focus plane (data_split.py) defocused by the simulator to levels 0, 3,
+Images: every held-out in-focus plane (benchmarks/common.py) defocused by the simulator to levels 0, 3,
 6 and 9 (one noise seed), plus the real BBBC006 z00 and z10 images. Each is rated as is and after
 one change that leaves its focus alone:
 
@@ -16,27 +16,26 @@ miq: largest and mean |change of the image level| (target: at most one level). C
 median relative change of the value, |m' − m| / |m| — a threshold tuned on the original images
 no longer applies when that is large.
 
-Usage: python benchmarks/robustness.py [--model DIR]
+Usage: python -m benchmarks.robustness [--model DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-import miq  # noqa: E402
-from data_split import SHARED_DATA, held_out_files  # noqa: E402
-from miq.assessment import AssessOptions  # noqa: E402
-from miq.ground_truth import to_camera_range  # noqa: E402
-from miq.io import read_planes  # noqa: E402
-from miq.measures import MEASURES  # noqa: E402
-from miq.optics import LevelTable, Optics, degrade  # noqa: E402
+import miq
+from benchmarks.common import SHARED_DATA, held_out_files, shared_data_missing
+from miq.assessment import AssessOptions
+from miq.ground_truth import to_camera_range
+from miq.io import read_planes
+from miq.measures import MEASURES
+from miq.optics import degrade
 
 MEASURED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")
 
@@ -76,15 +75,11 @@ def _bin2(x: np.ndarray) -> np.ndarray:
 
 def base_images(model) -> list[dict]:
     """Image records: ``name``, ``dn`` (float64 DN) and, for synthetic ones, ``fine``."""
-    optics = Optics(**model.metadata["optics"])
-    fine_optics = Optics(
-        **{
-            **model.metadata["optics"],
-            "pixel_size_um": optics.pixel_size_um / 2,
-            "psf_width_px": 2 * optics.psf_width_px - 1,
-        }
+    optics = model.optics
+    fine_optics = dataclasses.replace(
+        optics, pixel_size_um=optics.pixel_size_um / 2, psf_width_px=2 * optics.psf_width_px - 1
     )
-    levels = LevelTable(defocus_um=tuple(model.metadata["level_defocus_um"]))
+    levels = model.levels
     records = []
     for f in held_out_files():
         for plane in read_planes(f):
@@ -117,8 +112,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model folder (default: bundled)")
     args = parser.parse_args()
-    if not SHARED_DATA.exists():
-        print(f"shared data not found at {SHARED_DATA}; set MIQ_SHARED_DATA")
+    if shared_data_missing():
         return 2
     model = miq.load_model(args.model, threads=1)
     t0 = time.time()

@@ -9,70 +9,22 @@ once as uncompressed TIFFs), times:
   - variance of the Laplacian and CellProfiler's PLLS (``miq.measures``, numpy) on the array;
 and prints ms per image, ms per megapixel and the ratio to PLLS, with the machine and threads.
 
-Usage: python benchmarks/speed.py [--repeats 5] [--threads 1] [--sizes 512 2048 8192]
+Usage: python -m benchmarks.speed [--repeats 5] [--threads 1] [--sizes 512 2048 8192]
        [--models DEFAULT_OR_DIR ...]   (several models are timed in the same run)
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from benchmarks.common import best_time, limit_threads, machine_description, synthetic_image
+
+limit_threads()
 
 import numpy as np  # noqa: E402
-
-
-def synthetic_image(side: int = 2048, seed: int = 0) -> np.ndarray:
-    """A 16-bit camera-like image of procedural in-focus cells (offset 100 DN, Poisson noise)."""
-    from scipy import ndimage
-
-    rng = np.random.default_rng(seed)
-    img = np.zeros((side, side), np.float32)
-    for _ in range(side * side // 4000):
-        cy, cx, r = rng.uniform(0, side), rng.uniform(0, side), rng.uniform(6, 14)
-        y0, y1 = int(max(0, cy - 2 * r)), int(min(side, cy + 2 * r))
-        x0, x1 = int(max(0, cx - 2 * r)), int(min(side, cx + 2 * r))
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        d = np.hypot(yy - cy, xx - cx) / r
-        img[y0:y1, x0:x1] += (d < 1) * rng.uniform(300, 2000)
-    img = ndimage.gaussian_filter(img, 1.0)
-    return (rng.poisson(img + 50) + 100).astype(np.uint16)
-
-
-def machine_description() -> str:
-    """CPU model, logical CPUs, Python and ONNX Runtime versions."""
-    import onnxruntime
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"machine: {cpu}; {os.cpu_count()} logical CPUs; Python {platform.python_version()}; "
-        f"onnxruntime {onnxruntime.__version__}"
-    )
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best of ``repeats`` timings (seconds) after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 class _NoModel:
@@ -115,8 +67,8 @@ def main() -> int:
     print(machine_description())
     for model in models:
         print(
-            f"miq threads={args.threads}; model {model.name} ({model.metadata['architecture']}, "
-            f"{model.metadata['n_parameters']} parameters)"
+            f"miq threads={args.threads}; model {model.name} ({model.package.architecture}, "
+            f"{model.package.n_parameters} parameters)"
         )
     print(f"best of {args.repeats} after a warm-up (a third of that at 8192²)")
     header = f"{'size':>6}  {'what':<56}{'ms/image':>10}{'ms/MP':>8}{'x PLLS':>8}"

@@ -10,7 +10,7 @@ runs it:
 and prints images/s and the speed-up over one worker. The CSVs of all runs must be identical.
 ``--device cuda`` runs every miq row on the GPU (``miq predict --device cuda``) and names the card.
 
-Usage: python benchmarks/throughput.py [--count 200] [--side 2048] [--workers 1 2]
+Usage: python -m benchmarks.throughput [--count 200] [--side 2048] [--workers 1 2]
        [--device cpu|cuda]
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from speed import machine_description, synthetic_image  # noqa: E402
+from benchmarks.common import limit_threads, machine_description, synthetic_image
+
+limit_threads()  # as importing the speed benchmark for these helpers did
 
 PLLS_SCRIPT = """
 import sys, tifffile

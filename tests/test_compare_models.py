@@ -1,8 +1,8 @@
-"""benchmarks/compare_models.py: the pre-registered non-inferiority rule and its --folder mode."""
+"""benchmarks.compare_models: the pre-registered non-inferiority rule and its --folder mode."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,19 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_models.py"
+ROOT = Path(__file__).resolve().parents[1]  # benchmarks is a package at the repository root
 
 
 @pytest.fixture(scope="module")
 def compare_models():
-    sys.path.insert(0, str(SCRIPT.parent))
+    sys.path.insert(0, str(ROOT))
     try:
-        spec = importlib.util.spec_from_file_location("compare_models", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        return importlib.import_module("benchmarks.compare_models")
     finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module
+        sys.path.remove(str(ROOT))
 
 
 def _bounds(compare_models, **changes):
@@ -75,8 +72,9 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     tifffile.imwrite(folder / "tiny.tif", sample_image[:50, :50])
     (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--models", "fast", "fast", "--folder", str(folder)]
-        + ["--seeds", "1", "--bootstrap", "50", "--unit", "file"],
+        [sys.executable, "-m", "benchmarks.compare_models", "--models", "fast", "fast"]
+        + ["--folder", str(folder), "--seeds", "1", "--bootstrap", "50", "--unit", "file"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
