@@ -58,8 +58,8 @@ def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, m
     from miq.optics import Optics, degrade
 
     default, fast = miq.load_model("default", threads=1), miq.load_model("fast", threads=1)
-    assert default.path == BUNDLED_MODEL and default.metadata["architecture"] == "compact"
-    assert fast.metadata["architecture"] == "separable" and fast.name == "miq-separable-fast-v1"
+    assert default.path == BUNDLED_MODEL and default.package.architecture == "compact"
+    assert fast.package.architecture == "separable" and fast.name == "miq-separable-fast-v1"
     blurred = degrade(sample_image / 65535.0, 16.0, optics=Optics(), rng=0)
     for model in (default, fast):
         sharp, blur = miq.assess(sample_image, model), miq.assess(blurred, model)
@@ -83,13 +83,13 @@ def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sampl
 
     import miq
     from miq.assessment import prepare_patches
-    from miq.training.train import load_trained_network
+    from miq.model.network import load_network
 
     meta_path = BUNDLED_MODELS[name]
     ops = {node.op_type for node in onnx.load(meta_path.parent / "model.onnx").graph.node}
     assert {"GlobalAveragePool", "MaxPool"} <= ops and not ops & {"ReduceMax"}
-    network, _ = load_trained_network(meta_path)
     model = miq.load_model(name, threads=1)
+    network = load_network(model.package)
     patches = prepare_patches(sample_image, model)[1][:32]
     with torch.no_grad():
         expected = torch.softmax(network(torch.from_numpy(patches)[:, None]), dim=1).numpy()

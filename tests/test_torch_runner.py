@@ -5,15 +5,12 @@ check and the runner's device replaced."""
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import numpy as np
 import pytest
 
 import miq
 from miq.errors import ModelError
-from miq.model.runtime import BUNDLED_MODELS
+from miq.model.package import BUNDLED_MODELS, ModelPackage
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
@@ -30,8 +27,7 @@ def patches(sample_image):
 def test_torch_runner_matches_onnx_runtime(name, patches):
     from miq.model.torch_runner import TorchRunner
 
-    meta_path = BUNDLED_MODELS[name]
-    runner = TorchRunner(meta_path, json.loads(meta_path.read_text()), "cpu")
+    runner = TorchRunner(ModelPackage.open(name), "cpu")
     expected = miq.load_model(name, threads=1).predict(patches, calibrated=False)
     got = runner(np.ascontiguousarray(patches[:, None]))
     assert got.shape == expected.shape and got.dtype == np.float32
@@ -46,9 +42,9 @@ def test_device_cuda_falls_back_to_torch_when_onnx_runtime_has_no_cuda(
     asked = []
 
     class CpuStandIn(torch_runner.TorchRunner):
-        def __init__(self, meta_path, metadata, device):
+        def __init__(self, package, device):
             asked.append(device)
-            super().__init__(meta_path, metadata, "cpu")
+            super().__init__(package, "cpu")
 
     monkeypatch.setattr(runtime, "_onnxruntime_has_cuda", lambda: False)
     monkeypatch.setattr(torch_runner, "torch_has_cuda", lambda: True)
@@ -70,18 +66,3 @@ def test_device_cuda_without_any_cuda_names_both_ways(monkeypatch):
     with pytest.raises(ModelError, match="onnxruntime-gpu, or torch with CUDA") as error:
         miq.load_model("fast", device="cuda")
     assert str(BUNDLED_MODELS["fast"]) in str(error.value)
-
-
-def test_torch_runner_refuses_replaced_weights(tmp_path):
-    from miq.model.torch_runner import TorchRunner
-
-    folder = tmp_path / "model"
-    shutil.copytree(BUNDLED_MODELS["fast"].parent, folder)
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
-    meta_path = folder / "model.json"
-    with pytest.raises(ModelError, match="sha256 does not match") as error:
-        TorchRunner(meta_path, json.loads(meta_path.read_text()), "cpu")
-    assert "model.safetensors" in str(error.value)

@@ -388,10 +388,12 @@ def test_teacher_image_distribution_is_what_miq_predict_computes(sample_image):
     _, patches, valid, _ = prepare_patches(sample_image.astype(np.float32), model)
     patches = patches[valid][:12]
     expected = aggregate(model.predict(patches), temperature=model.image_temperature)
-    teacher, teacher_meta = _load_teacher(str(BUNDLED_MODEL.parent))
+    teacher, teacher_package = _load_teacher(str(BUNDLED_MODEL.parent))
     with torch.no_grad():
         logits = teacher(torch.from_numpy(np.ascontiguousarray(patches))[:, None])
-    got = _calibrated_image_distributions(logits, len(patches), _stored_calibration(teacher_meta))
+    got = _calibrated_image_distributions(
+        logits, len(patches), _stored_calibration(teacher_package)
+    )
     assert model.image_temperature != 1.0
     np.testing.assert_allclose(got[0].numpy(), expected["probabilities"], atol=1e-4)
 

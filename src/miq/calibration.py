@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 from datetime import date
-from pathlib import Path
 
 import numpy as np
+
+from .model.package import apply_patch_calibration
 
 __all__ = [
     "apply_patch_calibration",
@@ -30,15 +31,6 @@ __all__ = [
     "collect_validation",
     "calibrate_model",
 ]
-
-
-def apply_patch_calibration(probabilities: np.ndarray, bias, temperature: float) -> np.ndarray:
-    """softmax((log p + bias) / temperature) along the last axis; (N, K) → (N, K) float32."""
-    logp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None))
-    z = (logp + np.asarray(bias, dtype=np.float64)) / float(temperature)
-    z -= z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
 def fit_patch_calibration(probabilities: np.ndarray, labels) -> tuple[np.ndarray, float]:
@@ -115,14 +107,13 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
 
     from .assessment import prepare_patches
     from .ground_truth import synthetic_items
-    from .optics import LevelTable, Optics
 
     items = synthetic_items(
         files,
         dataset="calibration",
         seeds=seeds,
-        optics=Optics(**model.metadata["optics"]),
-        levels=LevelTable(defocus_um=tuple(model.metadata["level_defocus_um"])),
+        optics=model.optics,
+        levels=model.levels,
     )
     probs, valid, labels, image = [], [], [], []
     for index, item in enumerate(
@@ -166,12 +157,11 @@ def calibrate_model(
     the validation images before and after).
     """
     from .io import atomic_write
+    from .model.package import ModelPackage
     from .model.runtime import FocusModel
 
-    path = Path(model_json)
-    if path.is_dir():
-        path = path / "model.json"
-    model = FocusModel(path, threads=None)
+    model = FocusModel(ModelPackage.open(model_json), threads=None)
+    path = model.path
     data = collect_validation(model, files, seeds=seeds)
     k = model.n_levels
     before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0), data.image_labels)
@@ -196,7 +186,7 @@ def calibrate_model(
             "after": after,
         },
     }
-    metadata = json.loads(path.read_text(encoding="utf-8"))
+    metadata = model.package.metadata_copy()
     metadata["calibration"] = entry
     with atomic_write(path, "w") as fh:
         fh.write(json.dumps(metadata, indent=2))

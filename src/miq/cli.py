@@ -302,7 +302,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .ground_truth import manifest_items, stack_items, synthetic_items
     from .measures import MEASURES
     from .model.runtime import load_model
-    from .optics import LevelTable, Optics
 
     if not (args.manifest or args.stack or args.synthetic):
         _err("nothing to evaluate: give --manifest, --stack or --synthetic")
@@ -350,8 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.synthetic:
         files, missing = _find_inputs(args.synthetic)
         failures += len(missing)
-        optics = Optics(**model.metadata["optics"])  # simulate with the model's own optics
-        levels = LevelTable(defocus_um=tuple(model.metadata["level_defocus_um"]))
+        optics, levels = model.optics, model.levels  # simulate with the model's own optics
         try:
             found = synthetic_items(
                 files,

@@ -422,7 +422,7 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         "model": {
             "name": model.name,
             "path": str(model.path),
-            "onnx_sha256": model.metadata["weights"]["onnx"].get("sha256"),
+            "onnx_sha256": model.package.weight_sha256("onnx"),
         },
         "options": {
             "in_focus_levels": options.in_focus_levels,

@@ -41,14 +41,11 @@ class ModelSpec:
 
     @classmethod
     def of(cls, model) -> ModelSpec:
-        from .model.runtime import BUNDLED_MODEL
-
-        bundled = model.path.resolve() == BUNDLED_MODEL.resolve()
         return cls(
-            None if bundled else str(model.path),
+            None if model.package.is_bundled else str(model.path),
             int(getattr(model, "threads", None) or 1),
             str(getattr(model, "device", "cpu")),
-            model.metadata["weights"]["onnx"].get("sha256"),
+            model.package.weight_sha256("onnx"),
             model.n_levels,
         )
 
@@ -59,7 +56,7 @@ def worker_model(spec: ModelSpec):
     from .model.runtime import load_model
 
     model = load_model(spec.path, threads=spec.threads, device=spec.device)
-    found = model.metadata["weights"]["onnx"].get("sha256")
+    found = model.package.weight_sha256("onnx")
     if spec.sha256 and found != spec.sha256:
         raise MiqError(
             f"{model.path}: this worker's model differs from the run's (sha256 {found[:12]}… "

@@ -615,7 +615,7 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int, **ru
         "model": {
             "path": str(model.path),
             "name": model.name,
-            "onnx_sha256": model.metadata["weights"]["onnx"].get("sha256"),
+            "onnx_sha256": model.package.weight_sha256("onnx"),
             "um_per_level": model.um_per_level,
             "patch_size": model.patch_size,
         },

@@ -29,6 +29,7 @@ __all__ = [
     "CalibratedYang2018Net",
     "miq_focus_net",
     "build_network",
+    "load_network",
     "ARCHITECTURES",
 ]
 
@@ -289,3 +290,25 @@ def build_network(architecture: str, **kwargs) -> nn.Module:
     """Build a network by name (a key of :data:`ARCHITECTURES`) from JSON-serialisable
     kwargs."""
     return _lookup(ARCHITECTURES, architecture)(**kwargs)
+
+
+def load_network(package) -> nn.Module:
+    """The trained network of a :class:`miq.model.package.ModelPackage`, built from its
+    architecture and loaded from its sha256-checked ``model.safetensors``, in eval mode.
+
+    The one loader of trained weights: the torch GPU path, training (``--init-from``,
+    ``--teacher``), ONNX re-export and the bioimage.io export all use it. Raises
+    :class:`miq.errors.ModelError` naming the weights when they do not fit the architecture.
+    """
+    from safetensors.torch import load
+
+    from ..errors import ModelError
+
+    payload = package.weight_bytes("safetensors")
+    try:
+        network = build_network(package.architecture, **package.architecture_kwargs)
+        network.load_state_dict(load(payload))
+    except Exception as exc:
+        weights = package.weight_file("safetensors")
+        raise ModelError(f"{weights}: torch cannot load it ({exc})") from None
+    return network.eval()

@@ -7,8 +7,6 @@ The bundled default model lives in ``miq/model/weights/`` and loads offline.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -16,86 +14,64 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from .package import BUNDLED_MODEL, BUNDLED_MODELS, ModelPackage, apply_patch_calibration
 
 __all__ = ["FocusModel", "load_model", "default_model", "BUNDLED_MODEL", "BUNDLED_MODELS"]
-
-BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
-#: models that ship in the package, by the name ``load_model`` and ``--model`` accept
-BUNDLED_MODELS = {
-    "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
-    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~2.5x faster
-}
-_FORMAT = "miq-model/1"
 
 
 class FocusModel:
     """A loaded focus model: ``predict(patches)`` → per-patch level probabilities.
 
-    Attributes: ``metadata`` (dict from model.json), ``patch_size`` (px), ``n_levels``,
-    ``um_per_level`` (µm of defocus per level), ``pixel_size_um`` (µm per px the levels are
-    defined at), ``path`` (model.json).
+    Built from a :class:`~miq.model.package.ModelPackage` (or anything
+    :meth:`ModelPackage.open` accepts). Attributes: ``package``, ``path`` (model.json),
+    ``name``, ``patch_size`` (px), ``n_levels``, ``um_per_level`` (µm of defocus per level),
+    ``pixel_size_um`` (µm per px the levels are defined at), ``optics``, ``levels``,
+    ``threads``, ``device``.
     """
 
     def __init__(
         self,
-        metadata_path: str | os.PathLike,
+        package: ModelPackage | str | os.PathLike | None,
         *,
         threads: int | None = None,
         batch_size: int | None = None,
         device: str = "cpu",
     ) -> None:
-        meta_path = Path(metadata_path)
-        try:
-            metadata = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{meta_path}: not a readable miq model.json ({exc})") from None
-        if not isinstance(metadata, dict) or metadata.get("format") != _FORMAT:
-            raise ModelError(
-                f"{meta_path}: not a miq model description (format {_FORMAT} expected)"
-            )
-        onnx_path, payload = verified_weights(meta_path, metadata, "onnx")
+        if not isinstance(package, ModelPackage):
+            package = ModelPackage.open(package)
         if device not in DEVICES:
             raise ModelError(
-                f"{meta_path}: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
+                f"{package.path}: unknown device {device!r}; choose one of {', '.join(DEVICES)}"
             )
+        payload = package.weight_bytes("onnx")
         if device == "cuda" and not _onnxruntime_has_cuda():
-            self._run = _torch_cuda_runner(meta_path, metadata)
+            self._run = _torch_cuda_runner(package)
         else:
-            self._run = _onnx_runner(payload, onnx_path, device, threads)
-        self.metadata = metadata
-        self.path = meta_path
-        self.patch_size = int(metadata["patch_size"])
-        self.n_levels = int(metadata["n_levels"])
-        self.um_per_level = float(metadata["um_per_level"])
-        self.pixel_size_um = float(metadata.get("optics", {}).get("pixel_size_um", 0.65))
+            self._run = _onnx_runner(payload, package.weight_file("onnx"), device, threads)
+        self.package = package
+        self.path = package.path
+        self.name = package.name
+        self.patch_size = package.patch_size
+        self.n_levels = package.n_levels
+        self.um_per_level = package.um_per_level
+        self.pixel_size_um = package.pixel_size_um
+        self.optics = package.optics
+        self.levels = package.levels
         self.threads = threads
         self.device = device
         # large batches keep a GPU busy; on CPU, 32-64 patches keep each layer's activations in
         # cache (625 patches of a 2048² image: 119 ms in batches of 64, 144 ms in one of 512)
         self.batch_size = int(batch_size or (8192 if device == "cuda" else 64))
-        self._set_calibration(metadata.get("calibration") or {})
-
-    def _set_calibration(self, calib: dict) -> None:
-        """Post-hoc calibration from model.json (see :mod:`miq.calibration`); identity if absent."""
-        try:
-            bias = np.asarray(calib.get("class_bias", np.zeros(self.n_levels)), dtype=np.float64)
-            self.patch_temperature = float(calib.get("patch_temperature", 1.0))
-            self.image_temperature = float(calib.get("image_temperature", 1.0))
-        except (TypeError, ValueError):
-            raise ModelError(f"{self.path}: malformed 'calibration' entry") from None
-        if (
-            bias.shape != (self.n_levels,)
-            or min(self.patch_temperature, self.image_temperature) <= 0
-        ):
-            raise ModelError(
-                f"{self.path}: 'calibration' does not fit a {self.n_levels}-level model"
-            )
-        self.class_bias = bias
-        self.calibrated = bool(calib)
+        calibration = package.calibration
+        self.class_bias = calibration.class_bias
+        self.patch_temperature = calibration.patch_temperature
+        self.image_temperature = calibration.image_temperature
+        self.calibrated = calibration.fitted
 
     @property
-    def name(self) -> str:
-        return str(self.metadata.get("name", self.path.parent.name))
+    def metadata(self) -> dict:
+        # TODO(ModelPackage): transitional, removed once the export uses the package
+        return self.package.metadata_copy()
 
     def predict(self, patches: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32.
@@ -120,8 +96,6 @@ class FocusModel:
         (Row by row, so calibrating a whole image at once equals calibrating each batch.)"""
         if not self.calibrated:
             return probabilities
-        from ..calibration import apply_patch_calibration
-
         return apply_patch_calibration(probabilities, self.class_bias, self.patch_temperature)
 
     def __repr__(self) -> str:
@@ -129,23 +103,6 @@ class FocusModel:
 
 
 DEVICES = ("cpu", "cuda")
-
-
-def verified_weights(meta_path: Path, metadata: dict, kind: str) -> tuple[Path, bytes]:
-    """The path and bytes of the weights file that ``model.json`` lists under ``kind``
-    (``"onnx"`` or ``"safetensors"``), checked against its sha256 there; ModelError otherwise."""
-    label = "ONNX" if kind == "onnx" else kind
-    try:
-        info = metadata["weights"][kind]
-        path = meta_path.parent / info["file"]
-        payload = path.read_bytes()
-    except (KeyError, TypeError):
-        raise ModelError(f"{meta_path}: metadata lists no {label} weights") from None
-    except OSError as exc:
-        raise ModelError(f"{meta_path}: {label} weights missing ({exc.strerror or exc})") from None
-    if info.get("sha256") and hashlib.sha256(payload).hexdigest() != info["sha256"]:
-        raise ModelError(f"{path}: sha256 does not match model.json: corrupt or replaced file")
-    return path, payload
 
 
 def _onnxruntime_has_cuda() -> bool:
@@ -176,7 +133,7 @@ def _onnx_runner(payload: bytes, onnx_path: Path, device: str, threads: int | No
     return lambda batch: session.run(None, {input_name: batch})[0]
 
 
-def _torch_cuda_runner(meta_path: Path, metadata: dict):
+def _torch_cuda_runner(package: ModelPackage):
     """The network in torch on the GPU, for ``device="cuda"`` when ONNX Runtime has no CUDA
     provider; one clear error when torch has no CUDA either."""
     import onnxruntime as ort
@@ -185,25 +142,12 @@ def _torch_cuda_runner(meta_path: Path, metadata: dict):
 
     if not torch_has_cuda():
         raise ModelError(
-            f"{meta_path}: --device cuda, but neither this ONNX Runtime (providers: "
+            f"{package.path}: --device cuda, but neither this ONNX Runtime (providers: "
             f"{', '.join(ort.get_available_providers())}) nor torch can use a CUDA GPU; install "
             "onnxruntime-gpu, or torch with CUDA and safetensors, with a CUDA driver, "
             "or use --device cpu"
         )
-    return TorchRunner(meta_path, metadata, "cuda")
-
-
-def _resolve(path: str | os.PathLike | None) -> Path:
-    if path is None:
-        return BUNDLED_MODEL
-    p = Path(path)
-    if isinstance(path, str) and path in BUNDLED_MODELS and not p.exists():
-        return BUNDLED_MODELS[path]
-    if p.is_dir():
-        return p / "model.json"
-    if p.suffix == ".onnx":
-        return p.with_name("model.json")
-    return p
+    return TorchRunner(package, "cuda")
 
 
 def load_model(
@@ -219,13 +163,7 @@ def load_model(
 
     Raises :class:`miq.errors.ModelError` with the file name if it is missing or not a miq model.
     """
-    meta = _resolve(path)
-    if not meta.exists():
-        raise ModelError(
-            f"{meta}: model not found (give a model folder or its model.json, or a bundled "
-            f"model: {', '.join(BUNDLED_MODELS)})"
-        )
-    return FocusModel(meta, threads=threads, device=device)
+    return FocusModel(ModelPackage.open(path), threads=threads, device=device)
 
 
 @lru_cache(maxsize=1)

@@ -1,41 +1,27 @@
 """A model's network run by torch: ``--device cuda`` where torch has CUDA but ONNX Runtime has not.
 
-The network is built from ``model.json``'s architecture and loaded from its ``model.safetensors``
-(checked against the sha256 in model.json): the same weights the ONNX file was exported from, so
+The network is built by :func:`miq.model.network.load_network` from the model package's
+``model.safetensors`` (checked against the sha256 in model.json): the same weights the ONNX file was exported from, so
 the probabilities agree with ONNX Runtime's to float32 rounding (``tests/test_torch_runner.py``
 checks ≤ 1e-4 for both bundled models). Needs torch and safetensors (the ``train`` extra).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-
-from ..errors import ModelError
 
 
 class TorchRunner:
     """Callable: patches (B, 1, P, P) float32 → level probabilities (B, K) float32, on ``device``."""
 
-    def __init__(self, meta_path: Path, metadata: dict, device: str) -> None:
+    def __init__(self, package, device: str) -> None:
         import torch
-        from safetensors.torch import load
 
-        from .network import build_network
-        from .runtime import verified_weights
+        from .network import load_network
 
-        weights, payload = verified_weights(meta_path, metadata, "safetensors")
-        try:
-            network = build_network(
-                metadata["architecture"], **metadata.get("architecture_kwargs", {})
-            )
-            network.load_state_dict(load(payload))
-        except Exception as exc:
-            raise ModelError(f"{weights}: torch cannot load it ({exc})") from None
         self._torch = torch
         self.device = device
-        self._network = network.eval().to(device)
+        self._network = load_network(package).to(device)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self._torch

@@ -123,12 +123,15 @@ def reexport_onnx(model_dir: str | Path) -> Path:
     """Rewrite a model folder's ``model.onnx`` from its ``model.safetensors`` with the current
     network code (e.g. after a change of how an operation is exported) and update its sha256 in
     ``model.json``; weights, calibration and everything else stay. Returns the ONNX path."""
-    from .train import load_trained_network  # train imports this module: import on call
+    from ..model.network import load_network
+    from ..model.package import ModelPackage
 
-    meta_path = Path(model_dir) / "model.json"
-    network, meta = load_trained_network(meta_path)
-    onnx_path = meta_path.parent / meta["weights"]["onnx"]["file"]
-    write_onnx(network, onnx_path, int(meta["patch_size"]))
+    package = ModelPackage.open(model_dir)
+    meta_path = package.path
+    network = load_network(package)
+    onnx_path = package.weight_file("onnx")
+    write_onnx(network, onnx_path, package.patch_size)
+    meta = package.metadata_copy()
     meta["weights"]["onnx"]["sha256"] = _sha256(onnx_path)
     tmp = meta_path.with_name(meta_path.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")

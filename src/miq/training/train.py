@@ -24,7 +24,7 @@ from .loss import (
 )
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
-__all__ = ["TrainConfig", "train", "load_trained_network"]
+__all__ = ["TrainConfig", "train"]
 
 _IMAGE_LOSSES = {"rps": image_ranked_probability_score, "nll": image_log_loss}
 
@@ -77,8 +77,20 @@ def _file_sha256(path: str) -> str:
 
 
 def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
-    """Start from trained weights (fine-tuning): a ``model.safetensors`` or a ``checkpoint.pt``."""
-    if str(path).endswith(".safetensors"):
+    """Start from trained weights (fine-tuning): a model folder (or its ``model.safetensors``,
+    checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``."""
+    from ..model.package import ModelPackage
+
+    source = Path(path)
+    beside = source.with_name("model.json") if source.suffix == ".safetensors" else None
+    if source.is_dir() or (beside is not None and beside.exists()):
+        package = ModelPackage.open(source)
+        if beside is not None and package.weight_file("safetensors").resolve() != source.resolve():
+            raise ValueError(f"{path}: not the weights {beside} lists")
+        from safetensors.torch import load
+
+        state = load(package.weight_bytes("safetensors"))
+    elif source.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(path)
@@ -90,35 +102,26 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
         raise ValueError(f"{path}: weights do not fit this architecture ({exc})") from None
 
 
-def load_trained_network(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """A trained miq model (folder or model.json): its network, built from the metadata's
-    architecture with its ``model.safetensors`` weights, in eval mode; and that metadata."""
-    from ..model.network import build_network
+def _load_teacher(path: str):
+    """A trained miq model as a frozen torch network, for distillation, and its package."""
+    from ..model.network import load_network
+    from ..model.package import ModelPackage
 
-    meta_path = Path(path) / "model.json" if Path(path).is_dir() else Path(path)
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    network = build_network(meta["architecture"], **meta.get("architecture_kwargs", {}))
-    _load_initial_weights(network, str(meta_path.parent / meta["weights"]["safetensors"]["file"]))
-    return network.eval(), meta
-
-
-def _load_teacher(path: str) -> tuple[torch.nn.Module, dict]:
-    """A trained miq model as a frozen torch network, for distillation, and its metadata."""
-    network, meta = load_trained_network(path)
+    package = ModelPackage.open(path)
+    network = load_network(package)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return network, meta
+    return network, package
 
 
-def _stored_calibration(meta: dict) -> tuple[torch.Tensor, float, float]:
-    """A model's stored calibration from its metadata (model.json): per-level bias (K,), patch
-    and image temperatures (none stored: zeros, 1, 1)."""
-    calibration = meta.get("calibration") or {}
-    bias = calibration.get("class_bias", [0.0] * int(meta["n_levels"]))
+def _stored_calibration(package) -> tuple[torch.Tensor, float, float]:
+    """A model package's stored calibration: per-level bias (K,), patch and image temperatures
+    (none stored: zeros, 1, 1)."""
+    calibration = package.calibration
     return (
-        torch.tensor(bias, dtype=torch.float32),
-        float(calibration.get("patch_temperature", 1.0)),
-        float(calibration.get("image_temperature", 1.0)),
+        torch.tensor(calibration.class_bias, dtype=torch.float32),
+        float(calibration.patch_temperature),
+        float(calibration.image_temperature),
     )
 
 
@@ -206,11 +209,11 @@ def train(
     if config.init_from and not resume:
         _load_initial_weights(model, config.init_from)
         log(f"initial weights: {config.init_from}")
-    teacher, teacher_meta = _load_teacher(config.teacher) if config.teacher else (None, None)
+    teacher, teacher_package = _load_teacher(config.teacher) if config.teacher else (None, None)
     if teacher is not None:
         log(f"distilling from {config.teacher} (weight {config.distill_weight})")
     if config.image_distill_weight > 0:
-        teacher_calibration = _stored_calibration(teacher_meta)
+        teacher_calibration = _stored_calibration(teacher_package)
         log(
             f"image loss {1 - config.image_distill_weight:g} × true level + "
             f"{config.image_distill_weight:g} × the teacher's calibrated image distribution"

@@ -1,0 +1,227 @@
+"""A model on disk: ``model.json`` and the weight files it lists, read and checked once.
+
+:class:`ModelPackage` is the one owner of ``model.json``: it resolves a bundled model's name or a
+folder, parses the metadata once, checks every listed weight file against its sha256 (a missing,
+replaced or corrupt file is refused with one line naming it), and exposes what the rest of miq
+needs as typed attributes (levels, optics, calibration, architecture). Nothing else in miq
+indexes the metadata dictionary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ModelError
+from ..optics import LevelTable, Optics
+
+__all__ = [
+    "ModelPackage",
+    "Calibration",
+    "apply_patch_calibration",
+    "BUNDLED_MODELS",
+    "BUNDLED_MODEL",
+    "MODEL_FORMAT",
+]
+
+BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
+#: models that ship in the package, by the name ``--model`` and :func:`ModelPackage.open` accept
+BUNDLED_MODELS = {
+    "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
+    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~2.5x faster
+}
+MODEL_FORMAT = "miq-model/1"
+WEIGHT_KINDS = ("onnx", "safetensors")
+
+
+def apply_patch_calibration(probabilities: np.ndarray, bias, temperature: float) -> np.ndarray:
+    """softmax((log p + bias) / temperature) along the last axis; (N, K) → (N, K) float32."""
+    logp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None))
+    z = (logp + np.asarray(bias, dtype=np.float64)) / float(temperature)
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Post-hoc calibration stored in model.json (see :mod:`miq.calibration`): per-level
+    ``class_bias`` (K,), ``patch_temperature`` and ``image_temperature``; ``fitted`` is False
+    when the model stores none (identity)."""
+
+    class_bias: np.ndarray
+    patch_temperature: float = 1.0
+    image_temperature: float = 1.0
+    fitted: bool = False
+
+
+def resolve_model_path(path: str | os.PathLike | None) -> Path:
+    """``model.json`` of a bundled model's name (``"default"``, ``"fast"``; a path of that name
+    wins), a model folder, its ``model.json`` or its ``model.onnx``; None is the default model."""
+    if path is None:
+        return BUNDLED_MODEL
+    p = Path(path)
+    if isinstance(path, str) and path in BUNDLED_MODELS and not p.exists():
+        return BUNDLED_MODELS[path]
+    if p.is_dir():
+        return p / "model.json"
+    if p.suffix in (".onnx", ".safetensors"):
+        return p.with_name("model.json")
+    return p
+
+
+class ModelPackage:
+    """A model folder: ``model.json`` parsed once and every weight file sha256-checked.
+
+    Attributes
+    ----------
+    path : Path of ``model.json``.
+    name : the model's name (e.g. ``miq-compact-v2``).
+    patch_size : patch side in px.
+    n_levels : number of defocus levels K.
+    um_per_level : µm of defocus per level.
+    levels : :class:`miq.optics.LevelTable`, the defocus (µm) of each level.
+    optics : :class:`miq.optics.Optics` the model was trained for (its ``pixel_size_um`` is the
+        pixel size the levels are defined at).
+    architecture, architecture_kwargs : how :func:`miq.model.network.load_network` builds it.
+    calibration : :class:`Calibration`.
+    """
+
+    def __init__(self, metadata_path: str | os.PathLike) -> None:
+        path = Path(metadata_path)
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: not a readable miq model.json ({exc})") from None
+        if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
+            raise ModelError(
+                f"{path}: not a miq model description (format {MODEL_FORMAT} expected)"
+            )
+        self.path = path
+        self._metadata = metadata
+        try:
+            self.patch_size = int(metadata["patch_size"])
+            self.n_levels = int(metadata["n_levels"])
+            self.um_per_level = float(metadata["um_per_level"])
+            optics = metadata.get("optics") or {}
+            self.optics = Optics(**optics)
+            self._has_optics = bool(optics)
+            self.architecture = str(metadata.get("architecture", ""))
+            self.architecture_kwargs = dict(metadata.get("architecture_kwargs") or {})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{path}: malformed model.json ({type(exc).__name__}: {exc})"
+            ) from None
+        defocus = metadata.get("level_defocus_um")
+        self.levels = LevelTable(defocus_um=tuple(defocus)) if defocus else LevelTable()
+        self.name = str(metadata.get("name", path.parent.name))
+        self.n_parameters = metadata.get("n_parameters")
+        self.calibration = self._read_calibration(metadata.get("calibration") or {})
+        self._weights: dict[str, bytes] = {}
+        for kind in WEIGHT_KINDS:
+            if kind in (metadata.get("weights") or {}):
+                self._weights[kind] = self._verified(kind)
+
+    @classmethod
+    def open(cls, model: str | os.PathLike | None = None) -> ModelPackage:
+        """The package of a bundled model's name, a folder, ``model.json`` or a weight file
+        beside it; None is the default bundled model. Raises :class:`miq.errors.ModelError`."""
+        path = resolve_model_path(model)
+        if not path.exists():
+            raise ModelError(
+                f"{path}: model not found (give a model folder or its model.json, or a bundled "
+                f"model: {', '.join(BUNDLED_MODELS)})"
+            )
+        return cls(path)
+
+    @property
+    def pixel_size_um(self) -> float:
+        """µm per px the levels are defined at (0.65 when the model records no optics)."""
+        return self.optics.pixel_size_um
+
+    @property
+    def is_bundled(self) -> bool:
+        """True for the default bundled model (workers load their own copy)."""
+        return self.path.resolve() == BUNDLED_MODEL.resolve()
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def has_weights(self, kind: str) -> bool:
+        return kind in self._weights
+
+    def weight_file(self, kind: str) -> Path:
+        """Path of the ``kind`` (``"onnx"`` or ``"safetensors"``) weights."""
+        self.weight_bytes(kind)
+        return self.path.parent / self._metadata["weights"][kind]["file"]
+
+    def weight_bytes(self, kind: str) -> bytes:
+        """The checked bytes of the ``kind`` weights; ModelError when the model lists none."""
+        if kind not in self._weights:
+            label = "ONNX" if kind == "onnx" else kind
+            raise ModelError(f"{self.path}: metadata lists no {label} weights")
+        return self._weights[kind]
+
+    def weight_sha256(self, kind: str) -> str | None:
+        """The sha256 model.json records for the ``kind`` weights (None when not recorded)."""
+        return (self._metadata.get("weights", {}).get(kind) or {}).get("sha256")
+
+    def describe(self, *keys: str):
+        """A read-only copy of a descriptive entry of model.json (``"training"``, ``"licence"``,
+        ``"input"``, ``"created"`` …), for reports and exports; None when absent."""
+        value = self._metadata
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                return None
+            value = value[key]
+        return json.loads(json.dumps(value))
+
+    def metadata_copy(self) -> dict:
+        """The whole parsed model.json (a deep copy: to write an updated model.json)."""
+        return json.loads(json.dumps(self._metadata))
+
+    def _verified(self, kind: str) -> bytes:
+        label = "ONNX" if kind == "onnx" else kind
+        try:
+            info = self._metadata["weights"][kind]
+            name = info["file"]
+        except (KeyError, TypeError):
+            raise ModelError(f"{self.path}: metadata lists no {label} weights") from None
+        weights = self.path.parent / name
+        try:
+            payload = weights.read_bytes()
+        except OSError as exc:
+            raise ModelError(
+                f"{self.path}: {label} weights missing ({exc.strerror or exc})"
+            ) from None
+        expected = info.get("sha256")
+        if expected and hashlib.sha256(payload).hexdigest() != expected:
+            raise ModelError(
+                f"{weights}: sha256 does not match model.json: corrupt or replaced file"
+            )
+        return payload
+
+    def _read_calibration(self, entry: dict) -> Calibration:
+        try:
+            bias = np.asarray(entry.get("class_bias", np.zeros(self.n_levels)), dtype=np.float64)
+            patch_t = float(entry.get("patch_temperature", 1.0))
+            image_t = float(entry.get("image_temperature", 1.0))
+        except (TypeError, ValueError, AttributeError):
+            raise ModelError(f"{self.path}: malformed 'calibration' entry") from None
+        if bias.shape != (self.n_levels,) or not min(patch_t, image_t) > 0:
+            raise ModelError(
+                f"{self.path}: 'calibration' does not fit a {self.n_levels}-level model"
+            )
+        if not (np.isfinite(bias).all() and math.isfinite(patch_t) and math.isfinite(image_t)):
+            raise ModelError(f"{self.path}: 'calibration' has values that are not finite")
+        return Calibration(bias, patch_t, image_t, bool(entry))
+
+    def __repr__(self) -> str:
+        return f"ModelPackage({self.name!r}, {self.path})"
