@@ -48,7 +48,7 @@ def offline(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory, offline) -> Path:
-    from miq.bioimageio_export import export_bioimageio
+    from miq.export import export_bioimageio
 
     out = tmp_path_factory.mktemp("bioimageio") / "miq-model.zip"
     assert export_bioimageio(out) == out
@@ -84,6 +84,7 @@ def test_package_content(package):
     } <= names
     assert "## Validation" in readme
     assert "10.1186/s12859-018-2087-4" in readme
+    assert "$" not in readme and "<!--" not in readme  # the template filled in, comments left out
 
 
 def test_package_is_valid_offline(package):
@@ -188,8 +189,8 @@ def test_both_weight_formats_reproduce_miq(package, tmp_path):
 
 
 def test_missing_dependency_is_one_line_error(monkeypatch, tmp_path):
-    from miq.bioimageio_export import export_bioimageio
     from miq.errors import MiqError
+    from miq.export import export_bioimageio
 
     monkeypatch.setitem(sys.modules, "bioimageio.spec", None)  # import now fails
     with pytest.raises(MiqError, match=r"bioimageio\.spec.*pip install 'miq\[bioimageio\]'") as exc:
@@ -199,8 +200,8 @@ def test_missing_dependency_is_one_line_error(monkeypatch, tmp_path):
 
 
 def test_invalid_model_folder(tmp_path):
-    from miq.bioimageio_export import export_bioimageio
     from miq.errors import ModelError
+    from miq.export import export_bioimageio
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="model not found"):
@@ -209,8 +210,8 @@ def test_invalid_model_folder(tmp_path):
 
 
 def test_output_is_a_folder(tmp_path):
-    from miq.bioimageio_export import export_bioimageio
     from miq.errors import OutputError
+    from miq.export import export_bioimageio
 
     with pytest.raises(OutputError, match="is a folder"):
         export_bioimageio(tmp_path)
