@@ -48,7 +48,9 @@ def _names(action: argparse.Action) -> str:
     metavar = ""
     if action.nargs != 0:
         if action.metavar is not None:
-            metavar = action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
+            metavar = (
+                action.metavar if isinstance(action.metavar, str) else " ".join(action.metavar)
+            )
         elif action.choices is not None:
             metavar = "{" + ",".join(map(str, action.choices)) + "}"
         else:
@@ -77,9 +79,9 @@ def _default(action: argparse.Action) -> str:
 def _details(action: argparse.Action) -> str:
     parts = [action.help % vars(action) if action.help and "%(" in action.help else action.help]
     parts = [p for p in parts if p and p is not argparse.SUPPRESS]
-    if action.choices is not None and action.option_strings:
-        parts.append("choices: " + ", ".join(map(str, action.choices)))
-    if isinstance(action, argparse._AppendAction):
+    if action.choices is not None and action.option_strings and action.metavar is not None:
+        parts.append("choices: " + ", ".join(map(str, action.choices)))  # else in the name
+    if isinstance(action, argparse._AppendAction) and "repeatable" not in " ".join(parts):
         parts.append("repeatable")
     return _cell("; ".join(parts)) if parts else ""
 
