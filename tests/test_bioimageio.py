@@ -215,3 +215,42 @@ def test_output_is_a_folder(tmp_path):
 
     with pytest.raises(OutputError, match="is a folder"):
         export_bioimageio(tmp_path)
+
+
+def _bundled_copy(tmp_path: Path, edit) -> Path:
+    """A copy of the bundled model folder with its model.json changed by ``edit(metadata)``."""
+    import json
+    import shutil
+
+    from miq.model.package import BUNDLED_MODEL
+
+    folder = tmp_path / "model"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    metadata = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    edit(metadata)
+    (folder / "model.json").write_text(json.dumps(metadata), encoding="utf-8")
+    return folder
+
+
+def test_unsupported_architecture_is_one_line_error(tmp_path):
+    from miq.errors import ModelError
+    from miq.export import export_bioimageio
+
+    folder = _bundled_copy(tmp_path, lambda m: m.update(architecture="resnet"))
+    with pytest.raises(ModelError, match="architecture 'resnet' cannot be exported") as exc:
+        export_bioimageio(tmp_path / "model.zip", folder)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "model.zip").exists()
+
+
+def test_no_safetensors_weights_is_one_line_error(tmp_path):
+    from miq.errors import ModelError
+    from miq.export import export_bioimageio
+
+    folder = _bundled_copy(tmp_path, lambda m: m["weights"].pop("safetensors"))
+    with pytest.raises(
+        ModelError, match="lists no safetensors weights .needed for bioimage.io"
+    ) as exc:
+        export_bioimageio(tmp_path / "model.zip", folder)
+    assert "\n" not in str(exc.value)
+    assert not (tmp_path / "model.zip").exists()

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MiqError, ModelError, OutputError
-from ..io import _umask
+from ..io import umask
 from .bioimageio_rdf import (
     ARCHITECTURE_CALLABLE,
     ARCHITECTURE_FILE,
@@ -127,8 +127,9 @@ def export_bioimageio(
     if target.is_dir():
         raise OutputError(f"{target}: is a folder; give the path of the .zip file to write")
     model = load_model(model_path, threads=1)
-    architecture, kwargs, safetensors_path = check_model(model)
-    net, net_kwargs = torch_network(model, architecture, kwargs, safetensors_path)
+    package = model.package
+    check_model(package)
+    net, net_kwargs = torch_network(package)
     sample = _SamplePatches.of(model)
 
     with tempfile.TemporaryDirectory(prefix="miq-bioimageio-") as tmp:
@@ -138,8 +139,7 @@ def export_bioimageio(
         n_parameters = int(sum(p.numel() for p in net.parameters()))
         (folder / "README.md").write_text(
             readme(
-                model,
-                architecture=architecture,
+                package,
                 n_parameters=n_parameters,
                 checks=checks,
                 sample=sample.summary(),
@@ -150,7 +150,7 @@ def export_bioimageio(
 
         context = ValidationContext(root=folder, perform_io_checks=True, log_warnings=False)
         with context:
-            descr = model_description(folder, model, net_kwargs, opset, n_parameters)
+            descr = model_description(folder, package, net_kwargs, opset, n_parameters)
             _save_package(descr, target, model)
     return target
 
@@ -200,7 +200,7 @@ def _write_weights(folder: Path, model, net, sample: _SamplePatches) -> tuple[in
     miq's predictions on the sample patches. Returns the ONNX opset and {format: max |Δp|}."""
     import torch
 
-    opset = calibrated_onnx(model, folder / "weights.onnx")
+    opset = calibrated_onnx(model.package, folder / "weights.onnx")
     torch.save(net.state_dict(), folder / "weights.pt")
     (folder / ARCHITECTURE_FILE).write_text(
         (resources.files("miq.model") / "network.py").read_text(encoding="utf-8"),
@@ -250,7 +250,7 @@ def _save_package(descr, target: Path, model) -> None:
             # bioimageio.spec's cache pre-fill warns about the package's relative paths
             warnings.filterwarnings("ignore", "Found mapping with 'source'", UserWarning)
             save_bioimageio_package(descr, output_path=Path(part))
-        os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private
+        os.chmod(part, 0o666 & ~umask())  # mkstemp makes it private
         os.replace(part, target)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None

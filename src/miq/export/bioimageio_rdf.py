@@ -3,6 +3,7 @@ tags and miq's own settings, validated by bioimageio.spec."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,16 +43,16 @@ def incompatible_pydantic() -> str:
     )
 
 
-def _package_name(model) -> str:
-    name = re.sub(r"[^A-Za-z0-9_+\- ()]", "-", f"miq focus quality ({model.name})")
+def _package_name(package) -> str:
+    name = re.sub(r"[^A-Za-z0-9_+\- ()]", "-", f"miq focus quality ({package.name})")
     return name[:64]
 
 
-def _tensor_descriptions(folder: Path, model, pixel_size_um: float) -> tuple[list, list]:
+def _tensor_descriptions(folder: Path, package, pixel_size_um: float) -> tuple[list, list]:
     """bioimage.io descriptions of the input (patches) and output (probabilities) tensors."""
     from bioimageio.spec.model import v0_5
 
-    k, p = model.n_levels, model.patch_size
+    k, p = package.n_levels, package.patch_size
     space = {"unit": "micrometer", "scale": pixel_size_um}
     inputs = [
         v0_5.InputTensorDescr(
@@ -79,7 +80,7 @@ def _tensor_descriptions(folder: Path, model, pixel_size_um: float) -> tuple[lis
             id=v0_5.TensorId("probabilities"),
             description=(
                 f"calibrated probability of each defocus level (level k ~ "
-                f"{model.um_per_level:g}*k um; level 0 = in focus)"
+                f"{package.um_per_level:g}*k um; level 0 = in focus)"
             ),
             axes=[
                 v0_5.BatchAxis(),
@@ -117,40 +118,40 @@ def _weights_description(folder: Path, net_kwargs: dict, opset: int):
     )
 
 
-def model_description(folder: Path, model, net_kwargs: dict, opset: int, n_parameters: int):
+def model_description(folder: Path, package, net_kwargs: dict, opset: int, n_parameters: int):
     """The validated bioimage.io model description of the files in ``folder`` (inside a
-    ``ValidationContext`` rooted there)."""
+    ``ValidationContext`` rooted there) for a :class:`~miq.model.package.ModelPackage`."""
     from bioimageio.spec.model import v0_5
 
     from .. import __version__
 
-    k, p = model.n_levels, model.patch_size
-    # TODO(ModelPackage): optics and level_defocus_um read from model.metadata (also in miq_config)
-    optics = model.metadata.get("optics", {})
-    pixel_size = float(optics.get("pixel_size_um", model.pixel_size_um))
-    inputs, outputs = _tensor_descriptions(folder, model, pixel_size)
+    k, p = package.n_levels, package.patch_size
+    optics = dataclasses.asdict(package.optics)
+    pixel_size = float(package.pixel_size_um)
+    inputs, outputs = _tensor_descriptions(folder, package, pixel_size)
+    calibration = package.calibration
     miq_config = {
         "miq_version": __version__,
-        "model_name": model.name,
-        "level_defocus_um": model.metadata.get("level_defocus_um"),
-        "um_per_level": model.um_per_level,
+        "model_name": package.name,
+        "level_defocus_um": list(package.levels.defocus_um),
+        "um_per_level": package.um_per_level,
         "optics": optics,
         "calibration": {
-            "class_bias": [float(b) for b in model.class_bias],
-            "patch_temperature": float(model.patch_temperature),
-            "image_temperature": float(model.image_temperature),
+            "class_bias": [float(b) for b in calibration.class_bias],
+            "patch_temperature": float(calibration.patch_temperature),
+            "image_temperature": float(calibration.image_temperature),
         },
     }
     description = (
         f"Focus quality of {p}x{p} px patches of 2D fluorescence microscopy images: "
         f"calibrated probabilities of {k} absolute defocus levels (level 0 = in focus, "
-        f"level k ~ {model.um_per_level:g}*k um defocus at NA "
-        f"{optics.get('numerical_aperture', '?')}, {pixel_size:g} um per px). "
+        f"level k ~ {package.um_per_level:g}*k um defocus at NA "
+        f"{package.optics.numerical_aperture}, {pixel_size:g} um per px). "
         "The per-patch network of miq, after Yang et al. 2018."
     )
     try:
         return v0_5.ModelDescr(
-            name=_package_name(model),
+            name=_package_name(package),
             description=description,
             authors=[v0_5.Author(name="miq developers")],
             cite=[v0_5.CiteEntry(text=CITATION_TEXT, doi=v0_5.Doi(CITATION_DOI))],
@@ -176,5 +177,5 @@ def model_description(folder: Path, model, net_kwargs: dict, opset: int, n_param
         if "index_key" in str(exc):  # bioimageio.spec 0.5.12 with pydantic >= 2.14
             raise MiqError(incompatible_pydantic()) from None
         raise ModelError(
-            f"{model.path}: cannot describe it as a bioimage.io model ({' '.join(first[:3])})"
+            f"{package.path}: cannot describe it as a bioimage.io model ({' '.join(first[:3])})"
         ) from None

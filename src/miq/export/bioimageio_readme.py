@@ -38,34 +38,32 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def readme(model, *, architecture: str, n_parameters: int, checks: dict, sample: dict) -> str:
-    """The package's README.md: what it computes, how it was made, and the numbers miq has.
+def readme(package, *, n_parameters: int, checks: dict, sample: dict) -> str:
+    """The README.md of a :class:`~miq.model.package.ModelPackage`'s bioimage.io package: what
+    it computes, how it was made, and the numbers miq has.
 
     ``checks``: {weight format: largest |Δp| against miq}; ``sample``: the test patch
     (``n_patches``, ``row``, ``col``, ``level``)."""
     parts = _parts()
-    # TODO(ModelPackage): optics, level table, training and calibration validation read from
-    # model.metadata here (and in _validation_values)
-    meta = model.metadata
-    optics = meta.get("optics", {})
+    optics, calibration = package.optics, package.calibration
     values = {
-        "model_name": model.name,
-        "patch": model.patch_size,
-        "n_levels": model.n_levels,
-        "last_level": model.n_levels - 1,
-        "um_per_level": f"{model.um_per_level:g}",
-        "level_defocus": ", ".join(f"{z:g}" for z in meta.get("level_defocus_um", [])),
-        "wavelength_nm": optics.get("wavelength_nm", "?"),
-        "numerical_aperture": optics.get("numerical_aperture", "?"),
-        "refractive_index": optics.get("refractive_index", "?"),
-        "pixel_size_um": optics.get("pixel_size_um", "?"),
+        "model_name": package.name,
+        "patch": package.patch_size,
+        "n_levels": package.n_levels,
+        "last_level": package.n_levels - 1,
+        "um_per_level": f"{package.um_per_level:g}",
+        "level_defocus": ", ".join(f"{z:g}" for z in package.levels.defocus_um),
+        "wavelength_nm": optics.wavelength_nm,
+        "numerical_aperture": optics.numerical_aperture,
+        "refractive_index": optics.refractive_index,
+        "pixel_size_um": optics.pixel_size_um,
         "uncalibrated": ""
-        if model.calibrated
+        if calibration.fitted
         else " (model.json has no calibration: the identity)",
-        "class_bias": [round(float(b), 6) for b in model.class_bias],
-        "patch_temperature": f"{model.patch_temperature:g}",
-        "image_temperature": f"{model.image_temperature:g}",
-        "architecture": architecture,
+        "class_bias": [round(float(b), 6) for b in calibration.class_bias],
+        "patch_temperature": f"{calibration.patch_temperature:g}",
+        "image_temperature": f"{calibration.image_temperature:g}",
+        "architecture": package.architecture,
         "n_parameters": n_parameters,
         "architecture_file": ARCHITECTURE_FILE,
         "architecture_callable": ARCHITECTURE_CALLABLE,
@@ -80,7 +78,7 @@ def readme(model, *, architecture: str, n_parameters: int, checks: dict, sample:
         "citation_doi": CITATION_DOI,
     }
     sections = [parts["overview"].substitute(values)]
-    training = meta.get("training") or {}
+    training = package.describe("training") or {}
     config = training.get("config") or {}
     if config:
         facts = []
@@ -100,7 +98,7 @@ def readme(model, *, architecture: str, n_parameters: int, checks: dict, sample:
         )
         if training.get("history"):
             sections.append(parts["history"].substitute(history=training["history"]))
-    calib = (meta.get("calibration") or {}).get("validation")
+    calib = package.describe("calibration", "validation")
     if calib:
         sections.append(parts["validation"].substitute(_validation_values(calib, training)))
     else:

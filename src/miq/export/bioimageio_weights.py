@@ -13,70 +13,56 @@ from ..errors import ModelError
 _SUPPORTED_ARCHITECTURES = ("compact", "stride4", "separable", "yang2018")
 
 
-def check_model(model) -> tuple[str, dict, Path]:
-    """Architecture name, its kwargs and the safetensors path of a loaded miq model."""
-    # TODO(ModelPackage): reads model.metadata (architecture, architecture_kwargs, weights) and
-    # checks the safetensors sha256 itself, a copy of runtime.verified_weights
-    import hashlib
-
-    meta, where = model.metadata, model.path
-    architecture = meta.get("architecture")
-    if architecture not in _SUPPORTED_ARCHITECTURES:
+def check_model(package) -> None:
+    """Refuse a :class:`~miq.model.package.ModelPackage` that cannot be exported: an architecture
+    the architecture file does not build, or no safetensors weights (its sha256 is checked by
+    the package)."""
+    if package.architecture not in _SUPPORTED_ARCHITECTURES:
         raise ModelError(
-            f"{where}: architecture {architecture!r} cannot be exported to bioimage.io "
-            f"(supported: {', '.join(_SUPPORTED_ARCHITECTURES)})"
+            f"{package.path}: architecture {package.architecture!r} cannot be exported to "
+            f"bioimage.io (supported: {', '.join(_SUPPORTED_ARCHITECTURES)})"
         )
-    kwargs = meta.get("architecture_kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise ModelError(f"{where}: malformed 'architecture_kwargs' (a JSON object expected)")
-    try:
-        info = meta["weights"]["safetensors"]
-        weights = where.parent / info["file"]
-        payload = weights.read_bytes()
-    except (KeyError, TypeError):
+    if not package.has_weights("safetensors"):
         raise ModelError(
-            f"{where}: metadata lists no safetensors weights (needed for bioimage.io export)"
-        ) from None
-    except OSError as exc:
-        raise ModelError(f"{where}: safetensors weights missing ({exc.strerror or exc})") from None
-    # TODO(ModelPackage): the package's own sha256 check, a copy of runtime.verified_weights
-    if info.get("sha256") and hashlib.sha256(payload).hexdigest() != info["sha256"]:
-        raise ModelError(f"{weights}: sha256 does not match model.json: corrupt or replaced file")
-    return architecture, dict(kwargs), weights
+            f"{package.path}: metadata lists no safetensors weights (needed for bioimage.io export)"
+        )
 
 
-def torch_network(model, architecture: str, kwargs: dict, weights: Path):
-    """The calibrated torch network (eval mode) with miq's weights loaded, and its kwargs."""
-    from safetensors.torch import load_file
+def torch_network(package):
+    """The calibrated torch network (eval mode) with the package's weights, and its kwargs.
 
+    The weights come from :func:`miq.model.network.load_network` (the package's sha256-checked
+    safetensors); the calibrated class adds the calibration as buffers outside the state dict."""
     from ..model import network
 
+    calibration = package.calibration
     net_kwargs = {
-        "architecture": architecture,
-        **kwargs,
-        "class_bias": [float(b) for b in model.class_bias],
-        "patch_temperature": float(model.patch_temperature),
+        "architecture": package.architecture,
+        **package.architecture_kwargs,
+        "class_bias": [float(b) for b in calibration.class_bias],
+        "patch_temperature": float(calibration.patch_temperature),
     }
+    trained = network.load_network(package)
     try:
         net = network.miq_focus_net(**net_kwargs)
-        net.load_state_dict(load_file(str(weights)), strict=True)
+        net.load_state_dict(trained.state_dict(), strict=True)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
-            f"{weights}: state dict does not fit architecture {architecture!r} ({message})"
+            f"{package.weight_file('safetensors')}: state dict does not fit architecture "
+            f"{package.architecture!r} ({message})"
         ) from None
     return net.eval(), net_kwargs
 
 
-def calibrated_onnx(model, target: Path) -> int:
-    """Write miq's ONNX graph with the patch calibration appended; returns its opset version."""
+def calibrated_onnx(package, target: Path) -> int:
+    """Write the package's ONNX graph with the patch calibration appended; returns its opset."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    # TODO(ModelPackage): the ONNX file's name read from model.metadata, its bytes unchecked
-    where = model.path.parent / model.metadata["weights"]["onnx"]["file"]
+    where = package.weight_file("onnx")
     try:
-        proto = onnx.load_from_string(where.read_bytes())
+        proto = onnx.load_from_string(package.weight_bytes("onnx"))
     except Exception as exc:
         raise ModelError(f"{where}: not a readable ONNX model ({exc})") from None
     graph = proto.graph
@@ -92,12 +78,15 @@ def calibrated_onnx(model, target: Path) -> int:
         node.output[:] = [raw if name == final else name for name in node.output]
         node.input[:] = [raw if name == final else name for name in node.input]
     prefix = "miq_calibration_"
+    calibration = package.calibration
     graph.initializer.extend(
         [
             numpy_helper.from_array(np.array(1e-12, np.float32), prefix + "min_probability"),
-            numpy_helper.from_array(model.class_bias.astype(np.float32), prefix + "class_bias"),
             numpy_helper.from_array(
-                np.array(model.patch_temperature, np.float32), prefix + "patch_temperature"
+                calibration.class_bias.astype(np.float32), prefix + "class_bias"
+            ),
+            numpy_helper.from_array(
+                np.array(calibration.patch_temperature, np.float32), prefix + "patch_temperature"
             ),
         ]
     )

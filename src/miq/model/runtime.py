@@ -68,11 +68,6 @@ class FocusModel:
         self.image_temperature = calibration.image_temperature
         self.calibrated = calibration.fitted
 
-    @property
-    def metadata(self) -> dict:
-        # TODO(ModelPackage): transitional, removed once the export uses the package
-        return self.package.metadata_copy()
-
     def predict(self, patches: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Level probabilities for patches (N, P, P) (any intensity scale) → (N, K) float32.
 
