@@ -20,9 +20,9 @@ none of the compared models saw in training (your own, or new ones added to ../s
 bootstrap instead of single planes; with one field of view per file, that is resampling fields.
 
 After the table, each model after the first gets a verdict against the pre-registered
-non-inferiority margins (``NON_INFERIORITY``; docs/cheap-networks.md, "The rule for new
-fields"): non-inferior only if every difference's 95 % interval stays within its margin, and
-undecided while there are fewer than ``MIN_UNITS`` planes or files.
+non-inferiority margins (``NON_INFERIORITY``; docs/lab-notebook/cheap-networks.md, "The rule
+for new fields"): non-inferior only if every difference's 95 % interval stays within its
+margin, and undecided while there are fewer than ``MIN_UNITS`` planes or files.
 
 ``--per-plane`` adds a table of each plane's accuracy and mean top probability per model: where
 a model's stated certainty does and does not follow its own accuracy, field by field.
