@@ -137,7 +137,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import miq
-    from miq.pipeline import assess_file
+    from miq.runs import assess_file
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="miq-large-"))
     work.mkdir(parents=True, exist_ok=True)

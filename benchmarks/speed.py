@@ -3,7 +3,7 @@
 For synthetic uint16 images of 512², 2048² and 8192² px (procedural cells, camera noise; written
 once as uncompressed TIFFs), times:
   - file read (tifffile);
-  - miq end to end (read the file + check + tile + model + aggregate: ``miq.pipeline.assess_file``,
+  - miq end to end (read the file + check + tile + model + aggregate: ``miq.runs.assess_file``,
     the CLI's path; model loaded once; no masks or overlays);
   - miq model only (``FocusModel.predict`` on the image's prepared patches);
   - variance of the Laplacian and CellProfiler's PLLS (``miq.measures``, numpy) on the array;
@@ -60,7 +60,7 @@ def main() -> int:
     import miq
     from miq.assessment import prepare_patches, rate_patch_rows
     from miq.measures import power_log_log_slope, variance_of_laplacian
-    from miq.pipeline import assess_file
+    from miq.runs import assess_file
     from miq.tiling import patch_grid
 
     models = [miq.load_model(m, threads=args.threads) for m in args.models]

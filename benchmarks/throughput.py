@@ -109,7 +109,7 @@ def main() -> int:
         base_rate = None
         # in this process (model already loaded), without reading the next file ahead
         from miq.io import find_images
-        from miq.pipeline import predict_files
+        from miq.runs import predict_files
 
         start = time.perf_counter()
         predict_files(

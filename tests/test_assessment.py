@@ -142,7 +142,7 @@ def test_file_path_matches_the_in_memory_float_path(sample_image, model, tmp_pat
     plane as float32 in memory gives."""
     import tifffile
 
-    from miq.pipeline import assess_file
+    from miq.runs import assess_file
 
     tifffile.imwrite(tmp_path / "a.tif", sample_image.astype(np.uint16))
     (result,) = assess_file(tmp_path / "a.tif", model)

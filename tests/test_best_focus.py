@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from miq.best_focus import best_focus_files, best_plane
+from miq.best_focus import best_plane
 from miq.cli import main
 from miq.optics import Optics, degrade
+from miq.runs import best_focus_files
 
 
 def test_rule():

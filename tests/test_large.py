@@ -8,7 +8,7 @@ import tifffile
 
 import miq.large
 from miq.assessment import assess
-from miq.pipeline import assess_file
+from miq.runs import assess_file
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_banded_tiff_equals_whole(tmp_path, model, mosaic, small_limit, kind):
     path = tmp_path / f"{kind}.tif"
     _write(path, mosaic, kind)
     (result,) = assess_file(path, model)
-    assert result.assessment.extra.get("banded") is True
+    assert result.assessment.banded is True
     whole = assess(mosaic, model)
     np.testing.assert_array_equal(result.assessment.patch_probabilities, whole.patch_probabilities)
     assert result.assessment.level == whole.level
@@ -54,7 +54,7 @@ def test_banded_multichannel_and_ome_zarr(tmp_path, model, mosaic, small_limit):
     results = assess_file(path, model)
     assert [(r.c, r.z) for r in results] == [(0, 0), (1, 0)]
     for r, plane in zip(results, stack):
-        assert r.assessment.extra.get("banded") is True
+        assert r.assessment.banded is True
         assert r.assessment.level_mean == assess(plane, model).level_mean
 
     writers = pytest.importorskip("bioio_ome_zarr.writers", reason="needs the io extra")
@@ -71,7 +71,7 @@ def test_banded_multichannel_and_ome_zarr(tmp_path, model, mosaic, small_limit):
     writer.write_full_volume(stack)
     zresults = assess_file(zpath, model)
     assert [r.assessment.level_mean for r in zresults] == [r.assessment.level_mean for r in results]
-    assert all(r.assessment.extra.get("banded") for r in zresults)
+    assert all(r.assessment.banded for r in zresults)
 
 
 @pytest.mark.parametrize("content", ["nan", "constant"])

@@ -28,7 +28,6 @@ napari = _require("napari", "pip install '.[napari]'")
 from napari.components import ViewerModel  # noqa: E402
 
 import miq  # noqa: E402
-from miq.best_focus import focus_curves  # noqa: E402
 from miq.errors import MiqError  # noqa: E402
 from miq.napari import _widget  # noqa: E402
 from miq.napari._sample_data import (  # noqa: E402
@@ -37,6 +36,7 @@ from miq.napari._sample_data import (  # noqa: E402
     make_defocus_series,
 )
 from miq.render import level_colors  # noqa: E402
+from miq.runs import focus_curves  # noqa: E402
 
 IN_FOCUS_PLANE = DEFOCUS_SERIES_UM.index(0.0)
 

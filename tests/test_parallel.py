@@ -56,7 +56,9 @@ def test_dask_local_cluster_gives_the_serial_results(inputs, serial_csv, tmp_pat
         assert (out / "results.csv").read_bytes() == serial_csv
         with distributed.Client(cluster) as client:  # each worker loaded the model once
             loaded = client.run(
-                lambda: __import__("miq.parallel").parallel.worker_model.cache_info().currsize
+                lambda: (
+                    __import__("miq.runs.workers").runs.workers.worker_model.cache_info().currsize
+                )
             )
         assert sorted(loaded.values()) == [1, 1]
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("miq: error")]
@@ -65,8 +67,8 @@ def test_dask_local_cluster_gives_the_serial_results(inputs, serial_csv, tmp_pat
 
 def test_an_unexpected_worker_error_is_one_row(monkeypatch, tmp_path, inputs):
     """A bug or resource failure while rating one file is reported for that file only."""
-    import miq.parallel as parallel
-    from miq.pipeline import FileJob
+    import miq.runs.workers as parallel
+    from miq.runs.file_job import FileJob
 
     def explode(job, model, preread=None):
         raise RuntimeError("out of disk")

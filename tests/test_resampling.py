@@ -47,7 +47,7 @@ def test_finer_sampled_image_rates_like_the_original_when_pixel_size_is_given(sa
     rescaled = miq.assess(fine, model, options=AssessOptions(pixel_size_um=0.325))
     assert abs(rescaled.level - base) <= 1
     assert naive > base + 1  # without the pixel size, twice the blur in px reads much worse
-    assert rescaled.extra["scale"] == pytest.approx(0.5)
+    assert rescaled.scale == pytest.approx(0.5)
     assert rescaled.grid.image_shape == (image.shape[0], image.shape[1])
 
 

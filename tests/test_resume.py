@@ -12,7 +12,7 @@ import numpy as np
 import tifffile
 
 from miq.cli import main
-from miq.pipeline import JOURNAL_NAME
+from miq.runs.journal import JOURNAL_NAME
 
 
 def _folder_of_images(folder, sample_image, n):

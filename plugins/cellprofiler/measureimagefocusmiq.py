@@ -132,7 +132,7 @@ def overlay_rgb(
     from PIL import Image as PILImage
 
     shown = pixels
-    if assessment.extra.get("scale", 1.0) != 1.0:
+    if assessment.scale != 1.0:
         shown = resample_to_pixel_size(pixels, options.pixel_size_um, model.pixel_size_um)
     picture = overlay_image(shown, assessment).crop((0, 0, shown.shape[1], shown.shape[0]))
     if picture.size != (width, height):

@@ -34,7 +34,7 @@ _LAZY = {
     "assess": "miq.assessment",
     "AssessOptions": "miq.assessment",
     "evaluate": "miq.evaluation",
-    "assess_file": "miq.pipeline",
+    "assess_file": "miq.runs",
     "ImageAssessment": "miq.assessment",
     "certainty": "miq.assessment",
     "aggregate": "miq.assessment",
@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io import read_planes
     from .model.runtime import FocusModel, load_model
     from .optics import LevelTable, Optics, defocus_psf, degrade
-    from .pipeline import assess_file
+    from .runs import assess_file
 
 
 def __getattr__(name: str) -> Any:

@@ -119,9 +119,11 @@ class ImageAssessment:
     """Focus assessment of one 2D image.
 
     Patch maps have the grid's shape (rows, cols); ``patch_probabilities`` is (rows, cols, K).
-    ``defocus_um`` = ``level_mean`` × the model's µm per level. ``extra["scale"]``: output px per
-    input px of the resampling to the model's pixel size (1.0 = not resampled);
-    ``extra["pixel_size_um"]``: the input pixel size it assumed (None = the model's).
+    ``defocus_um`` = ``level_mean`` × the model's µm per level. ``scale``: output px per input
+    px of the resampling to the model's pixel size (1.0 = not resampled); ``pixel_size_um``: the
+    input pixel size in µm it assumed (None = the model's). A plane rated in bands
+    (:func:`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
+    subsampled by ``preview_factor`` (for drawing its overlay).
     """
 
     grid: PatchGrid
@@ -138,7 +140,11 @@ class ImageAssessment:
     certainty_weighted: float
     p_in_focus: float
     in_focus: bool
-    extra: dict = field(default_factory=dict)
+    scale: float = 1.0
+    pixel_size_um: float | None = None
+    banded: bool = False
+    preview: np.ndarray | None = field(default=None, repr=False)
+    preview_factor: int = 1
 
     @property
     def certainty(self) -> float:
@@ -200,8 +206,8 @@ def assess(
     grid = patch_grid(data.shape, model.patch_size)
     probs, valid = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model)
     result = assessment_from_probabilities(grid, probs, valid, model, options)
-    result.extra["scale"] = scale
-    result.extra["pixel_size_um"] = options.pixel_size_um
+    result.scale = scale
+    result.pixel_size_um = options.pixel_size_um
     return result
 
 

@@ -15,53 +15,25 @@ Rule (:func:`best_plane`), per stack and channel:
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .assessment import AssessOptions, assess
+from .assessment import AssessOptions, ImageAssessment, assess
 from .errors import MiqError
-from .io import atomic_write, file_stem, read_planes, read_z_step, write_rows_csv
 from .measures import MEASURES, defocus_score
 
-__all__ = ["FocusCurve", "best_plane", "sharpness", "focus_curves", "best_focus_files"]
+__all__ = [
+    "best_plane",
+    "sharpness",
+    "StackFocus",
+    "FocusCurveBuilder",
+    "focus_curve",
+    "DEFAULT_FINE_MEASURE",
+]
 
 DEFAULT_FINE_MEASURE = "focus_score"
-
-
-@dataclass
-class FocusCurve:
-    """Per-plane focus of one stack, channel and time point ``t``, and its best plane.
-
-    ``z`` plane indices, ``files`` the file of each plane, ``level_mean`` and ``certainty`` from
-    the model, ``fine`` the fine measure's value (its own units), ``best`` an index into these
-    arrays, ``rule`` which step of :func:`best_plane` decided.
-    """
-
-    stack: str
-    c: int
-    z: list[int]
-    files: list[str]
-    level_mean: np.ndarray
-    certainty: np.ndarray
-    fine: np.ndarray
-    fine_measure: str
-    best: int
-    rule: str
-    t: int = 0
-    z_step_um: float | None = None  # from the file's metadata, when recorded
-
-    @property
-    def best_z(self) -> int:
-        return self.z[self.best]
-
-    @property
-    def best_file(self) -> str:
-        return self.files[self.best]
 
 
 def best_plane(
@@ -90,215 +62,129 @@ def sharpness(plane: np.ndarray, fine_measure: str = DEFAULT_FINE_MEASURE) -> fl
     return -defocus_score(fine_measure, MEASURES[fine_measure](plane))
 
 
-def focus_curves(
-    stacks: list[list[Path]] | list[Path],
-    model=None,
-    *,
-    fine_measure: str = DEFAULT_FINE_MEASURE,
-    plateau: float = 0.5,
-    options: AssessOptions = AssessOptions(),
-    on_error: Callable[[str], None] | None = None,
-    progress: bool | None = None,
-) -> list[FocusCurve]:
-    """Focus curves of stacks: each item is one multi-plane file, or a list of single-plane files
-    (one plane each, in the given order). One curve per stack, time point and channel; a plane
-    or file that cannot be rated is reported through ``on_error`` and left out of its curve.
+@dataclass
+class StackFocus:
+    """The focus curve of one stack (one channel, one time point), its planes in z order.
+
+    ``z`` plane indices, ``tags`` what the caller attached to each plane (e.g. its file),
+    ``level_mean`` and ``certainty`` from the model, ``fine`` the fine measure's value (its own
+    units), ``best`` an index into these, ``rule`` which step of :func:`best_plane` decided,
+    ``assessments`` each plane's :class:`miq.ImageAssessment` (when kept), ``best_data`` the
+    best plane's pixels (when kept).
     """
-    from tqdm import tqdm
 
-    from .model.runtime import default_model
-
-    if fine_measure not in MEASURES:
-        raise ValueError(f"unknown measure {fine_measure!r}; choose from {', '.join(MEASURES)}")
-    model = model or default_model()
-    curves = []
-    for stack in tqdm(
-        stacks,
-        desc="miq best-focus",
-        unit="stack",
-        file=sys.stderr,
-        disable=None if progress is None else not progress,
-    ):
-        members = [Path(p) for p in stack] if isinstance(stack, list) else [Path(stack)]
-        name = str(members[0].parent if len(members) > 1 else members[0])
-        per_channel: dict[tuple[int, int], list[tuple]] = {}  # (t, c) → planes
-        for index, path in enumerate(members):
-            try:
-                planes = read_planes(path)
-            except MiqError as exc:
-                if on_error:
-                    on_error(str(exc))
-                continue
-            for plane in planes:
-                z = index if len(members) > 1 else plane.z
-                label = f"{path} [c={plane.c}, z={plane.z}]" if len(planes) > 1 else str(path)
-                try:
-                    a = assess(plane.data, model, options=options, name=label)
-                except MiqError as exc:
-                    if on_error:
-                        on_error(str(exc))
-                    continue
-                sharp = sharpness(plane.data, fine_measure)
-                per_channel.setdefault((plane.t, plane.c), []).append(
-                    (z, str(path), a.level_mean, a.certainty, sharp)
-                )
-        for (t, c), rows in sorted(per_channel.items()):
-            rows.sort(key=lambda r: r[0])
-            z, files, levels, certainty, sharp = (list(x) for x in zip(*rows))
-            best, rule = best_plane(levels, sharp, plateau=plateau, fine_measure=fine_measure)
-            curves.append(
-                FocusCurve(
-                    name,
-                    c,
-                    z,
-                    files,
-                    np.array(levels),
-                    np.array(certainty),
-                    np.array(sharp),
-                    fine_measure,
-                    best,
-                    rule,
-                    t,
-                    read_z_step(members[0]) if len(members) == 1 else None,
-                )
-            )
-    return curves
+    z: list[int]
+    tags: list
+    level_mean: np.ndarray
+    certainty: np.ndarray
+    fine: np.ndarray
+    best: int
+    rule: str
+    assessments: list[ImageAssessment] = field(default_factory=list, repr=False)
+    best_data: np.ndarray | None = field(default=None, repr=False)
 
 
-def _curve_png(curve: FocusCurve, path: Path) -> None:
-    from .plots import _figure, _save
+class FocusCurveBuilder:
+    """Builds one stack's focus curve plane by plane (planes may come in any z order and are
+    not kept in memory): the model's expected level and certainty and the fine measure per
+    plane, then the best plane by :func:`best_plane`.
 
-    fig = _figure(6.0, 3.6)
-    ax = fig.subplots()
-    ax.plot(curve.z, curve.level_mean, "o-", color="#4c72b0", ms=3, label="miq expected level")
-    step = f", {curve.z_step_um:.3g} µm apart" if curve.z_step_um else ""
-    ax.set_xlabel(f"plane (z index{step})")
-    ax.set_ylabel("expected defocus level", color="#4c72b0")
-    ax.set_ylim(-0.3, max(10.3, float(curve.level_mean.max()) + 0.3))
-    ax.axvline(curve.best_z, color="#c44e52", lw=1.5, label=f"best plane {curve.best_z}")
-    twin = ax.twinx()
-    twin.plot(curve.z, curve.fine, "s--", color="#8c8c8c", ms=2, lw=1, label=curve.fine_measure)
-    twin.set_ylabel(curve.fine_measure, color="#8c8c8c")
-    ax.legend(loc="upper left", fontsize=7)
-    ax.set_title(f"{Path(curve.stack).name} c={curve.c}: rule {curve.rule}", fontsize=8)
-    _save(fig, path)
+    ``keep_assessments`` keeps every plane's assessment; ``keep_best`` keeps the pixels of the
+    planes that can still turn out best (those on the running in-focus plateau), so that the
+    best plane's pixels are at hand without reading the stack again.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        *,
+        fine_measure: str = DEFAULT_FINE_MEASURE,
+        plateau: float = 0.5,
+        options: AssessOptions = AssessOptions(),
+        keep_assessments: bool = False,
+        keep_best: bool = False,
+    ) -> None:
+        from .model.runtime import default_model
+
+        if fine_measure not in MEASURES:
+            raise ValueError(f"unknown measure {fine_measure!r}; choose from {', '.join(MEASURES)}")
+        self.model = model or default_model()
+        self.fine_measure, self.plateau, self.options = fine_measure, plateau, options
+        self.keep_assessments, self.keep_best = keep_assessments, keep_best
+        self._rows: list[tuple] = []  # (z, tag, level_mean, certainty, sharpness, assessment)
+        self._candidates: dict[int, np.ndarray] = {}  # row number -> pixels (keep_best)
+
+    def add(self, z: int, plane: np.ndarray, label: str = "array", tag=None) -> ImageAssessment:
+        """Rate one plane (H, W) at z index ``z``; raises :class:`miq.errors.MiqError` when it
+        cannot be rated (it is then left out of the curve)."""
+        a = assess(plane, self.model, options=self.options, name=label)
+        sharp = sharpness(plane, self.fine_measure)
+        self._rows.append(
+            (z, tag, a.level_mean, a.certainty, sharp, a if self.keep_assessments else None)
+        )
+        if self.keep_best:
+            self._keep_if_candidate(len(self._rows) - 1, plane)
+        return a
+
+    def _keep_if_candidate(self, row: int, plane: np.ndarray) -> None:
+        lowest = min(r[2] for r in self._rows)
+        self._candidates[row] = plane
+        for kept in list(self._candidates):
+            if not self._rows[kept][2] <= lowest + self.plateau:
+                del self._candidates[kept]
+
+    def finish(self) -> StackFocus | None:
+        """The curve, planes sorted by z; None when no plane could be rated."""
+        if not self._rows:
+            return None
+        order = sorted(range(len(self._rows)), key=lambda i: self._rows[i][0])
+        rows = [self._rows[i] for i in order]
+        z, tags, levels, certainty, sharp, assessments = (list(x) for x in zip(*rows))
+        best, rule = best_plane(levels, sharp, plateau=self.plateau, fine_measure=self.fine_measure)
+        return StackFocus(
+            z,
+            tags,
+            np.array(levels),
+            np.array(certainty),
+            np.array(sharp),
+            best,
+            rule,
+            assessments if self.keep_assessments else [],
+            self._candidates.get(order[best]) if self.keep_best else None,
+        )
 
 
-def _stem(curve: FocusCurve) -> str:
-    time = f"_t{curve.t}" if curve.t else ""
-    return f"{file_stem(curve.stack)}{time}_c{curve.c}"
-
-
-def best_focus_files(
-    stacks: list[list[Path]] | list[Path],
-    out_dir: str | os.PathLike,
+def focus_curve(
+    stack: Iterable[np.ndarray],
     model=None,
     *,
     fine_measure: str = DEFAULT_FINE_MEASURE,
     plateau: float = 0.5,
     options: AssessOptions = AssessOptions(),
-    save_best: bool = False,
+    labels: Iterable[str] | None = None,
+    keep_assessments: bool = False,
     on_error: Callable[[str], None] | None = None,
-    progress: bool | None = None,
-) -> list[FocusCurve]:
-    """Find the best plane of each stack; write ``best_focus.csv`` (one row per stack and
-    channel), ``curves.csv`` (one row per plane), ``curves/<stack>_c<c>.png`` (with matplotlib)
-    and, with ``save_best``, ``best/<stack>_c<c>.tif`` (the best plane, original pixel type)."""
-    import tifffile
+) -> StackFocus | None:
+    """The focus curve and best plane of a z-stack: ``stack`` (Z, H, W) or any iterable of 2D
+    planes in z order (read one at a time: a generator keeps memory to one plane).
 
-    from .plots import plots_available
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    curves = focus_curves(
-        stacks,
+    Planes that cannot be rated are reported through ``on_error`` (else raised) and left out.
+    Returns None when no plane could be rated. ``labels``: how errors name each plane.
+    """
+    builder = FocusCurveBuilder(
         model,
         fine_measure=fine_measure,
         plateau=plateau,
         options=options,
-        on_error=on_error,
-        progress=progress,
+        keep_assessments=keep_assessments,
     )
-    summary_rows, plane_rows = [], []
-    stems: dict[str, int] = {}
-    draw = plots_available()
-    for curve in curves:
-        stem = _stem(curve)
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:
-            stem = f"{stem}_{stems[stem]}"
-        summary_rows.append(
-            {
-                "stack": curve.stack,
-                "t": curve.t,
-                "c": curve.c,
-                "best_z": curve.best_z,
-                "best_file": curve.best_file,
-                "rule": curve.rule,
-                "n_planes": len(curve.z),
-                "best_level_mean": f"{curve.level_mean[curve.best]:.4g}",
-                "best_certainty": f"{curve.certainty[curve.best]:.4g}",
-                "z_step_um": "" if curve.z_step_um is None else f"{curve.z_step_um:.4g}",
-            }
-        )
-        for i, z in enumerate(curve.z):
-            plane_rows.append(
-                {
-                    "stack": curve.stack,
-                    "t": curve.t,
-                    "c": curve.c,
-                    "z": z,
-                    "file": curve.files[i],
-                    "level_mean": f"{curve.level_mean[i]:.6g}",
-                    "certainty": f"{curve.certainty[i]:.6g}",
-                    curve.fine_measure: f"{curve.fine[i]:.8g}",
-                    "best": int(i == curve.best),
-                }
-            )
-        if draw:
-            _curve_png(curve, out / "curves" / f"{stem}.png")
-        if save_best:
-            data = _integer_if_integral(_best_plane_data(curve))
-            with atomic_write(out / "best" / f"{stem}.tif") as fh:
-                tifffile.imwrite(fh, data, metadata={"axes": "YX"})
-    write_rows_csv(
-        out / "best_focus.csv",
-        [
-            "stack",
-            "t",
-            "c",
-            "best_z",
-            "best_file",
-            "rule",
-            "n_planes",
-            "best_level_mean",
-            "best_certainty",
-            "z_step_um",
-        ],
-        summary_rows,
-    )
-    write_rows_csv(
-        out / "curves.csv",
-        ["stack", "t", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
-        plane_rows,
-    )
-    return curves
-
-
-def _best_plane_data(curve: FocusCurve) -> np.ndarray:
-    """The pixels of the best plane (re-read from its file)."""
-    one_file_stack = len(set(curve.files)) == 1
-    for plane in read_planes(curve.best_file):
-        if (plane.t, plane.c) == (curve.t, curve.c) and (
-            not one_file_stack or plane.z == curve.best_z
-        ):
-            return plane.data
-    raise MiqError(f"{curve.best_file}: plane c={curve.c}, z={curve.best_z} no longer readable")
-
-
-def _integer_if_integral(data: np.ndarray) -> np.ndarray:
-    """Planes are read as float32: integer-valued ones are written as uint16 (uint32 above
-    65535), anything else as float32."""
-    if data.min() >= 0 and np.all(data == np.round(data)):
-        return data.astype(np.uint16 if data.max() <= 65535 else np.uint32)
-    return data
+    names = iter(labels) if labels is not None else None
+    for z, plane in enumerate(stack):
+        label = next(names) if names is not None else f"plane {z}"
+        try:
+            builder.add(z, np.asarray(plane), label)
+        except MiqError as exc:
+            if on_error is None:
+                raise
+            on_error(str(exc))
+    return builder.finish()

@@ -136,7 +136,7 @@ def _print_table(results, limit: int = 40) -> None:
 
 def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     from .assessment import AssessOptions
-    from .pipeline import PlaneSelection, predict_files
+    from .runs import PlaneSelection, predict_files
 
     options = AssessOptions(
         in_focus_levels=args.in_focus_levels,
@@ -284,7 +284,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    from .pipeline import measure_files
+    from .runs import measure_files
 
     files, missing = _find_inputs(args.inputs)
     if not files:
@@ -394,9 +394,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_best_focus(args: argparse.Namespace) -> int:
     from .assessment import AssessOptions
-    from .best_focus import best_focus_files
     from .measures import MEASURES
     from .model.runtime import load_model
+    from .runs import best_focus_files
 
     if args.fine_measure not in MEASURES:
         _err(f"unknown measure {args.fine_measure}; choose from {', '.join(MEASURES)}")

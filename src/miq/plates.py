@@ -24,8 +24,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .io import ImageSource
 
 __all__ = ["WellSite", "parse_well", "plate_position", "well_aggregates", "WELL_COLUMNS"]
 
@@ -105,17 +109,14 @@ def _zarr_field_position(path: Path) -> WellSite | None:
     return _well(row, int(col_name), site)
 
 
-def _ome_tiff_position(path: Path) -> WellSite | None:
+def _ome_tiff_position(ome_xml: str | None) -> WellSite | None:
+    """Well and site of the first image of an OME-XML that holds a ``Plate``."""
     import xml.etree.ElementTree as ET
 
-    import tifffile
-
     try:
-        with tifffile.TiffFile(path) as tif:
-            xml = tif.ome_metadata if tif.is_ome else None
-        if not xml or "Plate" not in xml:
+        if not ome_xml or "Plate" not in ome_xml:
             return None
-        root = ET.fromstring(xml)
+        root = ET.fromstring(ome_xml)
     except Exception:  # not a TIFF, or metadata unreadable: no plate position
         return None
 
@@ -139,19 +140,40 @@ def _ome_tiff_position(path: Path) -> WellSite | None:
     return None
 
 
-def plate_position(path: str | os.PathLike, pattern: str | None = None) -> WellSite | None:
+def plate_position(
+    path: str | os.PathLike,
+    pattern: str | None = None,
+    *,
+    source: ImageSource | None = None,
+    read_file: bool = True,
+) -> WellSite | None:
     """Well and site of an input: with ``pattern``, from its name only; otherwise from OME plate
-    metadata (OME-TIFF ``Plate``, OME-Zarr HCS layout) and, failing that, its name."""
+    metadata (OME-TIFF ``Plate``, OME-Zarr HCS layout) and, failing that, its name.
+
+    ``source``: the input already open (its OME-XML is used; the file is not opened again).
+    ``read_file=False``: do not open the file (e.g. it could not be read): layout and name only.
+    """
     if pattern:
         return parse_well(os.fspath(path), pattern)
     p = Path(path)
     if p.is_dir():
         position = _zarr_field_position(p)
-    elif p.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8"):
-        position = _ome_tiff_position(p)
+    elif p.suffix.lower() in (".tif", ".tiff", ".btf", ".tf8") and (source or read_file):
+        position = _ome_tiff_position(_ome_xml(p) if source is None else source.ome_xml)
     else:
         position = None
     return position or parse_well(os.fspath(path))
+
+
+def _ome_xml(path: Path) -> str | None:
+    """The OME-XML of a file, or None when it has none or cannot be opened."""
+    from .io import ImageSource
+
+    try:
+        with ImageSource.open(path) as source:
+            return source.ome_xml
+    except Exception:  # not a TIFF, or unreadable: no plate position
+        return None
 
 
 WELL_COLUMNS = [

@@ -126,8 +126,7 @@ def rate_layer_data(
       the overlay's first pixel, for placing it over the source (see :func:`show_results`).
     """
     from miq.assessment import AssessOptions, assess
-    from miq.best_focus import DEFAULT_FINE_MEASURE, best_plane
-    from miq.best_focus import sharpness as plane_sharpness
+    from miq.best_focus import focus_curve
 
     if plane_mode not in PLANE_MODES:
         raise ValueError(f"plane_mode must be one of {PLANE_MODES}, got {plane_mode!r}")
@@ -154,19 +153,21 @@ def rate_layer_data(
         indices = [index]
         offset = index
 
-    assessments, sharpness = [], []
-    for idx in indices:
-        plane = np.asarray(data[idx] if idx else data)
-        a = assess(plane, model, options=options, name=f"plane {idx}" if idx else "image")
-        assessments.append(a)
-        if mode == "all":
-            sharpness.append(plane_sharpness(plane))
-
     best, rule = None, ""
-    if mode == "all":
-        best, rule = best_plane(
-            [a.level_mean for a in assessments], sharpness, fine_measure=DEFAULT_FINE_MEASURE
+    if mode == "all":  # the focus curve of miq best-focus: every plane must rate
+        curve = focus_curve(
+            (np.asarray(data[idx]) for idx in indices),
+            model,
+            options=options,
+            labels=(f"plane {idx}" for idx in indices),
+            keep_assessments=True,
         )
+        assessments, best, rule = curve.assessments, curve.best, curve.rule
+    else:
+        plane = np.asarray(data[index] if index else data)
+        assessments = [
+            assess(plane, model, options=options, name=f"plane {index}" if index else "image")
+        ]
     overlays = np.stack([overlay_rgba(a) for a in assessments])  # (n, H', W', 4)
     if mode == "current":
         overlays = overlays[0]

@@ -1,0 +1,42 @@
+"""Bytes on disk to planes and metadata, and outputs back to disk; never rates.
+
+* :mod:`.source`: :class:`ImageSource`, one input file opened once (planes, lazy bands, pixel
+  size, z step, OME-XML), and the one-call helpers :func:`read_planes`, :func:`read_pixel_size`,
+  :func:`read_z_step`;
+* :mod:`.planes`: :class:`Plane` and the checks and intensity maps of a plane in memory;
+* :mod:`.lazy`: planes read on demand, for planes too large to load;
+* :mod:`.discover`: inputs (files, folders, globs, OME-Zarr plates) to a file list, output names;
+* :mod:`.write`: atomic writes and CSV tables.
+"""
+
+from .discover import (
+    IMAGE_SUFFIXES,
+    file_stem,
+    find_images,
+    is_zarr,
+    zarr_attributes,
+    zarr_plate_fields,
+)
+from .planes import Plane, check_plane, to_unit_range, unit_map
+from .source import ImageSource, read_pixel_size, read_planes, read_z_step
+from .write import atomic_write, umask, write_rows_csv
+
+__all__ = [
+    "ImageSource",
+    "Plane",
+    "read_planes",
+    "check_plane",
+    "to_unit_range",
+    "unit_map",
+    "find_images",
+    "atomic_write",
+    "write_rows_csv",
+    "read_pixel_size",
+    "read_z_step",
+    "file_stem",
+    "is_zarr",
+    "zarr_attributes",
+    "zarr_plate_fields",
+    "umask",
+    "IMAGE_SUFFIXES",
+]

@@ -1,0 +1,132 @@
+"""Inputs to files: folders (recursive), globs, OME-Zarr images and HCS plates; output names."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+__all__ = [
+    "find_images",
+    "file_stem",
+    "is_zarr",
+    "zarr_attributes",
+    "zarr_plate_fields",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".btf", ".tf8")
+
+
+def is_zarr(path: str | os.PathLike) -> bool:
+    """True for a folder that is a zarr group or array (v2 ``.zgroup``/``.zattrs``, v3 ``zarr.json``)."""
+    p = Path(path)
+    return p.is_dir() and any((p / n).is_file() for n in ("zarr.json", ".zgroup", ".zattrs"))
+
+
+def zarr_attributes(path: str | os.PathLike) -> dict:
+    """The OME attributes of a zarr group: v2 ``.zattrs``, or v3 ``zarr.json`` → ``attributes``
+    (→ ``ome`` in NGFF 0.5). Empty dict when none can be read."""
+    import json
+
+    p = Path(path)
+    try:
+        if (p / "zarr.json").is_file():
+            attrs = json.loads((p / "zarr.json").read_text(encoding="utf-8")).get("attributes", {})
+        elif (p / ".zattrs").is_file():
+            attrs = json.loads((p / ".zattrs").read_text(encoding="utf-8"))
+        else:
+            return {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return attrs.get("ome", attrs) if isinstance(attrs, dict) else {}
+
+
+def zarr_plate_fields(path: str | os.PathLike) -> list[Path] | None:
+    """The field images of an OME-Zarr HCS plate (``plate.zarr/A/1/0`` …) in plate order, or
+    None when ``path`` is not a plate."""
+    plate = zarr_attributes(path).get("plate")
+    if not isinstance(plate, dict):
+        return None
+    fields = []
+    for well in plate.get("wells", []):
+        well_dir = Path(path) / well["path"]
+        images = zarr_attributes(well_dir).get("well", {}).get("images", [])
+        fields.extend(well_dir / image["path"] for image in images)
+    return fields
+
+
+def find_images(
+    inputs: Iterable[str | os.PathLike], on_missing: Callable[[str], None] | None = None
+) -> list[Path]:
+    """Expand files, folders (recursive, image suffixes only) and glob patterns into a sorted,
+    de-duplicated file list. Inputs that match nothing are reported through ``on_missing``.
+
+    An explicitly named file is kept whatever its extension (its content decides later).
+    """
+    found: list[Path] = []
+    for item in inputs:
+        text = os.fspath(item)
+        p = Path(text)
+        if is_zarr(p):
+            matches = _zarr_images(p)
+        elif p.is_dir():
+            matches = _images_in_folder(p)
+        elif p.exists():
+            matches = [p]
+        elif glob.has_magic(text):
+            matches = []
+            for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
+                matches.extend(_zarr_images(m) if is_zarr(m) else [m] if m.is_file() else [])
+        else:
+            matches = []
+        if not matches and on_missing is not None:
+            on_missing(text)
+        found.extend(matches)
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        key = f.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def _zarr_images(path: Path) -> list[Path]:
+    """An OME-Zarr image itself, or the fields of an HCS plate."""
+    fields = zarr_plate_fields(path)
+    return [path] if fields is None else fields
+
+
+def _images_in_folder(folder: Path) -> list[Path]:
+    """Image files (by suffix) and OME-Zarr images under a folder, recursively, sorted by path;
+    a zarr folder is not searched inside (a plate gives its fields)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        for d in list(dirs):
+            if is_zarr(here / d):
+                found.extend(_zarr_images(here / d))
+                dirs.remove(d)
+        found.extend(
+            here / f
+            for f in files
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and (here / f).is_file()
+        )
+    return sorted(found)
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """Outputs' base name of an input: the file name without its extension (and without ``.ome``
+    before it); a field inside an OME-Zarr plate is named by the plate and its path in it
+    (``plate.ome.zarr/B/3/0`` → ``plate_B_3_0``)."""
+    p = Path(path)
+    inside = [i for i, part in enumerate(p.parts[:-1]) if part.lower().endswith(".zarr")]
+    if inside:
+        top = inside[0]
+        return "_".join([file_stem(p.parts[top]), *p.parts[top + 1 :]])
+    name = p.name
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return stem.removesuffix(".ome")

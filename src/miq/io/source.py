@@ -1,0 +1,341 @@
+"""One input file, opened once: its planes (eager or lazy), pixel size, z step and OME-XML.
+
+Files are recognised by their content (magic bytes), not their extension: TIFF (incl. OME-TIFF,
+ImageJ hyperstacks, multi-page, LZW/Deflate/PackBits via imagecodecs) through tifffile; PNG, JPEG,
+BMP through Pillow. OME-Zarr folders (NGFF 0.4 / zarr v2 and 0.5 / zarr v3) and formats of
+installed bioio plug-ins (e.g. CZI, ND2) through bioio: the ``io`` extra. Every plane comes out as
+float32 in its original intensity units (DN), or in its own 8/16-bit integer type on request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ImageContentError, ImageReadError
+from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
+from .lazy import LazyPlane, split_lazy_planes, tiff_lazy_array
+from .planes import Plane, split_planes
+
+__all__ = ["ImageSource", "read_planes", "read_pixel_size", "read_z_step"]
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
+_UM_PER_UNIT = {
+    "um": 1.0,
+    "µm": 1.0,
+    "\u03bcm": 1.0,  # Greek mu
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "nm": 1e-3,
+    "mm": 1e3,
+}
+
+
+class ImageSource:
+    """An input image file (or OME-Zarr folder), opened once.
+
+    Use as a context manager (``with ImageSource.open(path) as source:``) or call :meth:`close`.
+    Everything a command needs from the file comes from this one object: :meth:`planes` (all 2D
+    planes in memory), :meth:`lazy_planes` (planes read band by band, for planes too large to
+    load), :attr:`pixel_size_um`, :attr:`z_step_um` and :attr:`ome_xml`.
+
+    Attributes
+    ----------
+    path : the file (or OME-Zarr folder).
+    kind : ``"tiff"``, ``"pillow"``, ``"zarr"`` or ``"bioio"`` (the reader chosen by content).
+    """
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self._tiff = None  # tifffile.TiffFile, kept open
+        self._bioimage = None  # bioio.BioImage
+        self._planes: dict[bool, list[Plane]] = {}
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> ImageSource:
+        """Open an image file, its reader chosen by its content.
+
+        Raises
+        ------
+        ImageReadError : missing, unreadable, empty or corrupt file, not an image, or an OME-Zarr
+            plate (whose fields :func:`miq.io.find_images` lists).
+        """
+        p = Path(path)
+        if is_zarr(p):
+            if zarr_plate_fields(p) is not None:
+                raise ImageReadError(
+                    f"{p}: an OME-Zarr plate; give it to find_images to get its fields"
+                )
+            source = cls(p, "zarr")
+        else:
+            source = cls(p, _sniff(p))
+        if source.kind == "tiff":
+            import tifffile
+
+            source._tiff = _reading(p, lambda: tifffile.TiffFile(p))
+        elif source.kind in ("zarr", "bioio"):
+            source._bioimage = _reading(p, lambda: _bioimage(p, zarr=source.kind == "zarr"))
+        return source
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file and drop the planes read from it."""
+        if self._tiff is not None:
+            self._tiff.close()
+            self._tiff = None
+        self._planes.clear()
+
+    @property
+    def name(self) -> str:
+        return os.fspath(self.path)
+
+    def planes(self, *, native_integers: bool = False) -> list[Plane]:
+        """Every 2D plane of the file, with its (t, c, z) indices, in storage order.
+
+        float32 (Y, X) in the file's units, or with ``native_integers`` 8- and 16-bit integer
+        planes in their own dtype (no copy; rating maps every plane to [0, 1] itself). Read once
+        per ``native_integers`` and kept until :meth:`close`.
+
+        Raises
+        ------
+        ImageReadError : corrupt or unreadable data.
+        ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
+        """
+        if native_integers not in self._planes:
+            array, axes = _reading(self.path, self._read_array)
+            self._planes[native_integers] = split_planes(
+                np.asarray(array), axes, self.path, native_integers
+            )
+        return self._planes[native_integers]
+
+    def has_planes(self, *, native_integers: bool = False) -> bool:
+        """True when :meth:`planes` has already read the planes (e.g. ahead of rating)."""
+        return native_integers in self._planes
+
+    def lazy_planes(self) -> list[LazyPlane] | None:
+        """The planes as windows read on demand (same order and indices as :meth:`planes`), or
+        None when the file cannot be read lazily (e.g. PNG, RGB, unusual axes)."""
+        try:
+            if self._tiff is not None:
+                found = tiff_lazy_array(self._tiff, self.path)
+                return None if found is None else split_lazy_planes(*found)
+            if self._bioimage is not None:
+                return split_lazy_planes(self._bioimage.dask_data, self._bioimage.dims.order)
+        except Exception:  # no lazily readable series: planes() reports the problem
+            return None
+        return None
+
+    def largest_plane_pixels(self) -> int:
+        """Pixels of one plane as the file declares it (0 when it cannot be read lazily)."""
+        lazy = self.lazy_planes()
+        return lazy[0].shape[0] * lazy[0].shape[1] if lazy else 0
+
+    @cached_property
+    def ome_xml(self) -> str | None:
+        """The OME-XML of an OME-TIFF (None otherwise)."""
+        try:
+            if self._tiff is not None and self._tiff.is_ome:
+                return self._tiff.ome_metadata or None
+        except Exception:  # unreadable metadata: none
+            return None
+        return None
+
+    @cached_property
+    def pixel_size_um(self) -> float | None:
+        """Pixel size in µm the file records: OME ``PhysicalSizeX``, an ImageJ calibration with a
+        length unit, or OME-Zarr scales. None when it records none (plain resolution tags in
+        inches, as most software writes them by default, are not trusted)."""
+        return self._calibration[0]
+
+    @cached_property
+    def z_step_um(self) -> float | None:
+        """Z step in µm the file records (OME ``PhysicalSizeZ``, ImageJ ``spacing`` with a length
+        unit, OME-Zarr scales); None when not recorded."""
+        return self._calibration[1]
+
+    @cached_property
+    def _calibration(self) -> tuple[float | None, float | None]:
+        try:
+            if self._bioimage is not None and self.kind == "zarr":
+                sizes = self._bioimage.physical_pixel_sizes
+                return (float(sizes.X) if sizes.X else None), (float(sizes.Z) if sizes.Z else None)
+            if self._tiff is not None:
+                if self.ome_xml:
+                    return _ome_calibration(self.ome_xml)
+                return _imagej_calibration(self._tiff)
+        except Exception:  # unreadable metadata: nothing recorded
+            return None, None
+        return None, None
+
+    def _read_array(self) -> tuple[np.ndarray, str]:
+        if self._tiff is not None:
+            series = self._tiff.series[0]
+            return series.asarray(), series.axes
+        if self._bioimage is not None:
+            return np.asarray(self._bioimage.data), self._bioimage.dims.order
+        return _read_pillow(self.path)
+
+    def __repr__(self) -> str:
+        return f"ImageSource({self.name!r}, {self.kind})"
+
+
+def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> list[Plane]:
+    """Read every 2D plane of an image file (see :meth:`ImageSource.planes`).
+
+    Parameters
+    ----------
+    path : image file (format detected from its content).
+    native_integers : keep 8- and 16-bit integer planes in their own dtype instead of float32.
+
+    Returns
+    -------
+    list of :class:`Plane`, float32 (Y, X) (or integers, see above) in the file's units, with
+    their (t, c, z) indices, in storage order.
+
+    Raises
+    ------
+    ImageReadError : missing, unreadable, empty or corrupt file, or not an image.
+    ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
+    """
+    with ImageSource.open(path) as source:
+        return source.planes(native_integers=native_integers)
+
+
+def read_pixel_size(path: str | os.PathLike) -> float | None:
+    """Pixel size in µm recorded in a file (:attr:`ImageSource.pixel_size_um`); None when it
+    records none or cannot be read."""
+    try:
+        with ImageSource.open(path) as source:
+            return source.pixel_size_um
+    except ImageReadError:
+        return None
+
+
+def read_z_step(path: str | os.PathLike) -> float | None:
+    """Z step in µm recorded in a file (:attr:`ImageSource.z_step_um`); None when not recorded."""
+    try:
+        with ImageSource.open(path) as source:
+            return source.z_step_um
+    except ImageReadError:
+        return None
+
+
+def _sniff(p: Path) -> str:
+    """The reader for a file's content; ImageReadError for anything else."""
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except IsADirectoryError:
+        raise ImageReadError(f"{p}: is a folder, not an image file") from None
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise ImageReadError(f"{p}: empty file (0 bytes)")
+    if head.startswith(_TIFF_MAGIC):
+        return "tiff"
+    if head.startswith(_PIL_MAGIC):
+        return "pillow"
+    if p.suffix.lower() not in IMAGE_SUFFIXES and _bioio_reads(p):
+        return "bioio"
+    raise ImageReadError(f"{p}: not a TIFF, PNG, JPEG or BMP image (unknown file content)")
+
+
+def _reading(p: Path, read: Callable):
+    """Run a reading step; every failure becomes one :class:`ImageReadError` naming the file."""
+    try:
+        return read()
+    except (ImageReadError, ImageContentError):
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{p}: image too large to load into memory") from None
+    except Exception as exc:  # corrupt/truncated files raise many different errors
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = msg if len(msg) <= 200 else msg[:197] + "..."
+        raise ImageReadError(f"{p}: corrupt or unreadable image ({msg})") from None
+
+
+def _bioio_reads(path: Path) -> bool:
+    """True when bioio is installed and one of its plug-ins claims the file."""
+    try:
+        import bioio
+    except ImportError:
+        return False
+    try:
+        bioio.BioImage.determine_plugin(path)
+    except Exception:  # no plug-in for it
+        return False
+    return True
+
+
+def _bioimage(path: Path, *, zarr: bool):
+    """A bioio image: OME-Zarr (its reader named explicitly: plate fields such as ``B/3/0`` have
+    no ``.zarr`` suffix to choose a plug-in by), or a format of an installed plug-in."""
+    try:
+        from bioio import BioImage
+    except ImportError:
+        raise ImageReadError(
+            f"{path}: reading OME-Zarr (and CZI, ND2 … through bioio) needs the io extra: "
+            "pip install 'miq[io]'"
+        ) from None
+    reader = None
+    if zarr:
+        try:
+            from bioio_ome_zarr import Reader as reader
+        except ImportError:
+            raise ImageReadError(
+                f"{path}: reading OME-Zarr needs bioio-ome-zarr (the io extra): "
+                "pip install 'miq[io]'"
+            ) from None
+    return BioImage(path, reader=reader)
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("RGB", "RGBA", "P", "CMYK", "LA", "YCbCr"):
+            arr = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
+            return arr, "YXS"
+        if im.mode == "I;16" or im.mode.startswith("I;16"):
+            return np.asarray(im, dtype=np.uint16), "YX"
+        return np.asarray(im), "YX"
+
+
+def _imagej_calibration(tif) -> tuple[float | None, float | None]:
+    """(pixel size, z step) in µm from ImageJ metadata with a length unit."""
+    meta = tif.imagej_metadata or {}
+    unit = str(meta.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
+    if unit not in _UM_PER_UNIT:
+        return None, None
+    scale = _UM_PER_UNIT[unit]
+    tag = tif.pages[0].tags.get("XResolution")
+    pixel = None
+    if tag is not None and tag.value[0] > 0:
+        pixel = tag.value[1] / tag.value[0] * scale
+    spacing = meta.get("spacing")
+    return pixel, float(spacing) * scale if spacing else None
+
+
+def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
+    import xml.etree.ElementTree as ET
+
+    for element in ET.fromstring(xml).iter():
+        if element.tag.endswith("Pixels"):
+            sizes = []
+            for axis in ("X", "Z"):
+                value = element.get(f"PhysicalSize{axis}")
+                unit = element.get(f"PhysicalSize{axis}Unit", "µm").lower()
+                sizes.append(float(value) * _UM_PER_UNIT.get(unit, 1.0) if value else None)
+            return sizes[0], sizes[1]
+    return None, None
