@@ -1,0 +1,57 @@
+"""The rows of ``results.csv``: its columns and one row per rated (or failed) plane."""
+
+from __future__ import annotations
+
+from ..plates import WellSite
+
+__all__ = ["csv_columns", "result_row"]
+
+
+def csv_columns(n_levels: int) -> list[str]:
+    """Column names of ``results.csv``."""
+    return (
+        [
+            "file",
+            "t",
+            "c",
+            "z",
+            "well",
+            "site",
+            "level",
+            "level_mean",
+            "defocus_um",
+            "certainty",
+            "certainty_mean",
+            "certainty_max",
+            "certainty_weighted",
+            "p_in_focus",
+            "in_focus",
+            "n_patches",
+        ]
+        + [f"prob_{k}" for k in range(n_levels)]
+        + ["overlay", "error"]
+    )
+
+
+def result_row(result, n_levels: int, position: WellSite | None = None) -> dict:
+    """The ``results.csv`` row of a :class:`miq.runs.file_job.PlaneResult`."""
+    row = {col: "" for col in csv_columns(n_levels)}
+    row.update(
+        file=result.file,
+        t=result.t,
+        c=result.c,
+        z=result.z,
+        overlay=result.overlay,
+        error=result.error,
+    )
+    if position is not None:
+        row.update(well=position.well, site="" if position.site is None else position.site)
+    if result.assessment is not None:
+        for key, value in result.assessment.summary().items():
+            if isinstance(value, bool):
+                row[key] = int(value)
+            elif isinstance(value, float):
+                row[key] = f"{value:.6g}"
+            else:
+                row[key] = value
+    return row
