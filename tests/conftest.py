@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
 def read_png16(path: Path) -> np.ndarray:
@@ -27,11 +26,9 @@ def cell_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def sample_image() -> np.ndarray:
     """The bundled BBBC022 Hoechst field, uint16 (520, 696)."""
-    import tifffile
+    from miq.data import sample_image
 
-    from miq.model.runtime import BUNDLED_MODEL
-
-    return tifffile.imread(BUNDLED_MODEL.parents[2] / "data" / "bbbc022_A01_s3_hoechst.tif")
+    return sample_image()
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +36,3 @@ def model():
     import miq
 
     return miq.load_model(threads=2)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.exists():
-        pytest.skip(f"shared data not available at {SHARED_DATA}")
-    return SHARED_DATA

@@ -136,11 +136,9 @@ def test_test_output_is_miqs_prediction(package):
 
 
 def _sample_image() -> np.ndarray:
-    import tifffile
+    from miq.data import sample_image
 
-    from miq.model.runtime import BUNDLED_MODEL
-
-    return tifffile.imread(BUNDLED_MODEL.parents[2] / "data" / "bbbc022_A01_s3_hoechst.tif")
+    return sample_image()
 
 
 def test_both_weight_formats_reproduce_miq(package, tmp_path):

@@ -229,3 +229,30 @@ def test_predict_selects_planes_and_names_time_points(tmp_path, sample_image, ca
         == 1
     )
     assert "no plane matches t in [5]" in capsys.readouterr().err
+
+
+def test_every_subcommand_help_says_what_it_writes_with_an_example(capsys):
+    from miq.cli import build_parser
+
+    parser = build_parser()
+    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
+    assert len(subparsers.choices) == 10
+    for name, sub in subparsers.choices.items():
+        text = sub.format_help()
+        assert sub.description, name
+        assert "writes:\n" in text and "example:\n  miq " + name in text, name
+
+
+def test_shared_options_are_offered_where_they_make_sense():
+    from miq.cli import build_parser
+
+    (subparsers,) = [a for a in build_parser()._actions if a.dest == "command"]
+    options = {
+        name: {s for a in sub._actions for s in a.option_strings}
+        for name, sub in subparsers.choices.items()
+    }
+    for name in ("predict", "demo", "evaluate", "best-focus"):
+        assert {"-m", "--threads", "--device", "--pixel-size", "-o"} <= options[name], name
+    for name in ("predict", "demo", "best-focus"):
+        assert "-q" in options[name], name
+    assert "--pixel-size" in options["simulate"] and "--pixel-size" in options["train"]

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from miq.cli import main
+from miq.data import SAMPLE_PATH
 
 GOLDENS = Path(__file__).parent / "goldens"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SAMPLE = Path(__file__).resolve().parents[1] / "src" / "miq" / "data" / "bbbc022_A01_s3_hoechst.tif"
+SAMPLE = SAMPLE_PATH
 WRITE = os.environ.get("MIQ_WRITE_GOLDENS") == "1"
 
 BBBC006 = SHARED / "real-defocus" / "bbbc006-hoechst-z00"

@@ -14,10 +14,11 @@ import pytest
 
 import miq
 from miq.cli import main
+from miq.data import SAMPLE_PATH
 from miq.errors import ModelError
 from miq.model.package import BUNDLED_MODELS, ModelPackage
 
-SAMPLE = BUNDLED_MODELS["default"].parents[2] / "data" / "bbbc022_A01_s3_hoechst.tif"
+SAMPLE = SAMPLE_PATH
 
 
 @pytest.fixture(params=["model.onnx", "model.safetensors"])

@@ -27,6 +27,8 @@ from .optics import LevelTable, Optics, degrade
 
 __all__ = [
     "Item",
+    "GroundTruth",
+    "collect_items",
     "ManifestError",
     "manifest_items",
     "stack_items",
@@ -282,3 +284,84 @@ def synthetic_items(
                         )
                     )
     return items
+
+
+@dataclass
+class GroundTruth:
+    """Images of known focus gathered for ``miq evaluate``: the ``items``, a provenance entry per
+    dataset (``info``: what it is, where it comes from, how it was made) and how many sources
+    could not be read (``failures``, each reported through ``on_error``)."""
+
+    items: list[Item]
+    info: dict[str, dict]
+    failures: int = 0
+
+
+def collect_items(
+    model,
+    *,
+    manifests: list[str | os.PathLike] = (),
+    stacks: list[tuple[str | os.PathLike, float, int]] = (),
+    synthetic: list[Path] = (),
+    seeds: int = 2,
+    in_focus_levels: int = 3,
+    in_focus_um: float | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> GroundTruth:
+    """Items and provenance from manifests, focal stacks (``(file, z step µm, best plane)``) and
+    in-focus files to defocus synthetically with the model's own optics and levels.
+
+    A manifest or stack that cannot be read is reported through ``on_error`` and counted; a
+    synthetic file that cannot be read raises :class:`miq.errors.MiqError`.
+    """
+    import dataclasses
+
+    items: list[Item] = []
+    info: dict[str, dict] = {}
+    failures = 0
+    for manifest in manifests:
+        try:
+            found = manifest_items(
+                manifest,
+                um_per_level=model.um_per_level,
+                n_levels=model.n_levels,
+                in_focus_levels=in_focus_levels,
+            )
+        except (MiqError, OSError) as exc:
+            failures += 1
+            if on_error:
+                on_error(str(exc))
+            continue
+        items += found
+        info[found[0].dataset] = {"kind": "manifest", "source": str(manifest)}
+    for path, z_step, best in stacks:
+        try:
+            found = stack_items(path, z_step, best, in_focus_um=in_focus_um)
+        except (MiqError, OSError) as exc:
+            failures += 1
+            if on_error:
+                on_error(str(exc))
+            continue
+        items += found
+        info[found[0].dataset] = {
+            "kind": "focal stack",
+            "source": str(path),
+            "z_step_um": z_step,
+            "best_z": best,
+            "in_focus_um": in_focus_um,
+        }
+    if synthetic:
+        optics, levels = model.optics, model.levels  # simulate with the model's own optics
+        items += synthetic_items(
+            synthetic, seeds=seeds, optics=optics, levels=levels, in_focus_levels=in_focus_levels
+        )
+        info["synthetic"] = {
+            "kind": "synthetic defocus of in-focus images",
+            "files": [str(f) for f in synthetic],
+            "seeds": seeds,
+            "noise_seed_rule": "1000 * level + seed",
+            "optics": dataclasses.asdict(optics),
+            "levels_um": list(levels.defocus_um),
+            "sensor": "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN)",
+        }
+    return GroundTruth(items, info, failures)

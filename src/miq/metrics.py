@@ -20,7 +20,6 @@ import numpy as np
 __all__ = [
     "confusion_matrix",
     "accuracy_within",
-    "format_confusion",
     "spearman",
     "roc_auc",
     "f_score",
@@ -55,16 +54,6 @@ def accuracy_within(true_levels, predicted_levels, distance: int = 0) -> float:
     if t.size == 0:
         return float("nan")
     return float(np.mean(np.abs(p - t) <= distance))
-
-
-def format_confusion(matrix: np.ndarray) -> str:
-    """Plain-text confusion matrix (rows true, columns predicted) for terminals and READMEs."""
-    k = matrix.shape[0]
-    width = max(3, len(str(int(matrix.max()))) + 1)
-    lines = ["true\\pred" + "".join(f"{j:>{width}}" for j in range(k))]
-    for i in range(k):
-        lines.append(f"{i:>9}" + "".join(f"{int(v):>{width}}" for v in matrix[i]))
-    return "\n".join(lines)
 
 
 def spearman(truth, scores) -> float:

@@ -20,9 +20,10 @@ import tifffile
 import miq
 import miq.optics
 from miq.assessment import AssessOptions
+from miq.data import SAMPLE_PATH
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins" / "cellprofiler"
-SAMPLE = Path(miq.__file__).parent / "data" / "bbbc022_A01_s3_hoechst.tif"
+SAMPLE = SAMPLE_PATH
 IMAGE = "DNA"
 OVERLAY = "FocusOverlay"
 FEATURES = ["Level", "LevelMean", "DefocusUm", "Certainty", "PInFocus", "InFocus"] + [

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import sample_image
 from ..errors import MiqError, ModelError, OutputError
 from ..io import umask
 from .bioimageio_rdf import (
@@ -168,11 +169,10 @@ class _SamplePatches:
 
     @classmethod
     def of(cls, model) -> _SamplePatches:
-        import tifffile
 
         from ..assessment import prepare_patches
 
-        image = tifffile.imread(Path(str(resources.files("miq") / "data" / SAMPLE_IMAGE)))
+        image = sample_image()
         grid, patches, valid, _ = prepare_patches(image, model, name=SAMPLE_IMAGE)
         spread = np.where(valid, patches.reshape(len(patches), -1).std(axis=1), -1.0)
         return cls(image, patches, model.predict(patches), int(np.argmax(spread)), grid.shape[1])

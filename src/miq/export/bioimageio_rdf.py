@@ -8,11 +8,12 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..data import SAMPLE_PATH
 from ..errors import MiqError, ModelError
 
 ARCHITECTURE_FILE = "miq_focus_net.py"
 ARCHITECTURE_CALLABLE = "miq_focus_net"
-SAMPLE_IMAGE = "bbbc022_A01_s3_hoechst.tif"  # in miq/data: the test tensors and the cover
+SAMPLE_IMAGE = SAMPLE_PATH.name  # the bundled sample: the test tensors and the cover
 CITATION_TEXT = (
     "Yang SJ et al. (2018) Assessing microscope image focus quality with deep learning. "
     "BMC Bioinformatics 19:77"

@@ -142,8 +142,7 @@ def _assess_source(
                     raise
                 except Exception as exc:  # a lazily read chunk can be corrupt
                     raise ImageReadError(
-                        f"{label}: corrupt or unreadable image data ({type(exc).__name__}: "
-                        f"{exc})"
+                        f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {exc})"
                     ) from None
 
             return _rate_planes(name, lazy, select, rate_banded)

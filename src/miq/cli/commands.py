@@ -1,0 +1,431 @@
+"""The body of each ``miq`` subcommand: check its arguments, make one API call, print.
+
+Exit codes: 0 all good; 1 some inputs failed (the rest were processed); 2 usage error or nothing
+could be done (no inputs, bad model, output folder problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def error(msg: str) -> None:
+    print(f"miq: error: {msg}", file=sys.stderr)
+
+
+def _warn(msg: str) -> None:
+    print(f"miq: warning: {msg}", file=sys.stderr)
+
+
+def _note_missing_plots() -> None:
+    from ..plots import plots_available
+
+    if not plots_available():
+        _warn("PNG plots skipped: matplotlib is not installed (pip install 'miq[plot]')")
+
+
+def _optics(args: argparse.Namespace):
+    from ..optics import Optics
+
+    return Optics(
+        wavelength_nm=args.wavelength_nm,
+        numerical_aperture=args.na,
+        refractive_index=args.refractive_index,
+        pixel_size_um=args.pixel_size_um,
+        psf_width_px=args.psf_width_px,
+    )
+
+
+def train(args: argparse.Namespace) -> int:
+    from ..io import find_images
+    from ..training.train import TrainConfig, train
+
+    missing: list[str] = []
+    files = find_images(args.images, on_missing=missing.append)
+    for m in missing:
+        error(f"{m}: no such file, folder or matching image")
+    files = _without_excluded(files, args.exclude)
+    if not files and args.procedural_fraction < 1:
+        error(
+            "no training images found (use --procedural-fraction 1 to train on procedural content only)"
+        )
+        return EXIT_USAGE
+    if args.width and args.architecture == "yang2018":
+        error("--width applies to the compact, stride4 and separable architectures only")
+        return EXIT_USAGE
+    if args.batch_size % args.image_group_size:
+        error(
+            f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
+            f"{args.batch_size}"
+        )
+        return EXIT_USAGE
+    if not args.image_loss_temperature > 0:
+        error("--image-loss-temperature must be > 0")
+        return EXIT_USAGE
+    if args.image_loss_weight > 0 and args.image_group_size < 2:
+        error("--image-loss-weight needs --image-group-size ≥ 2 (patches per simulated image)")
+        return EXIT_USAGE
+    if not 0 <= args.image_distill_weight <= 1:
+        error(f"--image-distill-weight must be in [0, 1], got {args.image_distill_weight}")
+        return EXIT_USAGE
+    if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
+        error("--image-distill-weight needs --teacher and --image-loss-weight > 0")
+        return EXIT_USAGE
+    config = TrainConfig(
+        architecture=args.architecture,
+        architecture_kwargs={"width": args.width} if args.width else {},
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        procedural_fraction=args.procedural_fraction,
+        max_minutes=args.max_minutes,
+        checkpoint_every=args.checkpoint_every,
+        threads=args.threads,
+        init_from=args.init_from,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
+        image_group_size=args.image_group_size,
+        image_loss_weight=args.image_loss_weight,
+        image_loss_temperature=args.image_loss_temperature,
+        image_loss=args.image_loss,
+        image_distill_weight=args.image_distill_weight,
+        optics=_optics(args),
+    )
+    command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
+    meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)
+    print(f"model written: {meta.parent}")
+    return EXIT_OK
+
+
+def _print_table(results, limit: int = 40) -> None:
+    """A short, aligned result table on stdout."""
+    header = f"{'file':<44} {'c':>2} {'z':>3} {'level':>5} {'mean':>5} {'~um':>5} {'cert':>5} {'P(in)':>5}  flag"
+    print(header)
+    for r in results[:limit]:
+        name = r.file if len(r.file) <= 44 else "..." + r.file[-41:]
+        if r.assessment is None:
+            print(f"{name:<44} {r.c:>2} {r.z:>3}  ERROR: {r.error.split(': ', 1)[-1]}")
+        else:
+            a = r.assessment
+            flag = "in focus" if a.in_focus else "OUT OF FOCUS"
+            print(
+                f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
+                f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}"
+            )
+    if len(results) > limit:
+        print(f"... {len(results) - limit} more rows in results.csv")
+
+
+def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
+    from ..assessment import AssessOptions
+    from ..runs import PlaneSelection, predict_files
+
+    options = AssessOptions(
+        in_focus_levels=args.in_focus_levels,
+        in_focus_threshold=args.threshold,
+        pixel_size_um=args.pixel_size,
+    )
+    overwrite = args.overwrite if overwrite is None else overwrite
+    summary = predict_files(
+        files,
+        args.output,
+        model,
+        options=options,
+        write_masks=not args.no_masks,
+        write_overlays=not args.no_overlays,
+        resume=args.resume,
+        overwrite=overwrite,
+        well_pattern=args.well_pattern,
+        rescale=args.rescale,
+        select=PlaneSelection(args.channel, args.z, args.t),
+        workers=getattr(args, "workers", 1),
+        scheduler=getattr(args, "scheduler", None),
+        on_error=error,
+        on_warning=_warn,
+    )
+    if not args.quiet:
+        _print_table(summary.results)
+    n_ok = sum(not row["error"] for row in summary.rows)
+    resumed = (
+        f" ({summary.n_resumed_files} files taken from the interrupted run)"
+        if summary.n_resumed_files
+        else ""
+    )
+    print(
+        f"{n_ok} planes rated from {summary.n_files} files{resumed}; {summary.n_failed_files} "
+        f"files and {summary.n_failed_planes} planes failed; results: {summary.csv_path}"
+    )
+    if getattr(args, "report", False):
+        from ..report import write_report
+
+        print(f"report: {write_report(args.output)}")
+    return EXIT_OK if summary.ok else EXIT_SOME_FAILED
+
+
+def _find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Expand files/folders/globs; report each input that matched nothing on stderr."""
+    from ..io import find_images
+
+    missing: list[str] = []
+    files = find_images(inputs, on_missing=missing.append)
+    for m in missing:
+        error(f"{m}: no such file, or no image in that folder / matching that pattern")
+    return files, missing
+
+
+def predict(args: argparse.Namespace) -> int:
+    from ..model.runtime import load_model
+
+    files, missing = _find_inputs(args.inputs)
+    if not files:
+        error("no input images found")
+        return EXIT_USAGE
+    threads = args.threads
+    if threads is None and (args.workers > 1 or args.scheduler):
+        threads = 1  # one inference thread per worker unless told otherwise
+    model = load_model(args.model, threads=threads, device=args.device)
+    code = _run_predict(files, args, model)
+    return EXIT_SOME_FAILED if missing and code == EXIT_OK else code
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Defocus the bundled sample by the simulator to a few levels and rate the results."""
+    import tifffile
+
+    from ..data import defocus_series
+    from ..io import atomic_write
+    from ..model.runtime import load_model
+
+    depths_um = (0.0, 4.0, 10.0, 18.0)
+    inputs = Path(args.output) / "demo_inputs"
+    files = []
+    for z_um, plane in zip(depths_um, defocus_series(depths_um)):
+        path = inputs / f"bbbc022_A01_s3_defocus_{z_um:04.1f}um.tif"
+        with atomic_write(path) as fh:
+            tifffile.imwrite(fh, plane)
+        files.append(path)
+    print(
+        f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
+        f"(true levels 0, 2, 5, 9) -> {inputs}"
+    )
+    # the demo's folder holds its own inputs and is rewritten on every run
+    return _run_predict(
+        files,
+        args,
+        load_model(args.model, threads=args.threads, device=args.device),
+        overwrite=True,
+    )
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from ..errors import MiqError
+    from ..io import find_images
+    from ..optics import LevelTable
+    from ..simulate import simulate_file
+
+    depths = list(args.z_um) + [LevelTable().defocus_um[k] for k in args.level]
+    if not depths:
+        error("give --z-um and/or --level")
+        return EXIT_USAGE
+    files = find_images(args.images, on_missing=lambda m: error(f"{m}: no such image"))
+    failed = 0
+    for f in files:
+        try:
+            written = simulate_file(
+                f,
+                args.output,
+                depths,
+                optics=_optics(args),
+                exposure=args.exposure,
+                seed=args.seed,
+                noise=not args.no_noise,
+            )
+        except MiqError as exc:
+            error(str(exc))
+            failed += 1
+            continue
+        for out in written:
+            print(out)
+    return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def measure(args: argparse.Namespace) -> int:
+    from ..runs import measure_files
+
+    files, missing = _find_inputs(args.inputs)
+    if not files:
+        error("no input images found")
+        return EXIT_USAGE
+    path, failures = measure_files(files, args.output, on_error=error)
+    print(f"classical focus measures of {len(files)} files: {path}")
+    return EXIT_SOME_FAILED if failures or missing else EXIT_OK
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from ..assessment import AssessOptions
+    from ..errors import MiqError
+    from ..evaluation import evaluate as run_evaluation
+    from ..evaluation import format_table
+    from ..ground_truth import collect_items
+    from ..measures import MEASURES
+    from ..model.runtime import load_model
+
+    if not (args.manifest or args.stack or args.synthetic):
+        error("nothing to evaluate: give --manifest, --stack or --synthetic")
+        return EXIT_USAGE
+    if args.stack and not (len(args.z_step) == len(args.best_z) == len(args.stack)):
+        error("give one --z-step and one --best-z for each --stack (in the same order)")
+        return EXIT_USAGE
+    measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())
+    unknown = [m for m in measures if m not in MEASURES]
+    if unknown:
+        error(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
+        return EXIT_USAGE
+    model = load_model(args.model, threads=args.threads, device=args.device)
+    synthetic, missing = _find_inputs(args.synthetic) if args.synthetic else ([], [])
+    try:
+        truth = collect_items(
+            model,
+            manifests=args.manifest,
+            stacks=list(zip(args.stack, args.z_step, args.best_z)),
+            synthetic=synthetic,
+            seeds=args.seeds,
+            in_focus_levels=args.in_focus_levels,
+            in_focus_um=args.in_focus_um,
+            on_error=error,
+        )
+    except MiqError as exc:
+        error(str(exc))
+        return EXIT_SOME_FAILED
+    failures = truth.failures + len(missing)
+    if not truth.items:
+        error("no images to evaluate")
+        return EXIT_SOME_FAILED if failures else EXIT_USAGE
+    evaluation = run_evaluation(
+        truth.items,
+        args.output,
+        model,
+        measures=measures,
+        options=AssessOptions(in_focus_levels=args.in_focus_levels, pixel_size_um=args.pixel_size),
+        n_splits=args.splits,
+        seed=args.seed,
+        datasets_info=truth.info,
+        on_error=error,
+    )
+    print(format_table(evaluation.metrics))
+    _note_missing_plots()
+    n_failed = sum(bool(r.error) for r in evaluation.results)
+    print(
+        f"{len(truth.items) - n_failed} images evaluated, {n_failed} failed; results: {args.output}"
+    )
+    return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
+
+
+def best_focus(args: argparse.Namespace) -> int:
+    from ..assessment import AssessOptions
+    from ..measures import MEASURES
+    from ..model.runtime import load_model
+    from ..runs import best_focus_files
+
+    if args.fine_measure not in MEASURES:
+        error(f"unknown measure {args.fine_measure}; choose from {', '.join(MEASURES)}")
+        return EXIT_USAGE
+    missing: list[str] = []
+    if args.stack_from_files:  # each input: a folder of single-plane files, ordered by name
+        stacks = []
+        for folder in args.stacks:
+            files, not_found = _find_inputs([folder])
+            missing += not_found
+            if files:
+                stacks.append(sorted(files, key=lambda p: p.name))
+    else:
+        stacks, missing = _find_inputs(args.stacks)
+    if not stacks:
+        error("no stacks found")
+        return EXIT_USAGE
+    model = load_model(args.model, threads=args.threads, device=args.device)
+    errors: list[str] = []
+
+    def report(message: str) -> None:
+        errors.append(message)
+        error(message)
+
+    curves = best_focus_files(
+        stacks,
+        args.output,
+        model,
+        fine_measure=args.fine_measure,
+        plateau=args.plateau,
+        options=AssessOptions(pixel_size_um=args.pixel_size),
+        save_best=args.save_best,
+        on_error=report,
+    )
+    if not args.quiet:
+        print(f"{'stack':<60} {'c':>2} {'best z':>6}  rule")
+        for curve in curves:
+            print(f"{curve.stack[-60:]:<60} {curve.c:>2} {curve.best_z:>6}  {curve.rule}")
+    print(f"{len(curves)} stack channels; results: {Path(args.output) / 'best_focus.csv'}")
+    _note_missing_plots()
+    return EXIT_SOME_FAILED if errors or missing else EXIT_OK
+
+
+def report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    path = write_report(args.run_dir, args.output, montage_size=args.montage)
+    print(f"report: {path} (PNG versions in {path.parent / 'report'})")
+    return EXIT_OK
+
+
+def export_bioimageio(args: argparse.Namespace) -> int:
+    from ..export import export_bioimageio
+
+    path = export_bioimageio(args.output, args.model)
+    print(f"bioimage.io package: {path}")
+    return EXIT_OK
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from ..calibration import calibrate_model
+    from ..errors import MiqError
+
+    files, missing = _find_inputs(args.images)
+    files = _without_excluded(files, args.exclude)
+    if not files:
+        error("no validation images found")
+        return EXIT_USAGE
+    try:
+        calibrate_model(args.model, files, seeds=args.seeds)
+    except MiqError as exc:
+        error(str(exc))
+        return EXIT_SOME_FAILED
+    print(f"calibration written to {args.model}")
+    return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
+    """Files whose path contains none of ``patterns`` (``--exclude``)."""
+    return [f for f in files if not any(p in str(f) for p in patterns)]
+
+
+#: subcommand name -> its function
+COMMANDS = {
+    "predict": predict,
+    "report": report,
+    "export-bioimageio": export_bioimageio,
+    "measure": measure,
+    "demo": demo,
+    "simulate": simulate,
+    "evaluate": evaluate,
+    "best-focus": best_focus,
+    "calibrate": calibrate,
+    "train": train,
+}

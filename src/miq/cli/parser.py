@@ -1,0 +1,472 @@
+"""The command line's grammar: every subcommand and option (argparse lives here only).
+
+Options shared by several commands (``-o/--output``, ``-m/--model``, ``--threads``, ``--device``,
+``--pixel-size``, ``-q/--quiet``, ``--overwrite``) are defined once, by the ``add_*`` functions,
+and offered by every command where they make sense.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .help import COMMANDS, MODEL_HELP
+
+__all__ = ["build_parser"]
+
+
+def index_set(text: str) -> frozenset[int]:
+    try:
+        values = frozenset(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected indices like 0 or 0,2, got {text!r}") from None
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected indices ≥ 0, got {text!r}")
+    return values
+
+
+def regex(text: str) -> str:
+    import re
+
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a valid regular expression ({exc})") from None
+    if not ({"well"} <= set(compiled.groupindex) or {"row", "col"} <= set(compiled.groupindex)):
+        raise argparse.ArgumentTypeError(
+            "needs named groups (?P<well>...) or (?P<row>...)(?P<col>...)"
+        )
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+# --- options shared by several commands ------------------------------------------------------
+
+
+def add_output(p: argparse.ArgumentParser, help: str, *, required: bool = True) -> None:
+    p.add_argument("-o", "--output", required=required, default=None, help=help)
+
+
+def add_model(p: argparse.ArgumentParser, *, required: bool = False, help: str = MODEL_HELP):
+    p.add_argument("-m", "--model", required=required, default=None, help=help)
+
+
+def add_threads(p: argparse.ArgumentParser, help: str = "inference threads (default: all cores)"):
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help=help)
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="run the model on the CPU (default) or a CUDA GPU (through onnxruntime-gpu, "
+        "or else torch with CUDA)",
+    )
+
+
+def add_pixel_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pixel-size",
+        type=positive_float,
+        default=None,
+        metavar="UM",
+        help="the images' pixel size in µm: resample to the model's (0.65 µm) before rating; "
+        "without it images are taken to be at the model's pixel size",
+    )
+
+
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
+
+
+def add_overwrite(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into a non-empty OUTPUT, replacing its results (default: refuse)",
+    )
+
+
+def add_exclude(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="skip files whose path contains TEXT (repeatable), e.g. held-out test fields",
+    )
+
+
+def add_optics(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("optics (the simulator's defaults are Yang et al. 2018's)")
+    g.add_argument("--wavelength-nm", type=positive_float, default=500.0)
+    g.add_argument("--na", type=positive_float, default=0.5, help="numerical aperture")
+    g.add_argument("--refractive-index", type=positive_float, default=1.0)
+    g.add_argument(
+        "--pixel-size",
+        "--pixel-size-um",
+        dest="pixel_size_um",
+        type=positive_float,
+        default=0.65,
+        metavar="UM",
+        help="the images' pixel size in µm (default 0.65)",
+    )
+    g.add_argument("--psf-width-px", type=positive_int, default=51)
+
+
+def add_rating_options(p: argparse.ArgumentParser) -> None:
+    """Options of every command that rates images into a predict run's folder."""
+    add_output(p, "output folder")
+    add_model(p)
+    p.add_argument(
+        "--in-focus-levels",
+        type=int,
+        default=3,
+        help="levels 0..N-1 count as in focus (default 3: levels 0-2)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="flag in focus when P(in focus) >= this (default 0.5)",
+    )
+    add_pixel_size(p)
+    for flag, what in (("--channel", "channels"), ("--z", "z planes"), ("--t", "time points")):
+        p.add_argument(
+            flag,
+            type=index_set,
+            default=None,
+            metavar="I[,J...]",
+            help=f"rate only these {what} (0-based, comma-separated; default all)",
+        )
+    p.add_argument(
+        "--rescale",
+        action="store_true",
+        help="resample each file to the model's pixel size using the pixel size the file "
+        "records (OME or ImageJ calibration); files without one are taken as they are",
+    )
+    p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
+    p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    add_threads(
+        p, "inference threads per process (default: all cores; 1 with --workers or --scheduler)"
+    )
+    add_device(p)
+    add_quiet(p)
+    p.add_argument(
+        "--well-pattern",
+        type=regex,
+        default=None,
+        metavar="REGEX",
+        help="regular expression with named groups well (or row and col) and optionally "
+        "site, matched in file names (default: built-in plate naming patterns)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted run in OUTPUT: rate only the files it had not completed",
+    )
+    add_overwrite(p)
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUTPUT/report.html (as miq report does; needs matplotlib)",
+    )
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _command(sub, name: str) -> argparse.ArgumentParser:
+    short, description, epilog = COMMANDS[name]
+    return sub.add_parser(
+        name,
+        help=short,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``miq`` argument parser; each subcommand's ``command`` default names its function
+    in :mod:`miq.cli.commands`."""
+    parser = argparse.ArgumentParser(
+        prog="miq",
+        description="Microscope image focus quality: absolute defocus level per patch and image.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    p = _command(sub, "predict")
+    p.add_argument("inputs", nargs="+", help="image files, folders (searched recursively) or globs")
+    add_rating_options(p)
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="rate files in N local processes (model loaded once in each; default 1)",
+    )
+    scale.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Dask distributed cluster (e.g. tcp://host:8786; needs the dask extra); "
+        "workers must see the inputs and OUTPUT at the same paths",
+    )
+
+    p = _command(sub, "report")
+    p.add_argument("run_dir", help="output folder of miq predict (with results.csv)")
+    add_output(p, "HTML file to write (default RUN_DIR/report.html)", required=False)
+    p.add_argument(
+        "--montage",
+        type=positive_int,
+        default=12,
+        metavar="N",
+        help="images in each montage of most and least in-focus planes (default 12)",
+    )
+
+    p = _command(sub, "export-bioimageio")
+    add_output(p, "package to write (.zip)")
+    add_model(p)
+
+    p = _command(sub, "measure")
+    p.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    add_output(p, "output folder (measures.csv)")
+
+    p = _command(sub, "demo")
+    add_rating_options(p)
+
+    p = _command(sub, "simulate")
+    p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
+    add_output(p, "output folder (uint16 TIFFs)")
+    p.add_argument(
+        "--z-um", type=float, action="append", default=[], help="defocus in um (repeatable)"
+    )
+    p.add_argument(
+        "--level",
+        type=int,
+        action="append",
+        default=[],
+        help="defocus level 0-10 of the default table (level k = 2k um; repeatable)",
+    )
+    p.add_argument("--exposure", type=float, default=1.0, help="exposure factor above the offset")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--no-noise", action="store_true", help="skip Poisson noise")
+    add_optics(p)
+
+    _add_evaluate(_command(sub, "evaluate"))
+    _add_best_focus(_command(sub, "best-focus"))
+
+    p = _command(sub, "calibrate")
+    p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
+    add_model(p, required=True, help="model folder or model.json to update")
+    add_exclude(p)
+    p.add_argument("--seeds", type=positive_int, default=1, help="noise seeds per level")
+
+    _add_train(_command(sub, "train"))
+    return parser
+
+
+def _add_evaluate(p: argparse.ArgumentParser) -> None:
+    add_output(p, "output folder")
+    p.add_argument(
+        "--manifest",
+        action="append",
+        default=[],
+        metavar="CSV",
+        help="CSV with columns file and level, defocus_um and/or in_focus (repeatable)",
+    )
+    p.add_argument(
+        "--stack",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="focal stack file (repeatable; each needs --z-step and --best-z)",
+    )
+    p.add_argument(
+        "--z-step",
+        action="append",
+        type=positive_float,
+        default=[],
+        metavar="UM",
+        help="z step of the matching --stack in µm",
+    )
+    p.add_argument(
+        "--best-z",
+        action="append",
+        type=int,
+        default=[],
+        metavar="INDEX",
+        help="in-focus plane index (0-based) of the matching --stack",
+    )
+    p.add_argument(
+        "--in-focus-um",
+        type=positive_float,
+        default=None,
+        metavar="UM",
+        help="stack planes within this defocus count as in focus (for F-score/AUC)",
+    )
+    p.add_argument(
+        "--synthetic",
+        nargs="+",
+        default=[],
+        metavar="IMAGE",
+        help="in-focus images to defocus to every level with the simulator",
+    )
+    p.add_argument("--seeds", type=positive_int, default=2, help="noise seeds per synthetic level")
+    p.add_argument(
+        "--measures",
+        default="plls,focus_score,local_focus_score_20,variance_of_laplacian,tenengrad,brenner,"
+        "correlation_20",
+        help="comma-separated classical measures to compare",
+    )
+    p.add_argument(
+        "--splits", type=positive_int, default=100, help="random 10/90 splits for the F-score"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random splits")
+    add_model(p)
+    p.add_argument(
+        "--in-focus-levels", type=int, default=3, help="levels 0..N-1 count as in focus (default 3)"
+    )
+    add_threads(p)
+    add_device(p)
+    add_pixel_size(p)
+
+
+def _add_best_focus(p: argparse.ArgumentParser) -> None:
+    p.add_argument("stacks", nargs="+", help="stack files (with a Z axis), folders or globs")
+    add_output(p, "output folder")
+    p.add_argument(
+        "--stack-from-files",
+        action="store_true",
+        help="each input is a folder of single-plane files forming one stack, ordered by name",
+    )
+    p.add_argument(
+        "--fine-measure",
+        default="focus_score",
+        help="sharpness measure that ranks the planes of the in-focus plateau (default focus_score)",
+    )
+    p.add_argument(
+        "--plateau",
+        type=float,
+        default=0.5,
+        help="planes within this many levels of the sharpest count as in focus (default 0.5)",
+    )
+    p.add_argument("--save-best", action="store_true", help="write the best plane as a TIFF")
+    add_model(p)
+    add_threads(p)
+    add_device(p)
+    add_pixel_size(p)
+    add_quiet(p)
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
+    add_output(p, "output folder for the model")
+    add_exclude(p)
+    p.add_argument(
+        "--architecture",
+        default="compact",
+        choices=["compact", "stride4", "separable", "yang2018"],
+        help="compact (the default model's), stride4 (about 3x fewer multiply-adds), separable "
+        "(stride4's stem, then 5 depthwise-separable blocks; about stride4's speed) or yang2018",
+    )
+    p.add_argument(
+        "--width",
+        type=positive_int,
+        default=None,
+        help="channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
+        "separable: 32)",
+    )
+    p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--procedural-fraction",
+        type=float,
+        default=0.3,
+        help="share of samples from procedural in-focus content (0..1)",
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="MODEL",
+        help="distil: also learn this trained model's predictions (folder or model.json)",
+    )
+    p.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.7,
+        help="share of the loss from the teacher (default 0.7)",
+    )
+    p.add_argument(
+        "--image-group-size",
+        type=positive_int,
+        default=1,
+        metavar="M",
+        help="simulate batches as images of M patches sharing content, level and camera "
+        "(default 1: every patch independent)",
+    )
+    p.add_argument(
+        "--image-loss-weight",
+        type=float,
+        default=0.0,
+        help="add this × the --image-loss of each simulated image's certainty-weighted level "
+        "distribution (as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 "
+        "(default 0)",
+    )
+    p.add_argument(
+        "--image-loss",
+        choices=["rps", "nll"],
+        default="rps",
+        help="the per-image loss: ranked probability score (default) or log loss",
+    )
+    p.add_argument(
+        "--image-loss-temperature",
+        type=float,
+        default=1.0,
+        help="sharpen each simulated image's distribution by p^(1/T) before its loss, as the "
+        "model's image temperature does at inference (default 1: none)",
+    )
+    p.add_argument(
+        "--image-distill-weight",
+        type=float,
+        default=0.0,
+        help="share (0..1) of the image loss taken from the --teacher's calibrated whole-image "
+        "distribution (cross-entropy against it, the teacher's stored calibration applied as "
+        "`miq predict` does) instead of the true level (default 0)",
+    )
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    add_threads(p, "torch CPU threads")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="WEIGHTS",
+        help="fine-tune: start from a model folder, its model.safetensors (sha256-checked) or a "
+        "checkpoint.pt of the same architecture",
+    )
+    add_optics(p)
