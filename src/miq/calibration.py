@@ -15,7 +15,6 @@ The validation images are in-focus images defocused by the simulator to every le
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import date
 
@@ -156,12 +155,10 @@ def calibrate_model(
     Returns the ``calibration`` entry written (fitted values, validation files, and accuracy on
     the validation images before and after).
     """
-    from .io import atomic_write
     from .model.package import ModelPackage
     from .model.runtime import FocusModel
 
     model = FocusModel(ModelPackage.open(model_json), threads=None)
-    path = model.path
     data = collect_validation(model, files, seeds=seeds)
     k = model.n_levels
     before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0), data.image_labels)
@@ -186,10 +183,7 @@ def calibrate_model(
             "after": after,
         },
     }
-    metadata = model.package.metadata_copy()
-    metadata["calibration"] = entry
-    with atomic_write(path, "w") as fh:
-        fh.write(json.dumps(metadata, indent=2))
+    model.package.save_calibration(entry)
     log(
         f"calibration: bias {entry['class_bias']}, patch T {t_patch:.3f}, image T {t_image:.3f}; "
         f"validation exact {before['exact']:.3f} → {after['exact']:.3f}, within-one "

@@ -187,6 +187,27 @@ class ModelPackage:
         """The whole parsed model.json (a deep copy: to write an updated model.json)."""
         return json.loads(json.dumps(self._metadata))
 
+    def save_calibration(self, entry: dict) -> None:
+        """Store a fitted calibration (see :func:`miq.calibration.calibrate_model`) as the
+        ``calibration`` entry of model.json (rewritten atomically)."""
+        metadata = self.metadata_copy()
+        metadata["calibration"] = entry
+        self._save(metadata)
+
+    def save_weight_sha256(self, kind: str) -> None:
+        """Record the current sha256 of the ``kind`` weight file in model.json (after the file
+        was rewritten, e.g. by :func:`miq.training.export.reexport_onnx`)."""
+        metadata = self.metadata_copy()
+        weights = self.path.parent / metadata["weights"][kind]["file"]
+        metadata["weights"][kind]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        self._save(metadata)
+
+    def _save(self, metadata: dict) -> None:
+        from ..io import atomic_write
+
+        with atomic_write(self.path, "w") as fh:
+            fh.write(json.dumps(metadata, indent=2))
+
     def _verified(self, kind: str) -> bytes:
         label = "ONNX" if kind == "onnx" else kind
         try:

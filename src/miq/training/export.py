@@ -127,15 +127,10 @@ def reexport_onnx(model_dir: str | Path) -> Path:
     from ..model.package import ModelPackage
 
     package = ModelPackage.open(model_dir)
-    meta_path = package.path
     network = load_network(package)
     onnx_path = package.weight_file("onnx")
     write_onnx(network, onnx_path, package.patch_size)
-    meta = package.metadata_copy()
-    meta["weights"]["onnx"]["sha256"] = _sha256(onnx_path)
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    tmp.replace(meta_path)
+    package.save_weight_sha256("onnx")
     return onnx_path
 
 
