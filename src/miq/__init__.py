@@ -28,6 +28,10 @@ __all__ = [
     "Optics",
     "LevelTable",
     "read_planes",
+    "ImageSource",
+    "ModelPackage",
+    "predict_files",
+    "focus_curve",
 ]
 
 _LAZY = {
@@ -45,15 +49,21 @@ _LAZY = {
     "Optics": "miq.optics",
     "LevelTable": "miq.optics",
     "read_planes": "miq.io",
+    "ImageSource": "miq.io",
+    "ModelPackage": "miq.model.package",
+    "predict_files": "miq.runs",
+    "focus_curve": "miq.best_focus",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from .assessment import AssessOptions, ImageAssessment, aggregate, assess, certainty
+    from .best_focus import focus_curve
     from .evaluation import evaluate
-    from .io import read_planes
+    from .io import ImageSource, read_planes
+    from .model.package import ModelPackage
     from .model.runtime import FocusModel, load_model
     from .optics import LevelTable, Optics, defocus_psf, degrade
-    from .runs import assess_file
+    from .runs import assess_file, predict_files
 
 
 def __getattr__(name: str) -> Any:
