@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageContentError, ImageReadError
+from ..errors import ImageContentError, ImageReadError, MiqError
 from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
 from .lazy import LazyPlane, split_lazy_planes, tiff_lazy_array
 from .planes import Plane, split_planes
@@ -55,7 +55,7 @@ class ImageSource:
         self.path, self.kind = path, kind
         self._tiff = None  # tifffile.TiffFile, kept open
         self._bioimage = None  # bioio.BioImage
-        self._planes: dict[bool, list[Plane]] = {}
+        self._planes: dict[bool, list[Plane] | MiqError] = {}  # or the error reading them
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ImageSource:
@@ -113,14 +113,21 @@ class ImageSource:
         ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
         """
         if native_integers not in self._planes:
-            array, axes = _reading(self.path, self._read_array)
-            self._planes[native_integers] = split_planes(
-                np.asarray(array), axes, self.path, native_integers
-            )
-        return self._planes[native_integers]
+            try:
+                array, axes = _reading(self.path, self._read_array)
+                self._planes[native_integers] = split_planes(
+                    np.asarray(array), axes, self.path, native_integers
+                )
+            except MiqError as exc:  # kept: asking again does not read the file again
+                self._planes[native_integers] = exc
+        found = self._planes[native_integers]
+        if isinstance(found, MiqError):
+            raise found
+        return found
 
     def has_planes(self, *, native_integers: bool = False) -> bool:
-        """True when :meth:`planes` has already read the planes (e.g. ahead of rating)."""
+        """True when :meth:`planes` has already read the planes, or failed to (e.g. ahead of
+        rating)."""
         return native_integers in self._planes
 
     def lazy_planes(self) -> list[LazyPlane] | None:
