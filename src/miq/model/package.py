@@ -183,21 +183,21 @@ class ModelPackage:
             value = value[key]
         return json.loads(json.dumps(value))
 
-    def metadata_copy(self) -> dict:
+    def _metadata_copy(self) -> dict:
         """The whole parsed model.json (a deep copy: to write an updated model.json)."""
         return json.loads(json.dumps(self._metadata))
 
     def save_calibration(self, entry: dict) -> None:
         """Store a fitted calibration (see :func:`miq.calibration.calibrate_model`) as the
         ``calibration`` entry of model.json (rewritten atomically)."""
-        metadata = self.metadata_copy()
+        metadata = self._metadata_copy()
         metadata["calibration"] = entry
         self._save(metadata)
 
     def save_weight_sha256(self, kind: str) -> None:
         """Record the current sha256 of the ``kind`` weight file in model.json (after the file
         was rewritten, e.g. by :func:`miq.training.export.reexport_onnx`)."""
-        metadata = self.metadata_copy()
+        metadata = self._metadata_copy()
         weights = self.path.parent / metadata["weights"][kind]["file"]
         metadata["weights"][kind]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
         self._save(metadata)

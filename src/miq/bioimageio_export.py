@@ -1,3 +1,0 @@
-"""Moved to :mod:`miq.export.bioimageio`; this name stays until the CLI imports from there."""
-
-from .export.bioimageio import export_bioimageio  # noqa: F401
