@@ -319,28 +319,37 @@ def collect_items(
     items: list[Item] = []
     info: dict[str, dict] = {}
     failures = 0
-    for manifest in manifests:
+
+    def read(load: Callable[[], list[Item]]) -> list[Item]:
+        """Items of one source; [] (reported and counted) when it cannot be read."""
+        nonlocal failures
         try:
-            found = manifest_items(
+            return load()
+        except (MiqError, OSError) as exc:
+            failures += 1
+            if on_error:
+                on_error(str(exc))
+            return []
+
+    for manifest in manifests:
+        found = read(
+            lambda manifest=manifest: manifest_items(
                 manifest,
                 um_per_level=model.um_per_level,
                 n_levels=model.n_levels,
                 in_focus_levels=in_focus_levels,
             )
-        except (MiqError, OSError) as exc:
-            failures += 1
-            if on_error:
-                on_error(str(exc))
-            continue
-        items += found
-        info[found[0].dataset] = {"kind": "manifest", "source": str(manifest)}
+        )
+        if found:
+            items += found
+            info[found[0].dataset] = {"kind": "manifest", "source": str(manifest)}
     for path, z_step, best in stacks:
-        try:
-            found = stack_items(path, z_step, best, in_focus_um=in_focus_um)
-        except (MiqError, OSError) as exc:
-            failures += 1
-            if on_error:
-                on_error(str(exc))
+        found = read(
+            lambda path=path, z_step=z_step, best=best: stack_items(
+                path, z_step, best, in_focus_um=in_focus_um
+            )
+        )
+        if not found:
             continue
         items += found
         info[found[0].dataset] = {
