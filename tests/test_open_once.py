@@ -114,3 +114,12 @@ def test_evaluate_opens_each_file_once(opens, inputs, tmp_path):
     )
     assert code == 0
     _inputs_opened_once(opens, [inputs["plain"], inputs["stack"]])
+
+
+def test_report_without_overlays_opens_each_input_once(opens, inputs, tmp_path):
+    pytest.importorskip("matplotlib")
+    run = tmp_path / "run"
+    assert main(["predict", str(tmp_path / "in"), "-o", str(run), "-q", "--no-overlays"]) == 0
+    opens.clear()
+    assert main(["report", str(run)]) == 0
+    _inputs_opened_once(opens, inputs.values())  # montage thumbnails come from the inputs

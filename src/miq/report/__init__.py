@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from ..io import atomic_write
-from .figures import distribution_plots, montage, plate_maps, plate_shape
+from .figures import distribution_plots, input_pictures, montage, plate_maps, plate_shape
 from .run import RunData, load_run
 from .sections import (
     CSS,
@@ -75,11 +75,12 @@ def write_report(
         n = min(montage_size, -(-len(rated) // 2))  # small runs: split, do not repeat
         by_level = sorted(rated, key=lambda r: (float(r["level_mean"]), -float(r["certainty"])))
         least = sorted(rated, key=lambda r: (-float(r["level_mean"]), -float(r["certainty"])))
+        pictures = input_pictures(data, by_level[:n] + least[:n])  # each input opened once
         parts.append(
             f"<h2>Most in focus ({n})</h2>"
-            + montage(data, by_level[:n], png_dir / "montage_most_in_focus.png")
+            + montage(data, by_level[:n], png_dir / "montage_most_in_focus.png", pictures)
             + f"<h2>Least in focus ({n})</h2>"
-            + montage(data, least[:n], png_dir / "montage_least_in_focus.png")
+            + montage(data, least[:n], png_dir / "montage_least_in_focus.png", pictures)
         )
     parts += [
         reimage_section(data),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MiqError
-from ..io import atomic_write, read_planes
+from ..io import ImageSource, atomic_write
 from ..render import _gray8, level_colors
 from .run import RunData
 
@@ -184,23 +184,50 @@ def plate_maps(data: RunData, png_dir: Path) -> str:
 # ---------------------------------------------------------------- montages (Pillow)
 
 
-def _thumbnail(data: RunData, row: dict):
-    """The row's overlay (or, without one, its plane from the input file), ``_THUMB_PX`` wide;
+def _has_overlay(data: RunData, row: dict) -> bool:
+    overlay = row.get("overlay", "")
+    return bool(overlay) and (data.run_dir / overlay).is_file()
+
+
+def input_pictures(data: RunData, rows: list[dict]) -> dict[tuple, object]:
+    """Gray pictures of the planes of ``rows`` that have no overlay, read from the input files,
+    each file opened once: ``(file, t, c, z)`` → RGB image (planes that cannot be read are
+    left out)."""
+    from PIL import Image
+
+    wanted: dict[str, set[tuple[int, int, int]]] = {}
+    for row in rows:
+        if not _has_overlay(data, row):
+            try:
+                index = (int(row["t"]), int(row["c"]), int(row["z"]))
+            except (ValueError, KeyError):
+                continue
+            wanted.setdefault(row["file"], set()).add(index)
+    pictures: dict[tuple, object] = {}
+    for file, indices in wanted.items():
+        try:
+            with ImageSource.open(file) as source:
+                for plane in source.planes():
+                    if (plane.t, plane.c, plane.z) in indices:
+                        picture = Image.fromarray(_gray8(plane.data)).convert("RGB")
+                        pictures[(file, plane.t, plane.c, plane.z)] = picture
+        except MiqError:
+            continue
+    return pictures
+
+
+def _thumbnail(data: RunData, row: dict, pictures: dict[tuple, object]):
+    """The row's overlay (or, without one, its plane from ``pictures``), ``_THUMB_PX`` wide;
     None when neither can be read."""
     from PIL import Image
 
-    picture = None
-    overlay = row.get("overlay", "")
-    if overlay and (data.run_dir / overlay).is_file():
-        with Image.open(data.run_dir / overlay) as im:
+    if _has_overlay(data, row):
+        with Image.open(data.run_dir / row["overlay"]) as im:
             picture = im.convert("RGB")
     else:
         try:
-            planes = read_planes(row["file"])
-            index = (int(row["t"]), int(row["c"]), int(row["z"]))
-            plane = next(p for p in planes if (p.t, p.c, p.z) == index)
-            picture = Image.fromarray(_gray8(plane.data)).convert("RGB")
-        except (MiqError, StopIteration, ValueError, KeyError):
+            picture = pictures[(row["file"], int(row["t"]), int(row["c"]), int(row["z"]))]
+        except (KeyError, ValueError):
             return None
     scale = _THUMB_PX / picture.width
     return picture.resize((_THUMB_PX, max(1, round(picture.height * scale))), Image.LANCZOS)
@@ -235,11 +262,12 @@ def _montage_png(thumbs: list, captions: list[str], path: Path, columns: int = 4
         sheet.save(fh, format="PNG")
 
 
-def montage(data: RunData, rows: list[dict], png_path: Path) -> str:
-    """Montage PNG of the rows' thumbnails; returns the HTML grid of the same thumbnails."""
+def montage(data: RunData, rows: list[dict], png_path: Path, pictures: dict[tuple, object]) -> str:
+    """Montage PNG of the rows' thumbnails (overlays, else the planes of ``pictures``, see
+    :func:`input_pictures`); returns the HTML grid of the same thumbnails."""
     thumbs, captions = [], []
     for row in rows:
-        thumb = _thumbnail(data, row)
+        thumb = _thumbnail(data, row, pictures)
         if thumb is not None:
             thumbs.append(thumb)
             captions.append(_caption(row))
