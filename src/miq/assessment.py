@@ -105,7 +105,7 @@ class AssessOptions:
     in_focus_threshold : P(in focus) at or above which an image is flagged in focus.
     pixel_size_um : the image's pixel size in µm; when given and different from the model's
         (0.65 µm for the bundled model), the image is resampled to the model's pixel size before
-        rating (see :mod:`miq.resampling`), and patch maps refer to the resampled image.
+        rating (see `miq.resampling`), and patch maps refer to the resampled image.
         None: the image is taken to be at the model's pixel size.
     """
 
@@ -122,7 +122,7 @@ class ImageAssessment:
     ``defocus_um`` = ``level_mean`` × the model's µm per level. ``scale``: output px per input
     px of the resampling to the model's pixel size (1.0 = not resampled); ``pixel_size_um``: the
     input pixel size in µm it assumed (None = the model's). A plane rated in bands
-    (:func:`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
+    (`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
     subsampled by ``preview_factor`` (for drawing its overlay).
     """
 
@@ -190,14 +190,14 @@ def assess(
     Parameters
     ----------
     image : (H, W) array, any real dtype and intensity scale, H and W ≥ the model's patch size
-        (84 px). NaN/Inf or a constant image raise :class:`miq.errors.ImageContentError`.
-    model : a :class:`miq.FocusModel`; default the bundled model (loaded once and cached).
+        (84 px). NaN/Inf or a constant image raise `miq.errors.ImageContentError`.
+    model : a `miq.FocusModel`; default the bundled model (loaded once and cached).
     options : in-focus definition.
     name : how errors refer to the image (e.g. its file name).
 
     Returns
     -------
-    :class:`ImageAssessment`.
+    `ImageAssessment`.
     """
     from .model.runtime import default_model
 
@@ -216,7 +216,7 @@ def rate_patch_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rate the patches of ``band`` (H, W) at rows ``ys`` × columns ``xs`` (top-left corners,
     px), one patch row at a time: each row is mapped to [0, 1] with the plane's range
-    ``lo``–``hi`` (as :func:`miq.io.to_unit_range` maps the whole plane) and rated.
+    ``lo``–``hi`` (as `miq.io.to_unit_range` maps the whole plane) and rated.
 
     Returns probabilities (len(ys)·len(xs), K) and validity (False for constant patches), in
     row-major order. Only one row of patches is held in float32 at a time, whatever the plane's
@@ -295,8 +295,8 @@ def prepare_patches(
 
     Returns the patch grid, patches (N, P, P) float32 in unit range, a validity mask (N,) (False
     for constant patches) and the resampling factor (output px per input px; 1.0 = none).
-    Raises :class:`miq.errors.ImageContentError` for images that cannot be rated.
-    (:func:`assess` rates the same patches row by row instead of cutting them all first.)
+    Raises `miq.errors.ImageContentError` for images that cannot be rated.
+    (`assess` rates the same patches row by row instead of cutting them all first.)
     """
     from .io import unit_map
 
@@ -312,7 +312,7 @@ def assessment_from_probabilities(
     grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model, options: AssessOptions
 ) -> ImageAssessment:
     """Aggregate per-patch probabilities (N, K), N = grid rows × cols in row-major order, and
-    validity (N,) into an :class:`ImageAssessment`."""
+    validity (N,) into an `ImageAssessment`."""
     k = probs.shape[-1]
     agg = aggregate(probs, valid, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())

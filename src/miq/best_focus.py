@@ -1,6 +1,6 @@
 """The best-focused plane of a z-stack: the model's absolute curve, refined by a fine measure.
 
-Rule (:func:`best_plane`), per stack and channel:
+Rule (`best_plane`), per stack and channel:
 
 1. The model rates every plane; its expected level (``level_mean``) is an absolute focus curve.
 2. The *in-focus plateau* is every plane whose expected level is within ``plateau`` levels
@@ -57,7 +57,7 @@ def best_plane(
 
 
 def sharpness(plane: np.ndarray, fine_measure: str = DEFAULT_FINE_MEASURE) -> float:
-    """A plane's sharpness by the fine measure (higher = sharper), as :func:`best_plane` takes
+    """A plane's sharpness by the fine measure (higher = sharper), as `best_plane` takes
     it: the measure's value, sign-flipped for measures where blurrier scores higher."""
     return -defocus_score(fine_measure, MEASURES[fine_measure](plane))
 
@@ -68,8 +68,8 @@ class StackFocus:
 
     ``z`` plane indices, ``tags`` what the caller attached to each plane (e.g. its file),
     ``level_mean`` and ``certainty`` from the model, ``fine`` the fine measure's value (its own
-    units), ``best`` an index into these, ``rule`` which step of :func:`best_plane` decided,
-    ``assessments`` each plane's :class:`miq.ImageAssessment` (when kept), ``best_data`` the
+    units), ``best`` an index into these, ``rule`` which step of `best_plane` decided,
+    ``assessments`` each plane's `miq.ImageAssessment` (when kept), ``best_data`` the
     best plane's pixels (when kept).
     """
 
@@ -87,7 +87,7 @@ class StackFocus:
 class FocusCurveBuilder:
     """Builds one stack's focus curve plane by plane (planes may come in any z order and are
     not kept in memory): the model's expected level and certainty and the fine measure per
-    plane, then the best plane by :func:`best_plane`.
+    plane, then the best plane by `best_plane`.
 
     ``keep_assessments`` keeps every plane's assessment; ``keep_best`` keeps the pixels of the
     planes that can still turn out best (those on the running in-focus plateau), so that the
@@ -115,7 +115,7 @@ class FocusCurveBuilder:
         self._candidates: dict[int, np.ndarray] = {}  # row number -> pixels (keep_best)
 
     def add(self, z: int, plane: np.ndarray, label: str = "array", tag=None) -> ImageAssessment:
-        """Rate one plane (H, W) at z index ``z``; raises :class:`miq.errors.MiqError` when it
+        """Rate one plane (H, W) at z index ``z``; raises `miq.errors.MiqError` when it
         cannot be rated (it is then left out of the curve)."""
         a = assess(plane, self.model, options=self.options, name=label)
         sharp = sharpness(plane, self.fine_measure)

@@ -10,7 +10,7 @@ Two stages, both stored in ``model.json`` under ``"calibration"`` and applied at
    calibrated confidence. It never changes the most probable level.
 
 The validation images are in-focus images defocused by the simulator to every level
-(:func:`miq.ground_truth.synthetic_items`); use fields that are *not* in any test set.
+(`miq.ground_truth.synthetic_items`); use fields that are *not* in any test set.
 """
 
 from __future__ import annotations

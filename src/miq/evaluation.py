@@ -1,8 +1,8 @@
 """Evaluate the model and the classical focus measures on the same images with known focus.
 
-:func:`run_items` rates every :class:`miq.ground_truth.Item` with the model and every measure;
-:func:`dataset_metrics` turns one dataset's results into numbers (see :mod:`miq.metrics` for the
-definitions); :func:`evaluate` does both and writes a result folder:
+`run_items` rates every `miq.ground_truth.Item` with the model and every measure;
+`dataset_metrics` turns one dataset's results into numbers (see `miq.metrics` for the
+definitions); `evaluate` does both and writes a result folder:
 
 ``summary.json`` (configuration and every metric), ``predictions.csv`` (one row per image),
 ``metrics.csv`` (one row per dataset and method), ``confusion_<dataset>.csv|png`` and

@@ -1,12 +1,12 @@
 """Ground truth for evaluation: images paired with what is known about their focus.
 
-Three sources, each giving a list of :class:`Item` (one 2D image each, loaded on demand):
+Three sources, each giving a list of `Item` (one 2D image each, loaded on demand):
 
-* :func:`manifest_items` — a CSV with a ``file`` column and ``level``, ``defocus_um`` and/or
+* `manifest_items` — a CSV with a ``file`` column and ``level``, ``defocus_um`` and/or
   ``in_focus`` columns (optional ``c`` / ``z`` columns pick one plane of a multi-plane file).
-* :func:`stack_items` — a focal stack with a known z step (µm) and a known best (in-focus) plane:
+* `stack_items` — a focal stack with a known z step (µm) and a known best (in-focus) plane:
   defocus of plane z = |z − best| · step.
-* :func:`synthetic_items` — real in-focus images defocused by the simulator to every level, with
+* `synthetic_items` — real in-focus images defocused by the simulator to every level, with
   the optics and noise seeds recorded.
 """
 
@@ -99,7 +99,7 @@ def manifest_items(
     Optional ``c`` and ``z`` select one plane; otherwise every plane of the file is an item.
     Optional ``stack`` (a name) and ``stack_z`` (plane index) group single-plane rows into a focal
     stack stored as one file per plane; its true best plane is the row with the least defocus,
-    and (as for :func:`stack_items`) no level is derived from defocus_um on such rows.
+    and (as for `stack_items`) no level is derived from defocus_um on such rows.
     Missing truth is derived where it can be: level = round(defocus_um / um_per_level) capped at
     the top level; in_focus = level < ``in_focus_levels``.
     """
@@ -236,7 +236,7 @@ def stack_items(
 
 
 def to_camera_range(data: np.ndarray) -> np.ndarray:
-    """In-focus plane → unit range for :func:`degrade`, at a 16-bit camera's brightness.
+    """In-focus plane → unit range for `degrade`, at a 16-bit camera's brightness.
 
     Planes whose maximum is under 2000 DN (8-bit files) are scaled up to 2000 DN so that the
     sensor model (offset 100 DN, 1 photoelectron per DN) leaves them a realistic signal.
@@ -257,7 +257,7 @@ def synthetic_items(
 ) -> list[Item]:
     """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds.
 
-    Defocus = the level table's nominal µm; sensor model of :func:`miq.optics.degrade` with noise
+    Defocus = the level table's nominal µm; sensor model of `miq.optics.degrade` with noise
     seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range.
     """
     items = []
@@ -312,7 +312,7 @@ def collect_items(
     in-focus files to defocus synthetically with the model's own optics and levels.
 
     A manifest or stack that cannot be read is reported through ``on_error`` and counted; a
-    synthetic file that cannot be read raises :class:`miq.errors.MiqError`.
+    synthetic file that cannot be read raises `miq.errors.MiqError`.
     """
     import dataclasses
 

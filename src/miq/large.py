@@ -1,6 +1,6 @@
 """Rating planes too large to load whole (mosaics, whole slides), in bands of whole patch rows.
 
-A plane of more than :data:`LARGE_PLANE_PIXELS` is read lazily — an uncompressed TIFF by
+A plane of more than `LARGE_PLANE_PIXELS` is read lazily — an uncompressed TIFF by
 explicit reads of whole rows, a compressed or tiled TIFF through tifffile's zarr view (needs
 zarr: the ``io`` extra), OME-Zarr through bioio's dask arrays — and rated in two passes over bands
 of patch rows (at least ``rows_per_band``, and at least one storage chunk tall): the first finds the plane's minimum and maximum (and any NaN or
@@ -45,11 +45,11 @@ def assess_banded(
     name: str = "array",
     rows_per_band: int = 4,
 ) -> ImageAssessment:
-    """Rate a lazily read plane band by band (same result as :func:`miq.assess` on the whole
+    """Rate a lazily read plane band by band (same result as `miq.assess` on the whole
     plane, which must then fit in memory). ``options.pixel_size_um`` is not supported here.
 
     ``preview`` holds the plane subsampled by ``preview_factor`` (at most
-    :data:`PREVIEW_SIDE` px a side) for drawing the overlay."""
+    `PREVIEW_SIDE` px a side) for drawing the overlay."""
     if options.pixel_size_um is not None:
         raise ValueError("assess_banded does not resample: rate at the model's pixel size")
     if plane.dtype.kind not in "buif":

@@ -171,5 +171,5 @@ def defocus_score(name: str, value: float) -> float:
 
 
 def measure_all(image: np.ndarray) -> dict[str, float]:
-    """Every measure of :data:`MEASURES` on one 2D image."""
+    """Every measure of `MEASURES` on one 2D image."""
     return {name: fn(image) for name, fn in MEASURES.items()}

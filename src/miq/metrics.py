@@ -135,7 +135,7 @@ def split_f_score(
     """F-score under the Bray et al. (2012) protocol, repeated over ``n_splits`` random splits.
 
     Each split draws a stratified validation subset (``validation_fraction`` of each class, at
-    least one item of each), picks :func:`best_threshold` on it and reports F on the remaining
+    least one item of each), picks `best_threshold` on it and reports F on the remaining
     items. Needs at least two items of each class.
     """
     y = np.asarray(positive, dtype=bool).ravel()

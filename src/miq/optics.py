@@ -218,7 +218,7 @@ def degrade(
     z_um : defocus in µm.
     optics : PSF optics (kernel width and pixel size included).
     exposure_factor, photoelectron_factor, offset_photoelectrons : sensor model (see
-        :func:`set_exposure`, :func:`poisson_noise`).
+        `set_exposure`, `poisson_noise`).
     rng : generator, legacy RandomState, or an int seed (seeds a legacy RandomState so results
         match the original simulator).
     noise : apply Poisson noise.

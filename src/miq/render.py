@@ -33,7 +33,7 @@ def _gray8(image: np.ndarray) -> np.ndarray:
 def overlay_image(
     image: np.ndarray, assessment, *, title: str = "", border_px: int = 3, downsample: int = 1
 ):
-    """Annotated RGB overlay (a ``PIL.Image``) of an :class:`miq.ImageAssessment`.
+    """Annotated RGB overlay (a ``PIL.Image``) of an `miq.ImageAssessment`.
 
     The image is contrast-stretched (0.5–99.8th percentile); below it, a legend bar of level colours
     and a line with the whole-image level, defocus, certainty and in-focus flag. ``image`` may be

@@ -30,9 +30,9 @@ def simulate_file(
     """Defocus every plane of an in-focus image file to each of ``depths_um`` (µm).
 
     Pixel values are DN of a 16-bit camera (offset 100 DN, 1 photoelectron per DN, as in the
-    original simulator: :func:`miq.optics.degrade`); each depth is written as
+    original simulator: `miq.optics.degrade`); each depth is written as
     ``out_dir/{stem}_defocus_{z}um.tif``, uint16, one plane or a stack (Z, Y, X) of the file's
-    planes. Returns the files written. Raises :class:`miq.errors.MiqError` for an unreadable
+    planes. Returns the files written. Raises `miq.errors.MiqError` for an unreadable
     input.
     """
     import tifffile

@@ -1,7 +1,7 @@
 """Command line: a thin shell over the public API (``miq --help``).
 
-:mod:`.parser` holds the grammar (argparse only), :mod:`.help` what ``--help`` says, and
-:mod:`.commands` each subcommand's body. Exit codes: 0 all good; 1 some inputs failed (the rest
+`.parser` holds the grammar (argparse only), `.help` what ``--help`` says, and
+`.commands` each subcommand's body. Exit codes: 0 all good; 1 some inputs failed (the rest
 were processed); 2 usage error or nothing could be done; 130 interrupted.
 """
 

@@ -1,6 +1,6 @@
 """What each subcommand's ``--help`` says: a description, the files it writes, and an example.
 
-Plain text only (no argparse here): :mod:`.parser` attaches it to the subcommands.
+Plain text only (no argparse here): `.parser` attaches it to the subcommands.
 """
 
 from __future__ import annotations

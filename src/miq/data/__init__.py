@@ -26,8 +26,8 @@ def sample_image() -> np.ndarray:
 
 
 def defocus_series(z_um: tuple[float, ...] = DEFOCUS_SERIES_UM) -> np.ndarray:
-    """The bundled sample defocused by :func:`miq.optics.degrade` to each of ``z_um`` (µm; 0 =
-    the original image, unchanged) with the default :class:`miq.optics.Optics` (NA 0.5,
+    """The bundled sample defocused by `miq.optics.degrade` to each of ``z_um`` (µm; 0 =
+    the original image, unchanged) with the default `miq.optics.Optics` (NA 0.5,
     0.65 µm/px) and noise seed ``int(abs(z))``.
 
     Returns a (Z, 520, 696) uint16 stack (DN, 65535 = full scale).

@@ -1,4 +1,4 @@
-"""Exports of a miq model to other tools' formats: :func:`export_bioimageio` writes a bioimage.io
+"""Exports of a miq model to other tools' formats: `export_bioimageio` writes a bioimage.io
 model package (``miq export-bioimageio``)."""
 
 from __future__ import annotations

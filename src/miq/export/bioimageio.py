@@ -14,8 +14,8 @@ weight formats that give the same output:
 Splitting whole images into patches and aggregating the patches into a whole-image rating (and the
 image-level temperature) stay in miq; the package covers the per-patch network only.
 
-This module writes the package; :mod:`.bioimageio_weights` makes the two weight formats,
-:mod:`.bioimageio_rdf` describes the package (rdf.yaml) and :mod:`.bioimageio_readme` fills in its
+This module writes the package; `.bioimageio_weights` makes the two weight formats,
+`.bioimageio_rdf` describes the package (rdf.yaml) and `.bioimageio_readme` fills in its
 README.md from the template ``bioimageio_readme.md``.
 
 Needs the ``bioimageio`` extra (torch, safetensors, onnx, bioimageio.spec); nothing is downloaded.
@@ -65,7 +65,7 @@ _EXPORT_TOLERANCE = 1e-4
 
 
 def _require_dependencies() -> None:
-    """Import the optional dependencies; one-line :class:`MiqError` naming those missing."""
+    """Import the optional dependencies; one-line `MiqError` naming those missing."""
     missing = []
     for module, package in _REQUIRED.items():
         try:

@@ -95,7 +95,7 @@ def _tensor_descriptions(folder: Path, package, pixel_size_um: float) -> tuple[l
 
 
 def _weights_description(folder: Path, net_kwargs: dict, opset: int):
-    """bioimage.io description of the two weight formats written by :func:`miq.export.bioimageio._write_weights`."""
+    """bioimage.io description of the two weight formats written by `miq.export.bioimageio._write_weights`."""
     import torch
     from bioimageio.spec.model import v0_5
 
@@ -121,7 +121,7 @@ def _weights_description(folder: Path, net_kwargs: dict, opset: int):
 
 def model_description(folder: Path, package, net_kwargs: dict, opset: int, n_parameters: int):
     """The validated bioimage.io model description of the files in ``folder`` (inside a
-    ``ValidationContext`` rooted there) for a :class:`~miq.model.package.ModelPackage`."""
+    ``ValidationContext`` rooted there) for a `miq.model.package.ModelPackage`."""
     from bioimageio.spec.model import v0_5
 
     from .. import __version__

@@ -39,7 +39,7 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def readme(package, *, n_parameters: int, checks: dict, sample: dict) -> str:
-    """The README.md of a :class:`~miq.model.package.ModelPackage`'s bioimage.io package: what
+    """The README.md of a `miq.model.package.ModelPackage`'s bioimage.io package: what
     it computes, how it was made, and the numbers miq has.
 
     ``checks``: {weight format: largest |Δp| against miq}; ``sample``: the test patch

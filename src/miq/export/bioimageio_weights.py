@@ -14,7 +14,7 @@ _SUPPORTED_ARCHITECTURES = ("compact", "stride4", "separable", "yang2018")
 
 
 def check_model(package) -> None:
-    """Refuse a :class:`~miq.model.package.ModelPackage` that cannot be exported: an architecture
+    """Refuse a `miq.model.package.ModelPackage` that cannot be exported: an architecture
     the architecture file does not build, or no safetensors weights (its sha256 is checked by
     the package)."""
     if package.architecture not in _SUPPORTED_ARCHITECTURES:
@@ -31,7 +31,7 @@ def check_model(package) -> None:
 def torch_network(package):
     """The calibrated torch network (eval mode) with the package's weights, and its kwargs.
 
-    The weights come from :func:`miq.model.network.load_network` (the package's sha256-checked
+    The weights come from `miq.model.network.load_network` (the package's sha256-checked
     safetensors); the calibrated class adds the calibration as buffers outside the state dict."""
     from ..model import network
 

@@ -1,12 +1,12 @@
 """Bytes on disk to planes and metadata, and outputs back to disk; never rates.
 
-* :mod:`.source`: :class:`ImageSource`, one input file opened once (planes, lazy bands, pixel
-  size, z step, OME-XML), and the one-call helpers :func:`read_planes`, :func:`read_pixel_size`,
-  :func:`read_z_step`;
-* :mod:`.planes`: :class:`Plane` and the checks and intensity maps of a plane in memory;
-* :mod:`.lazy`: planes read on demand, for planes too large to load;
-* :mod:`.discover`: inputs (files, folders, globs, OME-Zarr plates) to a file list, output names;
-* :mod:`.write`: atomic writes and CSV tables.
+* `.source`: `ImageSource`, one input file opened once (planes, lazy bands, pixel
+  size, z step, OME-XML), and the one-call helpers `read_planes`, `read_pixel_size`,
+  `read_z_step`;
+* `.planes`: `Plane` and the checks and intensity maps of a plane in memory;
+* `.lazy`: planes read on demand, for planes too large to load;
+* `.discover`: inputs (files, folders, globs, OME-Zarr plates) to a file list, output names;
+* `.write`: atomic writes and CSV tables.
 """
 
 from .discover import (

@@ -95,7 +95,7 @@ def split_planes(
 
 
 def check_plane(plane: np.ndarray, name: str, min_side: int) -> tuple[float, float]:
-    """Raise :class:`ImageContentError` if a plane cannot be rated; else return its (min, max).
+    """Raise `ImageContentError` if a plane cannot be rated; else return its (min, max).
 
     Checks: 2D, at least ``min_side`` px on each side, all values finite, not constant.
     """
@@ -130,7 +130,7 @@ def to_unit_range(plane: np.ndarray) -> np.ndarray:
 
 
 def unit_map(data: np.ndarray, lo: float, hi: float, out: np.ndarray | None = None) -> np.ndarray:
-    """(data − lo) / (hi − lo) as float32 (0 where hi == lo): the map of :func:`to_unit_range`
+    """(data − lo) / (hi − lo) as float32 (0 where hi == lo): the map of `to_unit_range`
     with a given range, so a plane read in bands maps exactly as when read whole.
 
     8- and 16-bit integers (exact in float32) and float32 data are mapped in float32 (faster;

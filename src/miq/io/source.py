@@ -40,10 +40,10 @@ _UM_PER_UNIT = {
 class ImageSource:
     """An input image file (or OME-Zarr folder), opened once.
 
-    Use as a context manager (``with ImageSource.open(path) as source:``) or call :meth:`close`.
-    Everything a command needs from the file comes from this one object: :meth:`planes` (all 2D
-    planes in memory), :meth:`lazy_planes` (planes read band by band, for planes too large to
-    load), :attr:`pixel_size_um`, :attr:`z_step_um` and :attr:`ome_xml`.
+    Use as a context manager (``with ImageSource.open(path) as source:``) or call `close`.
+    Everything a command needs from the file comes from this one object: `planes` (all 2D
+    planes in memory), `lazy_planes` (planes read band by band, for planes too large to
+    load), `pixel_size_um`, `z_step_um` and `ome_xml`.
 
     Attributes
     ----------
@@ -64,7 +64,7 @@ class ImageSource:
         Raises
         ------
         ImageReadError : missing, unreadable, empty or corrupt file, not an image, or an OME-Zarr
-            plate (whose fields :func:`miq.io.find_images` lists).
+            plate (whose fields `miq.io.find_images` lists).
         """
         p = Path(path)
         if is_zarr(p):
@@ -105,7 +105,7 @@ class ImageSource:
 
         float32 (Y, X) in the file's units, or with ``native_integers`` 8- and 16-bit integer
         planes in their own dtype (no copy; rating maps every plane to [0, 1] itself). Read once
-        per ``native_integers`` and kept until :meth:`close`.
+        per ``native_integers`` and kept until `close`.
 
         Raises
         ------
@@ -126,12 +126,12 @@ class ImageSource:
         return found
 
     def has_planes(self, *, native_integers: bool = False) -> bool:
-        """True when :meth:`planes` has already read the planes, or failed to (e.g. ahead of
+        """True when `planes` has already read the planes, or failed to (e.g. ahead of
         rating)."""
         return native_integers in self._planes
 
     def lazy_planes(self) -> list[LazyPlane] | None:
-        """The planes as windows read on demand (same order and indices as :meth:`planes`), or
+        """The planes as windows read on demand (same order and indices as `planes`), or
         None when the file cannot be read lazily (e.g. PNG, RGB, unusual axes)."""
         try:
             if self._tiff is not None:
@@ -198,7 +198,7 @@ class ImageSource:
 
 
 def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> list[Plane]:
-    """Read every 2D plane of an image file (see :meth:`ImageSource.planes`).
+    """Read every 2D plane of an image file (see `ImageSource.planes`).
 
     Parameters
     ----------
@@ -207,7 +207,7 @@ def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> li
 
     Returns
     -------
-    list of :class:`Plane`, float32 (Y, X) (or integers, see above) in the file's units, with
+    list of `Plane`, float32 (Y, X) (or integers, see above) in the file's units, with
     their (t, c, z) indices, in storage order.
 
     Raises
@@ -220,7 +220,7 @@ def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> li
 
 
 def read_pixel_size(path: str | os.PathLike) -> float | None:
-    """Pixel size in µm recorded in a file (:attr:`ImageSource.pixel_size_um`); None when it
+    """Pixel size in µm recorded in a file (`ImageSource.pixel_size_um`); None when it
     records none or cannot be read."""
     try:
         with ImageSource.open(path) as source:
@@ -230,7 +230,7 @@ def read_pixel_size(path: str | os.PathLike) -> float | None:
 
 
 def read_z_step(path: str | os.PathLike) -> float | None:
-    """Z step in µm recorded in a file (:attr:`ImageSource.z_step_um`); None when not recorded."""
+    """Z step in µm recorded in a file (`ImageSource.z_step_um`); None when not recorded."""
     try:
         with ImageSource.open(path) as source:
             return source.z_step_um
@@ -259,7 +259,7 @@ def _sniff(p: Path) -> str:
 
 
 def _reading(p: Path, read: Callable):
-    """Run a reading step; every failure becomes one :class:`ImageReadError` naming the file."""
+    """Run a reading step; every failure becomes one `ImageReadError` naming the file."""
     try:
         return read()
     except (ImageReadError, ImageContentError):

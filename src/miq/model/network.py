@@ -6,7 +6,7 @@ output does not depend on gain or offset, and ONNX exports carry the normalisati
 They are plain ``torch.nn.Module`` objects built from JSON-serialisable keyword arguments.
 
 This file depends on torch only (it never imports miq): bioimage.io packages ship it verbatim as
-their architecture file (``miq_focus_net.py``; :func:`miq_focus_net` builds the network with
+their architecture file (``miq_focus_net.py``; `miq_focus_net` builds the network with
 miq's patch calibration on its output).
 """
 
@@ -135,7 +135,7 @@ def _separable_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
 
 
 class SeparableFocusNet(_MeanMaxPooledNet):
-    """Deeper speed-oriented classifier at about :class:`Stride4FocusNet`'s ONNX Runtime cost.
+    """Deeper speed-oriented classifier at about `Stride4FocusNet`'s ONNX Runtime cost.
 
     The stride-4 stem (4×4/4 to ``width`` channels, BN + ReLU), then five depthwise-separable
     blocks at 21², 11², 11², 6², 6² px with ``width``, 2·, 2·, 4·, 4·``width`` channels, global
@@ -234,19 +234,19 @@ class _Calibrated:
 
 
 class CalibratedCompactFocusNet(_Calibrated, CompactFocusNet):
-    """:class:`CompactFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
+    """`CompactFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
 
 
 class CalibratedStride4FocusNet(_Calibrated, Stride4FocusNet):
-    """:class:`Stride4FocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
+    """`Stride4FocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
 
 
 class CalibratedSeparableFocusNet(_Calibrated, SeparableFocusNet):
-    """:class:`SeparableFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
+    """`SeparableFocusNet` whose output is miq's calibrated probabilities (B, n_levels)."""
 
 
 class CalibratedYang2018Net(_Calibrated, Yang2018Net):
-    """:class:`Yang2018Net` whose output is miq's calibrated probabilities (B, n_levels)."""
+    """`Yang2018Net` whose output is miq's calibrated probabilities (B, n_levels)."""
 
 
 _CALIBRATED = {
@@ -258,7 +258,7 @@ _CALIBRATED = {
 
 
 def miq_focus_net(architecture: str = "compact", **kwargs) -> nn.Module:
-    """Build a calibrated network by name (a key of :data:`ARCHITECTURES`) from JSON keyword
+    """Build a calibrated network by name (a key of `ARCHITECTURES`) from JSON keyword
     arguments.
 
     ``kwargs``: the architecture's own (``n_levels``, ``patch_size``, ``width`` but for yang2018)
@@ -287,18 +287,18 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 
 def build_network(architecture: str, **kwargs) -> nn.Module:
-    """Build a network by name (a key of :data:`ARCHITECTURES`) from JSON-serialisable
+    """Build a network by name (a key of `ARCHITECTURES`) from JSON-serialisable
     kwargs."""
     return _lookup(ARCHITECTURES, architecture)(**kwargs)
 
 
 def load_network(package) -> nn.Module:
-    """The trained network of a :class:`miq.model.package.ModelPackage`, built from its
+    """The trained network of a `miq.model.package.ModelPackage`, built from its
     architecture and loaded from its sha256-checked ``model.safetensors``, in eval mode.
 
     The one loader of trained weights: the torch GPU path, training (``--init-from``,
     ``--teacher``), ONNX re-export and the bioimage.io export all use it. Raises
-    :class:`miq.errors.ModelError` naming the weights when they do not fit the architecture.
+    `miq.errors.ModelError` naming the weights when they do not fit the architecture.
     """
     from safetensors.torch import load
 

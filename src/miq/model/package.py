@@ -1,6 +1,6 @@
 """A model on disk: ``model.json`` and the weight files it lists, read and checked once.
 
-:class:`ModelPackage` is the one owner of ``model.json``: it resolves a bundled model's name or a
+`ModelPackage` is the one owner of ``model.json``: it resolves a bundled model's name or a
 folder, parses the metadata once, checks every listed weight file against its sha256 (a missing,
 replaced or corrupt file is refused with one line naming it), and exposes what the rest of miq
 needs as typed attributes (levels, optics, calibration, architecture). Nothing else in miq
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
-#: models that ship in the package, by the name ``--model`` and :func:`ModelPackage.open` accept
+#: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
     "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
     "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~2.5x faster
@@ -51,7 +51,7 @@ def apply_patch_calibration(probabilities: np.ndarray, bias, temperature: float)
 
 @dataclass(frozen=True)
 class Calibration:
-    """Post-hoc calibration stored in model.json (see :mod:`miq.calibration`): per-level
+    """Post-hoc calibration stored in model.json (see `miq.calibration`): per-level
     ``class_bias`` (K,), ``patch_temperature`` and ``image_temperature``; ``fitted`` is False
     when the model stores none (identity)."""
 
@@ -86,11 +86,11 @@ class ModelPackage:
     patch_size : patch side in px.
     n_levels : number of defocus levels K.
     um_per_level : µm of defocus per level.
-    levels : :class:`miq.optics.LevelTable`, the defocus (µm) of each level.
-    optics : :class:`miq.optics.Optics` the model was trained for (its ``pixel_size_um`` is the
+    levels : `miq.optics.LevelTable`, the defocus (µm) of each level.
+    optics : `miq.optics.Optics` the model was trained for (its ``pixel_size_um`` is the
         pixel size the levels are defined at).
-    architecture, architecture_kwargs : how :func:`miq.model.network.load_network` builds it.
-    calibration : :class:`Calibration`.
+    architecture, architecture_kwargs : how `miq.model.network.load_network` builds it.
+    calibration : `Calibration`.
     """
 
     def __init__(self, metadata_path: str | os.PathLike) -> None:
@@ -131,7 +131,7 @@ class ModelPackage:
     @classmethod
     def open(cls, model: str | os.PathLike | None = None) -> ModelPackage:
         """The package of a bundled model's name, a folder, ``model.json`` or a weight file
-        beside it; None is the default bundled model. Raises :class:`miq.errors.ModelError`."""
+        beside it; None is the default bundled model. Raises `miq.errors.ModelError`."""
         path = resolve_model_path(model)
         if not path.exists():
             raise ModelError(
@@ -188,7 +188,7 @@ class ModelPackage:
         return json.loads(json.dumps(self._metadata))
 
     def save_calibration(self, entry: dict) -> None:
-        """Store a fitted calibration (see :func:`miq.calibration.calibrate_model`) as the
+        """Store a fitted calibration (see `miq.calibration.calibrate_model`) as the
         ``calibration`` entry of model.json (rewritten atomically)."""
         metadata = self._metadata_copy()
         metadata["calibration"] = entry
@@ -196,7 +196,7 @@ class ModelPackage:
 
     def save_weight_sha256(self, kind: str) -> None:
         """Record the current sha256 of the ``kind`` weight file in model.json (after the file
-        was rewritten, e.g. by :func:`miq.training.export.reexport_onnx`)."""
+        was rewritten, e.g. by `miq.training.export.reexport_onnx`)."""
         metadata = self._metadata_copy()
         weights = self.path.parent / metadata["weights"][kind]["file"]
         metadata["weights"][kind]["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -1,5 +1,5 @@
 """Inference runtime: a trained model in ONNX format run by ONNX Runtime (no torch needed; on a
-GPU, torch runs the same weights when ONNX Runtime has no CUDA provider: :mod:`.torch_runner`).
+GPU, torch runs the same weights when ONNX Runtime has no CUDA provider: `.torch_runner`).
 
 A model is a folder (or its ``model.json``) holding ``model.json`` (metadata) and ``model.onnx``.
 The bundled default model lives in ``miq/model/weights/`` and loads offline.
@@ -22,8 +22,8 @@ __all__ = ["FocusModel", "load_model", "default_model", "BUNDLED_MODEL", "BUNDLE
 class FocusModel:
     """A loaded focus model: ``predict(patches)`` → per-patch level probabilities.
 
-    Built from a :class:`~miq.model.package.ModelPackage` (or anything
-    :meth:`ModelPackage.open` accepts). Attributes: ``package``, ``path`` (model.json),
+    Built from a `miq.model.package.ModelPackage` (or anything
+    `ModelPackage.open` accepts). Attributes: ``package``, ``path`` (model.json),
     ``name``, ``patch_size`` (px), ``n_levels``, ``um_per_level`` (µm of defocus per level),
     ``pixel_size_um`` (µm per px the levels are defined at), ``optics``, ``levels``,
     ``threads``, ``device``.
@@ -149,14 +149,14 @@ def load_model(
     path: str | os.PathLike | None = None, *, threads: int | None = None, device: str = "cpu"
 ) -> FocusModel:
     """Load a model: a folder, ``model.json`` or ``model.onnx`` path, or the name of a bundled
-    model (``"default"``, ``"fast"``: :data:`BUNDLED_MODELS`; a path of that name wins); None is
+    model (``"default"``, ``"fast"``: `BUNDLED_MODELS`; a path of that name wins); None is
     the default bundled model.
 
     ``threads``: inference threads (default: ONNX Runtime's, all cores); ``device``: ``"cpu"`` or
     ``"cuda"`` (a CUDA GPU through onnxruntime-gpu, or else through torch with CUDA; never
     required).
 
-    Raises :class:`miq.errors.ModelError` with the file name if it is missing or not a miq model.
+    Raises `miq.errors.ModelError` with the file name if it is missing or not a miq model.
     """
     return FocusModel(ModelPackage.open(path), threads=threads, device=device)
 

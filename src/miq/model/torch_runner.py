@@ -1,6 +1,6 @@
 """A model's network run by torch: ``--device cuda`` where torch has CUDA but ONNX Runtime has not.
 
-The network is built by :func:`miq.model.network.load_network` from the model package's
+The network is built by `miq.model.network.load_network` from the model package's
 ``model.safetensors`` (checked against the sha256 in model.json): the same weights the ONNX file was exported from, so
 the probabilities agree with ONNX Runtime's to float32 rounding (``tests/test_torch_runner.py``
 checks ≤ 1e-4 for both bundled models). Needs torch and safetensors (the ``train`` extra).

@@ -1,8 +1,8 @@
 """napari plug-in for miq: a dock widget that rates an image layer's focus and overlays the
 patch levels, and a sample defocus series. Needs the ``napari`` extra.
 
-The plug-in is a thin layer over miq's public API (:func:`miq.assess`,
-:func:`miq.best_focus.best_plane`, :func:`miq.render.level_colors`, :func:`miq.tiling.paint`);
+The plug-in is a thin layer over miq's public API (`miq.assess`,
+`miq.best_focus.best_plane`, `miq.render.level_colors`, `miq.tiling.paint`);
 its manifest is ``napari.yaml`` beside this file. Importing this package is cheap: the widget
 module (and magicgui) load on first use of its names.
 """

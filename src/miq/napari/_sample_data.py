@@ -10,7 +10,7 @@ __all__ = ["DEFOCUS_SERIES_UM", "defocus_series", "make_defocus_series"]
 
 
 def make_defocus_series() -> list[tuple[Any, dict[str, Any], str]]:
-    """napari sample-data command: one image layer, the stack of :func:`miq.data.defocus_series`,
+    """napari sample-data command: one image layer, the stack of `miq.data.defocus_series`,
     with pixel size 0.65 µm in Y and X (the Z axis is the plane index; the planes' defocus in µm
     is in the layer's ``defocus_um`` metadata)."""
     return [

@@ -1,16 +1,16 @@
 """The "Focus quality (miq)" dock widget and the Qt-free logic behind it.
 
-Pure functions (no Qt needed; they work with :class:`napari.components.ViewerModel`):
+Pure functions (no Qt needed; they work with `napari.components.ViewerModel`):
 
-* :func:`rate_layer_data` — an image array in, per-plane :class:`miq.ImageAssessment` objects,
+* `rate_layer_data` — an image array in, per-plane `miq.ImageAssessment` objects,
   the best plane (miq's best-plane rule) and an RGBA overlay array out.
-* :func:`overlay_rgba` — one assessment → per-pixel RGBA overlay.
-* :func:`summary_text` — the text the widget's label shows.
-* :func:`current_plane_index`, :func:`show_results` — read the viewer's position in a layer, add
+* `overlay_rgba` — one assessment → per-pixel RGBA overlay.
+* `summary_text` — the text the widget's label shows.
+* `current_plane_index`, `show_results` — read the viewer's position in a layer, add
   the overlay layer and move the viewer to the best plane.
 
 Overlay: an **Image layer, RGBA uint8 per pixel** (not a Labels layer). Each pixel gets the colour
-of its patch's most probable level from :func:`miq.render.level_colors` (level 0 red … 10 blue,
+of its patch's most probable level from `miq.render.level_colors` (level 0 red … 10 blue,
 as in miq's overlay PNGs) and an alpha of 255 × the patch certainty (0 for invalid, constant
 patches), so uncertain patches fade out, as their borders darken in miq's PNG overlays. The layer
 is drawn with ``translucent`` blending at layer opacity 1 over the source image (patch
@@ -52,9 +52,9 @@ OVERLAY_OPACITY = 1.0
 def overlay_rgba(assessment: ImageAssessment) -> np.ndarray:
     """Per-pixel RGBA overlay of one assessment: (H, W, 4) uint8, H × W = the rated image.
 
-    RGB = :func:`miq.render.level_colors` of the patch's level; A = round(255 × patch
+    RGB = `miq.render.level_colors` of the patch's level; A = round(255 × patch
     certainty), 0 where the patch is invalid. Pixels covered by two patches (the shifted last
-    row/column) take the later patch, as :func:`miq.tiling.paint` does.
+    row/column) take the later patch, as `miq.tiling.paint` does.
     """
     from miq.render import level_colors
     from miq.tiling import paint
@@ -93,19 +93,19 @@ def rate_layer_data(
     *,
     options: AssessOptions | None = None,
 ) -> dict[str, Any]:
-    """Rate a layer's image data with :func:`miq.assess`; no Qt involved.
+    """Rate a layer's image data with `miq.assess`; no Qt involved.
 
     Parameters
     ----------
     data : (..., H, W) array-like (numpy, dask, zarr), grayscale; the last two axes are Y, X in
         px (H, W ≥ 84). Leading axes are planes (e.g. Z, or T, Z).
-    model : a :class:`miq.FocusModel`; default the bundled one (cached).
+    model : a `miq.FocusModel`; default the bundled one (cached).
     plane_mode : ``"current"`` rates the plane at ``plane_index``; ``"all"`` rates every plane
         along axis −3 (the stack axis), the other leading axes fixed at ``plane_index``. For 2D
         data both rate the one image.
     plane_index : data index of the plane on the leading axes, length ``data.ndim − 2``
         (missing axes count as 0).
-    options : :class:`miq.AssessOptions` (in-focus rule, pixel size); default miq's.
+    options : `miq.AssessOptions` (in-focus rule, pixel size); default miq's.
 
     Returns
     -------
@@ -115,15 +115,15 @@ def rate_layer_data(
     * ``planes``: one dict per rated plane: ``index`` (its leading data index), ``level``,
       ``level_mean``, ``defocus_um`` (µm), ``certainty``, ``p_in_focus``, ``in_focus``,
       ``n_patches``;
-    * ``assessments``: the :class:`miq.ImageAssessment` of each plane;
+    * ``assessments``: the `miq.ImageAssessment` of each plane;
     * ``best``: position in ``planes`` of the best plane by
-      :func:`miq.best_focus.best_plane` (model level plateau refined by the same fine measure
+      `miq.best_focus.best_plane` (model level plateau refined by the same fine measure
       as ``miq best-focus``), ``None`` unless ``mode == "all"``; ``best_index`` its data index;
       ``rule``: which step of the rule decided;
-    * ``overlay``: RGBA uint8 of :func:`overlay_rgba`, shape ``offset``-aligned with the data:
+    * ``overlay``: RGBA uint8 of `overlay_rgba`, shape ``offset``-aligned with the data:
       (1, …, 1, H, W, 4) for one plane, (1, …, 1, Z, H, W, 4) for all planes, with
       ``data.ndim + 1`` axes; ``offset``: the leading data index (length ``data.ndim − 2``) of
-      the overlay's first pixel, for placing it over the source (see :func:`show_results`).
+      the overlay's first pixel, for placing it over the source (see `show_results`).
     """
     from miq.assessment import AssessOptions, assess
     from miq.best_focus import focus_curve
@@ -280,7 +280,7 @@ class FocusQualityWidget(Container):
     Parameters
     ----------
     viewer : the napari viewer (injected by napari).
-    model : a :class:`miq.FocusModel`; default the bundled model, loaded on the first run.
+    model : a `miq.FocusModel`; default the bundled model, loaded on the first run.
     threads : inference threads for the default model (None: ONNX Runtime's default).
     """
 

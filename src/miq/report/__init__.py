@@ -51,7 +51,7 @@ def write_report(
         folder beside it.
     montage_size : planes in each montage (most and least in focus).
 
-    Returns the path of the HTML file. Raises :class:`MiqError` for a folder that is not a run.
+    Returns the path of the HTML file. Raises `MiqError` for a folder that is not a run.
     """
     data = load_run(run_dir)
     html_path = Path(output) if output else data.run_dir / "report.html"

@@ -264,7 +264,7 @@ def _montage_png(thumbs: list, captions: list[str], path: Path, columns: int = 4
 
 def montage(data: RunData, rows: list[dict], png_path: Path, pictures: dict[tuple, object]) -> str:
     """Montage PNG of the rows' thumbnails (overlays, else the planes of ``pictures``, see
-    :func:`input_pictures`); returns the HTML grid of the same thumbnails."""
+    `input_pictures`); returns the HTML grid of the same thumbnails."""
     thumbs, captions = [], []
     for row in rows:
         thumb = _thumbnail(data, row, pictures)

@@ -1,12 +1,12 @@
 """Files to result folders: one file job, the predict run (journal, ``run.json``, tables, masks,
 overlays), best-focus, measure, and where jobs run (this process, local processes, Dask).
 
-* :mod:`.file_job`: one input file opened once, rated, its outputs and rows (:func:`assess_file`);
-* :mod:`.predict`: :func:`predict_files`, the whole run and its output folder;
-* :mod:`.journal`, :mod:`.tables`, :mod:`.outputs`: the resume journal, ``results.csv`` rows,
+* `.file_job`: one input file opened once, rated, its outputs and rows (`assess_file`);
+* `.predict`: `predict_files`, the whole run and its output folder;
+* `.journal`, `.tables`, `.outputs`: the resume journal, ``results.csv`` rows,
   masks and overlays;
-* :mod:`.workers`: where file jobs run;
-* :mod:`.best_focus`: :func:`best_focus_files`; :mod:`.measure`: :func:`measure_files`.
+* `.workers`: where file jobs run;
+* `.best_focus`: `best_focus_files`; `.measure`: `measure_files`.
 """
 
 from .best_focus import FocusCurve, best_focus_files, focus_curves

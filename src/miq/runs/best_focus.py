@@ -1,6 +1,6 @@
 """A best-focus run: stacks (multi-plane files, or folders of single-plane files) in, the best
 plane of each stack and channel out (``best_focus.csv``, ``curves.csv``, ``curves/*.png``,
-``best/*.tif``). The rule is :func:`miq.best_focus.best_plane`."""
+``best/*.tif``). The rule is `miq.best_focus.best_plane`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class FocusCurve:
 
     ``z`` plane indices, ``files`` the file of each plane, ``level_mean`` and ``certainty`` from
     the model, ``fine`` the fine measure's value (its own units), ``best`` an index into these
-    arrays, ``rule`` which step of :func:`best_plane` decided.
+    arrays, ``rule`` which step of `best_plane` decided.
     """
 
     stack: str

@@ -1,8 +1,8 @@
 """One input file of a predict run: open it once, rate its planes, write its masks and overlays,
 and build its ``results.csv`` rows.
 
-:func:`assess_file` rates a file's planes; :func:`rate_file` does everything a run needs for one
-:class:`FileJob` and never raises for a bad input or an unwritable output.
+`assess_file` rates a file's planes; `rate_file` does everything a run needs for one
+`FileJob` and never raises for a bad input or an unwritable output.
 """
 
 from __future__ import annotations
@@ -86,13 +86,13 @@ def assess_file(
 ) -> list[PlaneResult]:
     """Assess every plane of an image file (or those ``select`` picks).
 
-    ``path`` may be an open :class:`miq.io.ImageSource` (then it is used, not reopened, and left
+    ``path`` may be an open `miq.io.ImageSource` (then it is used, not reopened, and left
     open). A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane
     that cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
     When ``options.pixel_size_um`` is None and the file records a pixel size (OME or ImageJ
     calibration) that differs from the model's: with ``rescale`` the planes are resampled to the
     model's pixel size; otherwise ``on_warning`` gets one line saying so. Planes larger than
-    :data:`miq.large.LARGE_PLANE_PIXELS` are read and rated in bands.
+    `miq.large.LARGE_PLANE_PIXELS` are read and rated in bands.
     """
     from ..model.runtime import default_model
 
@@ -171,7 +171,7 @@ def _rate_planes(
     rate: Callable[[object, str], ImageAssessment],
     keep_image: bool = False,
 ) -> list[PlaneResult]:
-    """Rate the selected planes (:class:`miq.io.Plane` or :class:`miq.io.lazy.LazyPlane`) of one
+    """Rate the selected planes (`miq.io.Plane` or `miq.io.lazy.LazyPlane`) of one
     file with ``rate(plane, label)``; a plane that cannot be rated gets a result with ``error``."""
     if select is not None:
         planes = [p for p in planes if select.wants(p)]
@@ -247,7 +247,7 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
     """Rate every (selected) plane of one file, write its masks and overlays, build its rows.
 
     Never raises for a bad input or an unwritable output: they become errors of the outcome.
-    ``preread``: the file :func:`read_ahead` opened for this job (closed here), or the error it
+    ``preread``: the file `read_ahead` opened for this job (closed here), or the error it
     met. The file is opened once: ratings, pixel size and plate position all come from it.
     """
     warnings: list[str] = []

@@ -20,7 +20,7 @@ def measure_files(
 ) -> tuple[Path, int]:
     """Classical focus measures of every plane of every file → ``out_dir/measures.csv``.
 
-    Columns: ``file, t, c, z``, one per measure of :data:`miq.measures.MEASURES`, ``error``.
+    Columns: ``file, t, c, z``, one per measure of `miq.measures.MEASURES`, ``error``.
     Returns the CSV path and the number of failed files or planes.
     """
     from ..io import check_plane

@@ -44,7 +44,7 @@ def write_overlay(
     out_dir: Path, stem: str, image: np.ndarray, a: ImageAssessment, title: str, downsample: int = 1
 ) -> str:
     """Write ``overlays/{stem}.png``; returns that path relative to ``out_dir`` (POSIX form).
-    ``image`` may be the plane subsampled by ``downsample`` (see :func:`miq.render.overlay_image`)."""
+    ``image`` may be the plane subsampled by ``downsample`` (see `miq.render.overlay_image`)."""
     from ..render import overlay_image
 
     picture = overlay_image(image, a, title=title, downsample=downsample)

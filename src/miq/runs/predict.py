@@ -70,15 +70,15 @@ def predict_files(
     is recorded in ``out_dir/.miq-progress.jsonl`` as it completes, so a killed run restarted
     with ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows
     in input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless
-    ``resume`` or ``overwrite`` is given (raises :class:`miq.errors.OutputError`). Wells and
-    sites come from OME plate metadata or file names (:func:`miq.plates.plate_position`; with
+    ``resume`` or ``overwrite`` is given (raises `miq.errors.OutputError`). Wells and
+    sites come from OME plate metadata or file names (`miq.plates.plate_position`; with
     ``well_pattern``, from names only); when any file has a well, ``wells.csv`` gets one row per
     well.
 
     ``workers`` > 1 rates files in that many local processes (one inference thread each unless
     the model was loaded with more); ``scheduler`` (a Dask distributed scheduler address such as
     ``tcp://host:8786``, or a ``distributed.Client``) sends them to a cluster whose workers see
-    the same files and output folder. See :mod:`miq.runs.workers`. ``read_ahead`` (one process):
+    the same files and output folder. See `miq.runs.workers`. ``read_ahead`` (one process):
     read the next file in a thread while the current one is rated.
     """
     from tqdm import tqdm

@@ -34,7 +34,7 @@ def csv_columns(n_levels: int) -> list[str]:
 
 
 def result_row(result, n_levels: int, position: WellSite | None = None) -> dict:
-    """The ``results.csv`` row of a :class:`miq.runs.file_job.PlaneResult`."""
+    """The ``results.csv`` row of a `miq.runs.file_job.PlaneResult`."""
     row = {col: "" for col in csv_columns(n_levels)}
     row.update(
         file=result.file,

@@ -75,7 +75,7 @@ def rate_in_worker(job: FileJob, spec: ModelSpec) -> FileOutcome:
 
 
 def _rate_or_fail(job: FileJob, model, preread=None) -> FileOutcome:
-    """:func:`rate_file`, with any unexpected exception (a bug, a resource failure) turned into
+    """`rate_file`, with any unexpected exception (a bug, a resource failure) turned into
     an error outcome for this file, so that it never ends the run."""
     try:
         return rate_file(job, model, preread)

@@ -28,7 +28,7 @@ def ranked_probability_score(logits: torch.Tensor, labels: torch.Tensor) -> torc
 
 def soft_ranked_probability_score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean RPS against a target distribution (B, K), e.g. a teacher network's probabilities
-    (distillation); with one-hot targets it is :func:`ranked_probability_score`."""
+    (distillation); with one-hot targets it is `ranked_probability_score`."""
     return _rps_of_probabilities(torch.softmax(logits, dim=1), target)
 
 
@@ -41,7 +41,7 @@ def image_distributions(
     logits: torch.Tensor, group_size: int, temperature: float = 1.0
 ) -> torch.Tensor:
     """Whole-image level distributions (G, K), each aggregated from ``group_size`` consecutive
-    patches of ``logits`` (B, K) as :func:`miq.assessment.aggregate` does at inference: the
+    patches of ``logits`` (B, K) as `miq.assessment.aggregate` does at inference: the
     patches' probabilities weighted by their certainty 1 − H(p)/ln K (differentiable through the
     weights too), then p ← p^(1/``temperature``) renormalised (an image temperature; < 1
     sharpens)."""
@@ -58,7 +58,7 @@ def image_distributions(
 def image_log_loss(
     logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
 ) -> torch.Tensor:
-    """Mean negative log-likelihood of the true level under :func:`image_distributions`
+    """Mean negative log-likelihood of the true level under `image_distributions`
     (the quantity a fitted image temperature minimises). labels : (B,), one level per group."""
     image = image_distributions(logits, group_size, temperature)
     truth = labels[::group_size]
@@ -68,7 +68,7 @@ def image_log_loss(
 def image_ranked_probability_score(
     logits: torch.Tensor, labels: torch.Tensor, group_size: int, temperature: float = 1.0
 ) -> torch.Tensor:
-    """Mean RPS of the whole-image distributions of :func:`image_distributions`.
+    """Mean RPS of the whole-image distributions of `image_distributions`.
 
     logits : (B, K), B a multiple of ``group_size``; labels : (B,) int64, one level per group.
     """
@@ -81,8 +81,8 @@ def image_distillation_loss(
     logits: torch.Tensor, teacher_image: torch.Tensor, group_size: int, temperature: float = 1.0
 ) -> torch.Tensor:
     """Mean cross-entropy −Σₖ q_teacher(k) · log q(k) of the whole-image distributions q of
-    :func:`image_distributions` against a teacher's whole-image distributions (G, K), e.g. a
+    `image_distributions` against a teacher's whole-image distributions (G, K), e.g. a
     calibrated model's (its KL divergence up to a constant). With one-hot teacher distributions
-    it is :func:`image_log_loss`."""
+    it is `image_log_loss`."""
     image = image_distributions(logits, group_size, temperature)
     return -(teacher_image * torch.log(image.clamp_min(1e-12))).sum(dim=1).mean()

@@ -129,7 +129,7 @@ def _calibrated_image_distributions(
     logits: torch.Tensor, group_size: int, calibration: tuple[torch.Tensor, float, float]
 ) -> torch.Tensor:
     """Whole-image distributions (G, K) of groups of ``group_size`` patches' ``logits`` (B, K) as
-    ``miq predict`` computes them with a stored calibration (:func:`_stored_calibration`): patch
+    ``miq predict`` computes them with a stored calibration (`_stored_calibration`): patch
     bias and temperature, certainty-weighted mean, image temperature."""
     bias, patch_temperature, image_temperature = calibration
     calibrated = (torch.log_softmax(logits, dim=1) + bias) / patch_temperature
