@@ -3,7 +3,8 @@
 * `.source`: `ImageSource`, one input file opened once (planes, lazy bands, pixel
   size, z step, OME-XML), and the one-call helpers `read_planes`, `read_pixel_size`,
   `read_z_step`;
-* `.planes`: `Plane` and the checks and intensity maps of a plane in memory;
+* `.planes`: `Plane` and the checks and intensity maps of a plane in memory; axis orders
+  given by users (`parse_axes`) and the hint at a likely axis mix-up (`axis_hint`);
 * `.lazy`: planes read on demand, for planes too large to load;
 * `.discover`: inputs (files, folders, globs, OME-Zarr plates) to a file list, output names;
 * `.write`: atomic writes and CSV tables.
@@ -17,7 +18,7 @@ from .discover import (
     zarr_attributes,
     zarr_plate_fields,
 )
-from .planes import Plane, check_plane, to_unit_range, unit_map
+from .planes import Plane, axis_hint, check_plane, parse_axes, to_unit_range, unit_map
 from .source import ImageSource, read_pixel_size, read_planes, read_z_step
 from .write import atomic_write, umask, write_rows_csv
 
@@ -26,6 +27,8 @@ __all__ = [
     "Plane",
     "read_planes",
     "check_plane",
+    "parse_axes",
+    "axis_hint",
     "to_unit_range",
     "unit_map",
     "find_images",

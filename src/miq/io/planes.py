@@ -10,7 +10,21 @@ import numpy as np
 
 from ..errors import ImageContentError
 
-__all__ = ["Plane", "check_plane", "to_unit_range", "unit_map", "split_planes"]
+__all__ = [
+    "Plane",
+    "AXIS_LETTERS",
+    "axis_hint",
+    "check_plane",
+    "fit_axes",
+    "parse_axes",
+    "samples_as_planes",
+    "to_unit_range",
+    "unit_map",
+    "split_planes",
+]
+
+AXIS_LETTERS = "TZCYXS"
+"""Letters of an axis order a user may give: time, z, channel, rows, columns, colour samples."""
 
 
 @dataclass(frozen=True)
@@ -40,11 +54,123 @@ def _float32_safe(arr: np.ndarray) -> np.ndarray:
     return arr * 2.0 ** -np.round(np.log2(peak))
 
 
+def parse_axes(axes: str) -> str:
+    """An axis order given by a user (e.g. ``"YXZ"``, ``"CZYX"``), upper-cased and checked.
+
+    Raises
+    ------
+    ValueError : (one line, naming no file) letters other than T, Z, C, Y, X, S, a letter
+        given twice, or Y or X missing.
+    """
+    given = str(axes).strip().upper()
+    bad = "".join(sorted({a for a in given if a not in AXIS_LETTERS}))
+    if bad or not given:
+        what = f"unknown letters {bad!r}" if bad else "no letters"
+        raise ValueError(
+            f"axes {axes!r}: {what}; use T (time), Z, C (channel), Y, X, S (colour samples), "
+            "e.g. ZYX or YXZ"
+        )
+    twice = sorted({a for a in given if given.count(a) > 1})
+    if twice:
+        raise ValueError(f"axes {axes!r}: {', '.join(twice)} given twice; name each axis once")
+    if "Y" not in given or "X" not in given:
+        raise ValueError(f"axes {axes!r}: Y and X (the rows and columns of a plane) are needed")
+    return given
+
+
+def fit_axes(axes: str, shape: tuple[int, ...], path: Path | str) -> str:
+    """``axes`` checked by `parse_axes` and against an image's ``shape`` (one letter per
+    dimension); `ImageContentError` (one line naming ``path``) otherwise."""
+    try:
+        given = parse_axes(axes)
+    except ValueError as exc:
+        raise ImageContentError(f"{path}: {exc}") from None
+    if len(given) != len(shape):
+        dims = "×".join(str(int(n)) for n in shape)
+        raise ImageContentError(
+            f"{path}: axes {given!r} name {len(given)} dimensions but the image has "
+            f"{len(shape)} ({dims}); give one letter per dimension"
+        )
+    return given
+
+
+def samples_as_planes(axes: str, photometric: int, itemsize: int, ome: bool = False) -> str:
+    """A TIFF's axes (as tifffile reports them) with samples (S) that are not colours renamed
+    to an unnamed plane axis (Q, read as z or time): samples of a grey image (``photometric``
+    0 or 1, min-is-white/black), and planar (samples-first) samples of data other than 8-bit
+    outside OME-TIFF, which is how tifffile stores an array of shape (3 or 4, Y, X) written
+    without ``photometric`` (as RGB, deprecated), e.g. a 3-plane uint16 z-stack. Other samples
+    (e.g. 8-bit RGB, samples last) stay colours."""
+    if "S" not in axes or "Y" not in axes:
+        return axes
+    planar = axes.index("S") < axes.index("Y") and not ome  # OME declares its samples
+    if photometric in (0, 1) or (planar and itemsize > 1):
+        return axes.replace("S", "Q")
+    return axes
+
+
+def axis_hint(shape: tuple[int, ...], axes: str, min_side: int = 84) -> str | None:
+    """A likely axis mix-up, as a hint for the user, or None when nothing looks wrong.
+
+    When the planes (Y × X) of an image of ``shape`` with (tifffile-style) ``axes`` are smaller
+    than ``min_side`` on a side but two other dimensions are at least ``min_side``, e.g. a
+    Z-last stack (512, 512, 40) read as ``"QYX"`` (512 planes of 512 × 40): the axis order
+    that makes those two dimensions Y and X, e.g. ``"last axis has 40 planes: is Z last? use
+    --axes YXZ"``.
+    """
+    shape = tuple(int(n) for n in shape)
+    n = len(shape)
+    if n < 3:
+        return None
+    axes = str(axes).upper()
+    if len(axes) != n or "Y" not in axes or "X" not in axes:
+        axes = "Q" * (n - 2) + "YX"
+    if shape[axes.index("Y")] >= min_side and shape[axes.index("X")] >= min_side:
+        return None
+    big = [i for i, size in enumerate(shape) if size >= min_side]
+    if len(big) < 2:
+        return None  # the image really is small
+    new: list[str | None] = [None] * n
+    new[big[-2]], new[big[-1]] = "Y", "X"
+    used = {"Y", "X"}
+    for i, a in enumerate(axes):  # named stack axes keep their letters
+        if new[i] is None and a in "TZCS" and a not in used:
+            new[i] = a
+            used.add(a)
+    for i in range(n):
+        if new[i] is None:
+            free = next((a for a in "ZTC" if a not in used), None)
+            if free is None:
+                return None
+            new[i] = free
+            used.add(free)
+    suggestion = "".join(a for a in new if a is not None)
+    moved = next(i for i in range(n) if axes[i] in "YX" and new[i] not in ("Y", "X"))
+    letter = new[moved]
+    noun = {"Z": "planes", "T": "time points", "C": "channels", "S": "samples"}[letter]
+    if moved == n - 1:
+        where, question = "last axis", f"is {letter} last?"
+    elif moved == 0:
+        where, question = "first axis", f"is {letter} first?"
+    else:
+        where, question = f"axis {moved + 1} of {n}", f"is it {letter}?"
+    return f"{where} has {shape[moved]} {noun}: {question} use --axes {suggestion}"
+
+
 def split_planes(
-    arr: np.ndarray, axes: str, path: Path, native_integers: bool = False
+    arr: np.ndarray,
+    axes: str,
+    path: Path,
+    native_integers: bool = False,
+    *,
+    samples_as_channels: bool = False,
 ) -> list[Plane]:
-    """Split an array with tifffile-style axes into 2D planes indexed by (c, z): float32, or
-    8/16-bit integers left as they are with ``native_integers``."""
+    """Split an array with tifffile-style axes into 2D planes indexed by (t, c, z): float32, or
+    8/16-bit integers left as they are with ``native_integers``.
+
+    Colour samples (an S axis of more than one sample: RGB, RGBA) are refused unless
+    ``samples_as_channels``, which rates each sample as a channel (c = sample index; refused
+    when the image also has a channel axis of more than one channel)."""
     if arr.dtype.kind == "c":
         raise ImageContentError(f"{path}: complex-valued image ({arr.dtype}); give a real image")
     if arr.dtype.kind not in "biuf":
@@ -53,10 +179,16 @@ def split_planes(
     if len(axes) != arr.ndim:
         axes = "Q" * (arr.ndim - 2) + "YX"
     if "S" in axes and arr.shape[axes.index("S")] > 1:
-        raise ImageContentError(
-            f"{path}: RGB/colour image ({arr.shape[axes.index('S')]} samples per pixel); "
-            "miq rates single-channel fluorescence: split the channels first"
-        )
+        samples = arr.shape[axes.index("S")]
+        channels = arr.shape[axes.index("C")] if "C" in axes else 1
+        if not samples_as_channels:
+            raise ImageContentError(_colour_refusal(path, axes, samples))
+        if channels > 1:
+            raise ImageContentError(
+                f"{path}: {channels} channels with {samples} colour samples each; colours are "
+                "rated as channels only in a file without a channel axis"
+            )
+        axes = axes.replace("C", "Q").replace("S", "C")  # a single channel: dropped below
     if "Y" not in axes or "X" not in axes:
         raise ImageContentError(f"{path}: no Y/X axes in {axes!r}")
     # Move Y, X last; the other axes are channel (C), z (Z) or time (T); an unnamed axis
@@ -92,6 +224,20 @@ def split_planes(
         c, z, t = (int(index[role[r]]) if r in role else 0 for r in ("c", "z", "t"))
         planes.append(Plane(flat[flat_index].astype(dtype, copy=False), c=c, z=z, t=t))
     return planes
+
+
+def _colour_refusal(path: Path, axes: str, samples: int) -> str:
+    """The one-line refusal of a colour image, saying how to rate it anyway."""
+    hint = ""
+    if "Z" not in axes and axes.index("S") < axes.index("Y"):
+        planes = axes.replace("S", "Z")
+        if all(a in AXIS_LETTERS for a in planes):
+            hint = f"; if they are z-planes, not colours, use --axes {planes}"
+    return (
+        f"{path}: RGB/colour image ({samples} samples per pixel{hint}); miq rates "
+        "single-channel fluorescence; rate one colour with --channel N (e.g. --channel 1 for "
+        "green)"
+    )
 
 
 def check_plane(plane: np.ndarray, name: str, min_side: int) -> tuple[float, float]:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ImageContentError, ImageReadError, MiqError
 from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
 from .lazy import LazyPlane, split_lazy_planes, tiff_lazy_array
-from .planes import Plane, split_planes
+from .planes import Plane, axis_hint, fit_axes, parse_axes, samples_as_planes, split_planes
 
 __all__ = ["ImageSource", "read_planes", "read_pixel_size", "read_z_step"]
 
@@ -49,38 +49,79 @@ class ImageSource:
     ----------
     path : the file (or OME-Zarr folder).
     kind : ``"tiff"``, ``"pillow"``, ``"zarr"`` or ``"bioio"`` (the reader chosen by content).
+    axes_given : the axis order given at `open` (upper case), or None: the reader's.
+    samples_as_channels : the default of `planes`' ``samples_as_channels``, given at `open`.
     """
 
-    def __init__(self, path: Path, kind: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kind: str,
+        axes: str | None = None,
+        samples_as_channels: bool = False,
+    ) -> None:
         self.path, self.kind = path, kind
+        self.axes_given, self.samples_as_channels = axes, samples_as_channels
         self._tiff = None  # tifffile.TiffFile, kept open
         self._bioimage = None  # bioio.BioImage
-        self._planes: dict[bool, list[Plane] | MiqError] = {}  # or the error reading them
+        self._pillow: tuple[np.ndarray, str] | None = None  # a PNG/JPEG/BMP read whole
+        # planes per (native_integers, samples_as_channels), or the error reading them
+        self._planes: dict[tuple[bool, bool], list[Plane] | MiqError] = {}
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> ImageSource:
+    def open(
+        cls,
+        path: str | os.PathLike,
+        axes: str | None = None,
+        *,
+        samples_as_channels: bool = False,
+    ) -> ImageSource:
         """Open an image file, its reader chosen by its content.
+
+        Parameters
+        ----------
+        path : image file or OME-Zarr folder.
+        axes : the file's axis order, one letter per dimension from T, Z, C, Y, X, S (e.g.
+            ``"YXZ"`` for a stack stored Z last, ``"ZYX"``, ``"CZYX"``, ``"TYX"``, ``"YXS"``),
+            replacing the axes the reader reports (for TIFF, those of tifffile's first series,
+            singleton dimensions squeezed). None: the reader's.
+        samples_as_channels : the default of `planes`' ``samples_as_channels``: rate the colour
+            samples of an RGB image as channels.
 
         Raises
         ------
         ImageReadError : missing, unreadable, empty or corrupt file, not an image, or an OME-Zarr
             plate (whose fields `miq.io.find_images` lists).
+        ImageContentError : ``axes`` with unknown or repeated letters, without Y and X, or
+            not one letter per dimension of the image.
         """
         p = Path(path)
+        if axes is not None:
+            try:
+                axes = parse_axes(axes)
+            except ValueError as exc:
+                raise ImageContentError(f"{p}: {exc}") from None
         if is_zarr(p):
             if zarr_plate_fields(p) is not None:
                 raise ImageReadError(
                     f"{p}: an OME-Zarr plate; give it to find_images to get its fields"
                 )
-            source = cls(p, "zarr")
+            kind = "zarr"
         else:
-            source = cls(p, _sniff(p))
+            kind = _sniff(p)
+        source = cls(p, kind, axes, samples_as_channels)
         if source.kind == "tiff":
             import tifffile
 
             source._tiff = _reading(p, lambda: tifffile.TiffFile(p))
         elif source.kind in ("zarr", "bioio"):
             source._bioimage = _reading(p, lambda: _bioimage(p, zarr=source.kind == "zarr"))
+        if axes is not None:
+            try:
+                source.layout()  # checks the axes against the image's dimensions
+            except BaseException:
+                source.close()
+                raise
         return source
 
     def __enter__(self) -> ImageSource:
@@ -94,54 +135,103 @@ class ImageSource:
         if self._tiff is not None:
             self._tiff.close()
             self._tiff = None
+        self._pillow = None
         self._planes.clear()
 
     @property
     def name(self) -> str:
         return os.fspath(self.path)
 
-    def planes(self, *, native_integers: bool = False) -> list[Plane]:
+    def planes(
+        self, *, native_integers: bool = False, samples_as_channels: bool | None = None
+    ) -> list[Plane]:
         """Every 2D plane of the file, with its (t, c, z) indices, in storage order.
 
         float32 (Y, X) in the file's units, or with ``native_integers`` 8- and 16-bit integer
-        planes in their own dtype (no copy; rating maps every plane to [0, 1] itself). Read once
-        per ``native_integers`` and kept until `close`.
+        planes in their own dtype (no copy; rating maps every plane to [0, 1] itself). With
+        ``samples_as_channels`` (None: as given at `open`), the colour samples of an RGB(A)
+        image are its channels (c = 0, 1, 2 for red, green, blue); otherwise colour images are
+        refused. Read once per combination of the two and kept until `close`.
 
         Raises
         ------
         ImageReadError : corrupt or unreadable data.
         ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
         """
-        if native_integers not in self._planes:
+        key = self._planes_key(native_integers, samples_as_channels)
+        if key not in self._planes:
             try:
-                array, axes = _reading(self.path, self._read_array)
-                self._planes[native_integers] = split_planes(
-                    np.asarray(array), axes, self.path, native_integers
+                array, axes = _reading(self.path, self._array_and_axes)
+                self._planes[key] = split_planes(
+                    np.asarray(array), axes, self.path, native_integers, samples_as_channels=key[1]
                 )
             except MiqError as exc:  # kept: asking again does not read the file again
-                self._planes[native_integers] = exc
-        found = self._planes[native_integers]
+                self._planes[key] = exc
+        found = self._planes[key]
         if isinstance(found, MiqError):
             raise found
         return found
 
-    def has_planes(self, *, native_integers: bool = False) -> bool:
+    def has_planes(
+        self, *, native_integers: bool = False, samples_as_channels: bool | None = None
+    ) -> bool:
         """True when `planes` has already read the planes, or failed to (e.g. ahead of
         rating)."""
-        return native_integers in self._planes
+        return self._planes_key(native_integers, samples_as_channels) in self._planes
+
+    def _planes_key(
+        self, native_integers: bool, samples_as_channels: bool | None
+    ) -> tuple[bool, bool]:
+        if samples_as_channels is None:
+            samples_as_channels = self.samples_as_channels
+        return bool(native_integers), bool(samples_as_channels)
 
     def lazy_planes(self) -> list[LazyPlane] | None:
         """The planes as windows read on demand (same order and indices as `planes`), or
-        None when the file cannot be read lazily (e.g. PNG, RGB, unusual axes)."""
+        None when the file cannot be read lazily (e.g. PNG, RGB, unusual axes, or axes given at
+        `open` whose last two are not Y, X: then `planes` reads the file)."""
         try:
             if self._tiff is not None:
                 found = tiff_lazy_array(self._tiff, self.path)
-                return None if found is None else split_lazy_planes(*found)
+                if found is None:
+                    return None
+                array, _ = found
+                axes = self.layout()[1]
+                return split_lazy_planes(array, axes) if len(axes) == len(array.shape) else None
             if self._bioimage is not None:
-                return split_lazy_planes(self._bioimage.dask_data, self._bioimage.dims.order)
+                array = self._bioimage.dask_data
+                axes = self.axes_given or self._bioimage.dims.order
+                return split_lazy_planes(array, axes) if len(axes) == len(array.shape) else None
         except Exception:  # no lazily readable series: planes() reports the problem
             return None
         return None
+
+    def layout(self) -> tuple[tuple[int, ...], str]:
+        """(shape, axes) of the image as its planes are split: the reader's shape (tifffile's
+        first series, bioio's dims; PNG/JPEG/BMP read whole) with the axes given at `open`, or
+        else the reader's (a TIFF's planar samples of integer or float data other than 8-bit,
+        or samples of a grey image, are planes, not colours). No pixel data read for TIFF.
+
+        Raises
+        ------
+        ImageReadError : unreadable file.
+        ImageContentError : the axes given at `open` do not fit the shape.
+        """
+        shape, axes = _reading(self.path, self._reader_layout)
+        if self.axes_given is not None:
+            axes = fit_axes(self.axes_given, shape, self.path)
+        return shape, axes
+
+    def axis_hint(self, min_side: int = 84) -> str | None:
+        """A likely axis mix-up (see `miq.io.planes.axis_hint`), e.g. ``"last axis has 40
+        planes: is Z last? use --axes YXZ"`` for a Z-last stack read as 512 planes of 512 × 40,
+        or None when the planes are at least ``min_side`` a side, or nothing fits better, or the
+        file cannot be read. To add to the errors of planes smaller than one patch."""
+        try:
+            shape, axes = self.layout()
+        except MiqError:
+            return None
+        return axis_hint(shape, axes, min_side)
 
     def largest_plane_pixels(self) -> int:
         """Pixels of one plane as the file declares it (0 when it cannot be read lazily)."""
@@ -185,25 +275,57 @@ class ImageSource:
             return None, None
         return None, None
 
-    def _read_array(self) -> tuple[np.ndarray, str]:
+    def _reader_layout(self) -> tuple[tuple[int, ...], str]:
         if self._tiff is not None:
             series = self._tiff.series[0]
-            return series.asarray(), series.axes
+            return tuple(int(n) for n in series.shape), _tiff_axes(self._tiff)
         if self._bioimage is not None:
-            return np.asarray(self._bioimage.data), self._bioimage.dims.order
-        return _read_pillow(self.path)
+            dims = self._bioimage.dims
+            return tuple(int(n) for n in dims.shape), dims.order
+        array, axes = self._read_pillow()
+        return array.shape, axes
+
+    def _array_and_axes(self) -> tuple[np.ndarray, str]:
+        """The pixel data and the axes to split them by."""
+        shape, axes = self.layout()
+        if self._tiff is not None:
+            array = self._tiff.series[0].asarray()
+        elif self._bioimage is not None:
+            array = np.asarray(self._bioimage.data)
+        else:
+            array = self._read_pillow()[0]
+        if self.axes_given is not None and array.shape != shape:
+            raise ImageContentError(
+                f"{self.path}: image data of shape {array.shape} where {shape} was declared"
+            )
+        return array, axes
+
+    def _read_pillow(self) -> tuple[np.ndarray, str]:
+        if self._pillow is None:
+            self._pillow = _read_pillow(self.path)
+        return self._pillow
 
     def __repr__(self) -> str:
         return f"ImageSource({self.name!r}, {self.kind})"
 
 
-def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> list[Plane]:
+def read_planes(
+    path: str | os.PathLike,
+    *,
+    native_integers: bool = False,
+    axes: str | None = None,
+    samples_as_channels: bool = False,
+) -> list[Plane]:
     """Read every 2D plane of an image file (see `ImageSource.planes`).
 
     Parameters
     ----------
     path : image file (format detected from its content).
     native_integers : keep 8- and 16-bit integer planes in their own dtype instead of float32.
+    axes : the file's axis order (e.g. ``"YXZ"``), replacing the reader's (see
+        `ImageSource.open`).
+    samples_as_channels : rate the colour samples of an RGB(A) image as channels c = 0, 1, 2
+        (, 3) instead of refusing it.
 
     Returns
     -------
@@ -213,9 +335,10 @@ def read_planes(path: str | os.PathLike, *, native_integers: bool = False) -> li
     Raises
     ------
     ImageReadError : missing, unreadable, empty or corrupt file, or not an image.
-    ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
+    ImageContentError : readable but unsupported content (RGB, complex, more than 5-D), or
+        ``axes`` that do not fit.
     """
-    with ImageSource.open(path) as source:
+    with ImageSource.open(path, axes, samples_as_channels=samples_as_channels) as source:
         return source.planes(native_integers=native_integers)
 
 
@@ -305,6 +428,15 @@ def _bioimage(path: Path, *, zarr: bool):
                 "pip install 'miq[io]'"
             ) from None
     return BioImage(path, reader=reader)
+
+
+def _tiff_axes(tif) -> str:
+    """The axes of a TIFF's first series, its samples that are not colours as planes
+    (`samples_as_planes`)."""
+    series = tif.series[0]
+    photometric = int(getattr(series.keyframe, "photometric", 2))
+    itemsize = np.dtype(series.dtype).itemsize
+    return samples_as_planes(series.axes, photometric, itemsize, ome=tif.is_ome)
 
 
 def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
