@@ -141,6 +141,7 @@ def test_bad_input_corpus(tmp_path, sample_image, capsys):
     out = tmp_path / "out"
     code = main(
         ["predict", str(folder), str(folder / "loop_a.tif"), "-o", str(out), "--threads", "1"]
+        + ["--overlays", "all", "--overlay-size", "0"]
     )
     assert _snapshot(folder) == before  # inputs are only read: same bytes, same mtimes
     assert code == 1  # some inputs failed, the rest were rated

@@ -76,6 +76,7 @@ def test_time_series_of_stacks_gets_one_curve_per_time_point(tmp_path, sample_im
         tmp_path / "tz.tif",
         np.stack([a, b]),
         imagej=True,
+        resolution=(1 / 0.65, 1 / 0.65),  # calibrated at the model's pixel size: not resampled
         metadata={"axes": "TZYX", "spacing": 2.0, "unit": "um"},
     )
     curves = best_focus_files([tmp_path / "tz.tif"], tmp_path / "out", model, save_best=True)

@@ -45,7 +45,10 @@ def mixed_folder(tmp_path, sample_image):
 
 def test_predict_batch_with_bad_files(mixed_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["predict", str(mixed_folder), "-o", str(out), "--threads", "1"])
+    code = main(
+        ["predict", str(mixed_folder), "-o", str(out), "--threads", "1"]
+        + ["--overlays", "all", "--overlay-size", "0", "--masks", "per-pixel"]
+    )
     assert code == 1  # some inputs failed, the rest processed
     err = capsys.readouterr().err
     error_lines = [line for line in err.splitlines() if line.startswith("miq: error:")]
@@ -212,6 +215,8 @@ def test_predict_selects_planes_and_names_time_points(tmp_path, sample_image, ca
                 "1",
                 "--z",
                 "0,2",
+                "--overlays",
+                "all",
             ]
         )
         == 0
@@ -223,7 +228,7 @@ def test_predict_selects_planes_and_names_time_points(tmp_path, sample_image, ca
         ("1", "1", "0"),
         ("1", "1", "2"),
     ]
-    assert "h_t1_c1_z2.png" in {p.name for p in (out / "overlays").iterdir()}
+    assert "h_t1_c1_z2.jpg" in {p.name for p in (out / "overlays").iterdir()}
     assert (
         main(["predict", str(tmp_path / "h.tif"), "-o", str(tmp_path / "o2"), "-q", "--t", "5"])
         == 1

@@ -109,7 +109,8 @@ def test_banded_outputs_per_patch_masks_and_reduced_overlay(
     monkeypatch.setattr(miq.large, "PREVIEW_SIDE", 300)  # 1000 px wide → every 4th px
     tifffile.imwrite(tmp_path / "mosaic.tif", mosaic)
     out = tmp_path / "run"
-    assert main(["predict", str(tmp_path / "mosaic.tif"), "-o", str(out), "-q"]) == 0
+    full = ["--masks", "per-pixel", "--overlays", "all", "--overlay-size", "0"]
+    assert main(["predict", str(tmp_path / "mosaic.tif"), "-o", str(out), "-q", *full]) == 0
     assert "rated in bands" in capsys.readouterr().err
     level = tifffile.imread(out / "masks" / "mosaic_level_per_patch.tif")
     assert level.shape == (9, 12)  # 700×1000 px → 9×12 patches, one pixel each

@@ -107,15 +107,15 @@ def test_ome_zarr_plate_fields_wells_and_sites(tmp_path, sample_image):
         read_planes(plate)
 
     out = tmp_path / "run"
-    assert main(["predict", str(plate), "-o", str(out), "-q", "--report"]) == 0
+    assert main(["predict", str(plate), "-o", str(out), "-q", "--report", "--overlays", "all"]) == 0
     with open(out / "results.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["well"], r["site"]) for r in rows] == [("B03", "0"), ("B03", "1"), ("C12", "0")]
     assert all(not r["error"] and 0 <= int(r["level"]) <= 10 for r in rows)
     assert {r["overlay"] for r in rows} == {
-        "overlays/screen_B_3_0.png",
-        "overlays/screen_B_3_1.png",
-        "overlays/screen_C_12_0.png",
+        "overlays/screen_B_3_0.jpg",
+        "overlays/screen_B_3_1.jpg",
+        "overlays/screen_C_12_0.jpg",
     }
     with open(out / "wells.csv", encoding="utf-8") as fh:
         assert [(w["well"], w["n_fields"]) for w in csv.DictReader(fh)] == [

@@ -12,6 +12,8 @@ import tifffile
 from miq.cli import main
 from miq.optics import Optics, degrade
 
+ALL_OUTPUTS = ["--overlays", "all"]  # an overlay for every plane, whatever its rating
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, sample_image) -> Path:
@@ -29,17 +31,17 @@ def inputs(tmp_path_factory, sample_image) -> Path:
 @pytest.fixture(scope="module")
 def serial_csv(inputs, tmp_path_factory) -> bytes:
     out = tmp_path_factory.mktemp("serial") / "run"
-    assert main(["predict", str(inputs), "-o", str(out), "-q", "--threads", "1"]) == 1
+    assert main(["predict", str(inputs), "-o", str(out), "-q", "--threads", "1", *ALL_OUTPUTS]) == 1
     return (out / "results.csv").read_bytes()
 
 
 def test_workers_give_the_serial_results(inputs, serial_csv, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["predict", str(inputs), "-o", str(out), "-q", "--workers", "2"]) == 1
+    assert main(["predict", str(inputs), "-o", str(out), "-q", "--workers", "2", *ALL_OUTPUTS]) == 1
     assert (out / "results.csv").read_bytes() == serial_csv
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("miq: error")]
     assert len(err) == 1 and "plate_C01_s1.tif" in err[0]  # the bad file, once; the rest rated
-    assert len(list((out / "overlays").glob("*.png"))) == 5
+    assert len(list((out / "overlays").glob("*.jpg"))) == 5
     assert (out / "wells.csv").is_file()
 
 
@@ -51,6 +53,7 @@ def test_dask_local_cluster_gives_the_serial_results(inputs, serial_csv, tmp_pat
         out = tmp_path / "run"
         code = main(
             ["predict", str(inputs), "-o", str(out), "-q", "--scheduler", cluster.scheduler_address]
+            + ALL_OUTPUTS
         )
         assert code == 1
         assert (out / "results.csv").read_bytes() == serial_csv
@@ -99,4 +102,7 @@ def test_scheduler_without_distributed_is_one_clear_error(inputs, tmp_path, caps
     code = main(["predict", str(inputs), "-o", str(tmp_path / "run"), "--scheduler", "tcp://x:1"])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["miq: error: --scheduler needs Dask distributed: pip install 'miq[dask]'"]
+    assert err == [
+        "miq: error: --scheduler needs Dask distributed: pip install 'miq[dask]' "
+        "(in a clone of miq: pip install -e '.[dask]')"
+    ]

@@ -209,3 +209,21 @@ def test_report_renders_in_chromium(browser, plate_run, tmp_path):
     if ARTIFACTS:
         Path(ARTIFACTS).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(ARTIFACTS) / shot.name)
+
+
+def test_report_shows_pixel_sizes(tmp_path, sample_image):
+    (tmp_path / "in").mkdir()
+    tifffile.imwrite(
+        tmp_path / "in" / "calibrated.tif",
+        sample_image,
+        imagej=True,
+        resolution=(1 / 0.5, 1 / 0.5),
+        metadata={"unit": "um"},
+    )
+    tifffile.imwrite(tmp_path / "in" / "plain.tif", sample_image)
+    run = tmp_path / "run"
+    assert main(["predict", str(tmp_path / "in"), "-o", str(run), "-q"]) == 0
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "<h3>Pixel size</h3>" in page
+    assert "0.5 µm" in page and "recorded in the file" in page and "none recorded" in page

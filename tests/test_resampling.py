@@ -65,6 +65,10 @@ def test_cli_pixel_size_overlay_matches_the_resampled_grid(tmp_path, sample_imag
                 "--pixel-size",
                 "1.3",
                 "-q",
+                "--overlays",
+                "all",
+                "--overlay-size",
+                "0",
             ]
         )
         == 0
@@ -73,7 +77,7 @@ def test_cli_pixel_size_overlay_matches_the_resampled_grid(tmp_path, sample_imag
     assert overlay.size[0] >= 2 * sample_image.shape[1]  # drawn on the 2× resampled image
 
 
-def test_recorded_pixel_size_warns_or_rescales(tmp_path, sample_image, model, capsys):
+def test_recorded_pixel_size_is_used_or_ignored_on_request(tmp_path, sample_image, model, capsys):
     import csv
 
     import tifffile
@@ -89,18 +93,38 @@ def test_recorded_pixel_size_warns_or_rescales(tmp_path, sample_image, model, ca
         metadata={"unit": "um"},
     )
     base = miq.assess(image, model).level
-    assert main(["predict", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "a"), "-q"]) == 0
+    ignored = ["--ignore-file-pixel-size"]
+    all_overlays = ["--overlays", "all", "--overlay-size", "0"]
+    fine_tif = str(tmp_path / "fine.tif")
+    assert main(["predict", fine_tif, "-o", str(tmp_path / "a"), "-q", *ignored]) == 0
     err = capsys.readouterr().err
-    assert "miq: warning:" in err and "0.325" in err and "--rescale" in err
-    assert (
-        main(["predict", str(tmp_path / "fine.tif"), "-o", str(tmp_path / "b"), "-q", "--rescale"])
-        == 0
-    )
-    assert "warning" not in capsys.readouterr().err
-    levels = {}
+    assert "miq: warning:" in err and "0.325" in err and "ignored as asked" in err
+    assert main(["predict", fine_tif, "-o", str(tmp_path / "b"), "-q", *all_overlays]) == 0
+    assert "warning" not in capsys.readouterr().err  # the default: the recorded size is used
+    rows = {}
     for run in ("a", "b"):
         with open(tmp_path / run / "results.csv", newline="") as fh:
-            levels[run] = int(next(csv.DictReader(fh))["level"])
+            rows[run] = next(csv.DictReader(fh))
+    levels = {run: int(row["level"]) for run, row in rows.items()}
     assert abs(levels["b"] - base) <= 1 < levels["a"] - base
+    assert (rows["b"]["pixel_size_um"], rows["b"]["pixel_size_from"], rows["b"]["resampled"]) == (
+        "0.325",
+        "file",
+        "1",
+    )
+    assert (rows["a"]["pixel_size_um"], rows["a"]["pixel_size_from"], rows["a"]["resampled"]) == (
+        "0.65",
+        "model",
+        "0",
+    )
     with Image.open(tmp_path / "b" / "overlays" / "fine.png") as im:
         assert im.width < fine.shape[1]  # the overlay is drawn on the resampled image
+    # --pixel-size wins over the file's
+    assert main(["predict", fine_tif, "-o", str(tmp_path / "c"), "-q", "--pixel-size", "0.65"]) == 0
+    with open(tmp_path / "c" / "results.csv", newline="") as fh:
+        row = next(csv.DictReader(fh))
+    assert (row["pixel_size_um"], row["pixel_size_from"], row["resampled"]) == (
+        "0.65",
+        "option",
+        "0",
+    )

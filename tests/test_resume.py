@@ -67,9 +67,9 @@ def test_killed_run_resumes_to_the_same_csv(tmp_path, sample_image):
     whole = tmp_path / "whole"
     assert main(["predict", str(images), "-o", str(whole), "-q", "--threads", "1"]) == 0
     assert (killed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
-    assert sorted(p.name for p in (killed / "overlays").iterdir()) == sorted(
-        p.name for p in (whole / "overlays").iterdir()
-    )
+    assert sorted(p.relative_to(killed) for p in killed.rglob("*.*") if p.parent != killed) == (
+        sorted(p.relative_to(whole) for p in whole.rglob("*.*") if p.parent != whole)
+    )  # the same masks (and overlays, if any)
     assert {p.name: p.read_bytes() for p in images.iterdir()} == inputs_before  # untouched
 
 

@@ -7,6 +7,7 @@ probability of levels 0–2 (as the original Fiji macro), flagged in focus when 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -106,12 +107,32 @@ class AssessOptions:
     pixel_size_um : the image's pixel size in µm; when given and different from the model's
         (0.65 µm for the bundled model), the image is resampled to the model's pixel size before
         rating (see `miq.resampling`), and patch maps refer to the resampled image.
-        None: the image is taken to be at the model's pixel size.
+        None: for a file, the pixel size it records (below); for an array, the model's.
+    use_file_pixel_size : for files: when ``pixel_size_um`` is None, take the pixel size the
+        file records (OME ``PhysicalSizeX``, ImageJ calibration in µm/nm/mm) and resample to the
+        model's; False takes every file to be at the model's pixel size.
     """
 
     in_focus_levels: int = 3
     in_focus_threshold: float = 0.5
     pixel_size_um: float | None = None
+    use_file_pixel_size: bool = True
+
+    def for_file(self, recorded_um: float | None, model_pixel_size_um: float):
+        """The options to rate a file that records ``recorded_um`` (µm per px, or None) with,
+        the pixel size it is taken to have (µm) and where that comes from (``"option"``,
+        ``"file"`` or ``"model"``). A recorded size within 2 % of the model's is used as is
+        (no resampling)."""
+        from .resampling import rescale_factor, trusted_pixel_size
+
+        if self.pixel_size_um is not None:
+            return self, self.pixel_size_um, "option"
+        recorded = trusted_pixel_size(recorded_um) if self.use_file_pixel_size else None
+        if recorded is None:
+            return self, model_pixel_size_um, "model"
+        if rescale_factor(recorded, model_pixel_size_um) == 1.0:
+            return self, recorded, "file"
+        return dataclasses.replace(self, pixel_size_um=recorded), recorded, "file"
 
 
 @dataclass
@@ -277,11 +298,15 @@ def _checked_plane(
         raise ImageContentError(f"{name}: unsupported pixel type {data.dtype}")
     scale = 1.0
     if options.pixel_size_um is not None:
+        from .errors import ImageContentError
         from .resampling import resample_to_pixel_size, rescale_factor
 
         check_plane(data, name, 1)
         scale = rescale_factor(options.pixel_size_um, model.pixel_size_um)
-        data = resample_to_pixel_size(data, options.pixel_size_um, model.pixel_size_um)
+        try:
+            data = resample_to_pixel_size(data, options.pixel_size_um, model.pixel_size_um)
+        except ImageContentError as exc:
+            raise ImageContentError(f"{name}: {exc}") from None
     value_range = check_plane(
         data, name if scale == 1.0 else f"{name} (resampled ×{scale:.3g})", model.patch_size
     )

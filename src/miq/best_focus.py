@@ -114,10 +114,18 @@ class FocusCurveBuilder:
         self._rows: list[tuple] = []  # (z, tag, level_mean, certainty, sharpness, assessment)
         self._candidates: dict[int, np.ndarray] = {}  # row number -> pixels (keep_best)
 
-    def add(self, z: int, plane: np.ndarray, label: str = "array", tag=None) -> ImageAssessment:
-        """Rate one plane (H, W) at z index ``z``; raises `miq.errors.MiqError` when it
-        cannot be rated (it is then left out of the curve)."""
-        a = assess(plane, self.model, options=self.options, name=label)
+    def add(
+        self,
+        z: int,
+        plane: np.ndarray,
+        label: str = "array",
+        tag=None,
+        options: AssessOptions | None = None,
+    ) -> ImageAssessment:
+        """Rate one plane (H, W) at z index ``z`` (with ``options`` when this plane needs its
+        own, e.g. its file's pixel size); raises `miq.errors.MiqError` when it cannot be rated
+        (it is then left out of the curve)."""
+        a = assess(plane, self.model, options=options or self.options, name=label)
         sharp = sharpness(plane, self.fine_measure)
         self._rows.append(
             (z, tag, a.level_mean, a.certainty, sharp, a if self.keep_assessments else None)

@@ -6,7 +6,19 @@ and what to do about it, so the CLI can print it on one line.
 
 from __future__ import annotations
 
-__all__ = ["MiqError", "ImageReadError", "ImageContentError", "ModelError", "OutputError"]
+__all__ = [
+    "MiqError",
+    "ImageReadError",
+    "ImageContentError",
+    "ModelError",
+    "OutputError",
+    "install_hint",
+]
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of miq's extras, for an installed miq and for a clone of it."""
+    return f"pip install 'miq[{extra}]' (in a clone of miq: pip install -e '.[{extra}]')"
 
 
 class MiqError(Exception):

@@ -265,18 +265,22 @@ def evaluate(
     n_splits: int = 100,
     seed: int = 0,
     datasets_info: dict[str, dict] | None = None,
+    overwrite: bool = False,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> Evaluation:
     """Rate ``items``, compute per-dataset metrics and write the result folder (see module doc).
 
     ``datasets_info``: what each dataset is (source, optics, seeds...), copied into summary.json.
+    ``out_dir`` follows `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``).
     """
+    from .io.folder import OutputFolder
     from .model.runtime import default_model
 
     model = model or default_model()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    settings = {"measures": list(measures), "n_splits": n_splits, "seed": seed}
+    folder = OutputFolder.prepare(out, command="evaluate", settings=settings, overwrite=overwrite)
     results = run_items(
         items, model, measures=measures, options=options, progress=progress, on_error=on_error
     )
@@ -293,6 +297,8 @@ def evaluate(
     _write_outputs(
         out, results, metrics, methods, model, options, n_splits, seed, datasets_info or {}
     )
+    folder.record_new_files()
+    folder.save()
     return Evaluation(results, metrics, out)
 
 

@@ -14,10 +14,30 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["rescale_factor", "resample_to_pixel_size"]
+__all__ = [
+    "rescale_factor",
+    "resample_to_pixel_size",
+    "trusted_pixel_size",
+    "MAX_RESAMPLED_PIXELS",
+]
 
 # Pixel sizes closer than this (relative) are treated as equal: no resampling.
 _TOLERANCE = 0.02
+#: largest plane (px) resampling may produce: beyond, the plane is refused (a recorded pixel size
+#: of 100 µm would otherwise upsample a 1024² plane to 158 000² px)
+MAX_RESAMPLED_PIXELS = 64 * 2**20
+
+
+def trusted_pixel_size(value: float | None) -> float | None:
+    """A recorded pixel size (µm) when it can be used: finite and between 1 nm and 1 mm per px;
+    else None (the file's metadata is then ignored)."""
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) and 1e-3 <= value <= 1e3 else None
 
 
 def rescale_factor(pixel_size_um: float, model_pixel_size_um: float) -> float:
@@ -47,6 +67,14 @@ def resample_to_pixel_size(
         return data
     h, w = data.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    if size[0] * size[1] > MAX_RESAMPLED_PIXELS:
+        from .errors import ImageContentError
+
+        raise ImageContentError(
+            f"resampling {w}×{h} px from {pixel_size_um:.4g} to {model_pixel_size_um:.4g} µm/px "
+            f"would make {size[0]}×{size[1]} px (more than {MAX_RESAMPLED_PIXELS // 2**20} MP); "
+            "check the pixel size, or give --pixel-size"
+        )
     method = Image.Resampling.BOX if factor < 1 else Image.Resampling.BICUBIC
     resized = Image.fromarray(np.ascontiguousarray(data)).resize(size, method)
     return np.asarray(resized, dtype=np.float32)

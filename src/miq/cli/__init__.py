@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        error("interrupted")
+        if args.command == "predict":
+            error(
+                "interrupted; the files rated so far are kept: run the same command with "
+                "--resume to rate the rest"
+            )
+        else:
+            error("interrupted")
         return 130
 
 

@@ -11,24 +11,32 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .show import print_results_table
+
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def error(msg: str) -> None:
-    print(f"miq: error: {msg}", file=sys.stderr)
+    """One ``miq: error:`` line on stderr (newlines in file names shown as escapes)."""
+    from ..messages import one_line
+
+    print(f"miq: error: {one_line(msg)}", file=sys.stderr)
 
 
 def _warn(msg: str) -> None:
-    print(f"miq: warning: {msg}", file=sys.stderr)
+    from ..messages import one_line
+
+    print(f"miq: warning: {one_line(msg)}", file=sys.stderr)
 
 
 def _note_missing_plots() -> None:
+    from ..errors import install_hint
     from ..plots import plots_available
 
     if not plots_available():
-        _warn("PNG plots skipped: matplotlib is not installed (pip install 'miq[plot]')")
+        _warn("PNG plots skipped: matplotlib is not installed (" + install_hint("plot") + ")")
 
 
 def _optics(args: argparse.Namespace):
@@ -105,33 +113,25 @@ def train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_table(results, limit: int = 40) -> None:
-    """A short, aligned result table on stdout."""
-    header = f"{'file':<44} {'c':>2} {'z':>3} {'level':>5} {'mean':>5} {'~um':>5} {'cert':>5} {'P(in)':>5}  flag"
-    print(header)
-    for r in results[:limit]:
-        name = r.file if len(r.file) <= 44 else "..." + r.file[-41:]
-        if r.assessment is None:
-            print(f"{name:<44} {r.c:>2} {r.z:>3}  ERROR: {r.error.split(': ', 1)[-1]}")
-        else:
-            a = r.assessment
-            flag = "in focus" if a.in_focus else "OUT OF FOCUS"
-            print(
-                f"{name:<44} {r.c:>2} {r.z:>3} {a.level:>5} {a.level_mean:>5.2f} {a.defocus_um:>5.1f} "
-                f"{a.certainty_aggregate:>5.2f} {a.p_in_focus:>5.2f}  {flag}"
-            )
-    if len(results) > limit:
-        print(f"... {len(results) - limit} more rows in results.csv")
-
-
 def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     from ..assessment import AssessOptions
+    from ..errors import install_hint
+    from ..io import ReadOptions
+    from ..plots import plots_available
     from ..runs import PlaneSelection, predict_files
+    from ..runs.outputs import OutputOptions
 
+    if getattr(args, "report", False) and not plots_available():  # before rating anything
+        error("--report needs matplotlib, not installed: " + install_hint("plot"))
+        return EXIT_USAGE
+    if not 1 <= args.in_focus_levels < model.n_levels:
+        error(f"--in-focus-levels must be 1 to {model.n_levels - 1}, got {args.in_focus_levels}")
+        return EXIT_USAGE
     options = AssessOptions(
         in_focus_levels=args.in_focus_levels,
         in_focus_threshold=args.threshold,
         pixel_size_um=args.pixel_size,
+        use_file_pixel_size=not args.ignore_file_pixel_size,
     )
     overwrite = args.overwrite if overwrite is None else overwrite
     summary = predict_files(
@@ -139,12 +139,11 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         args.output,
         model,
         options=options,
-        write_masks=not args.no_masks,
-        write_overlays=not args.no_overlays,
+        outputs=OutputOptions(args.masks, args.overlays, args.overlay_size),
+        read=ReadOptions(args.axes, samples_as_channels=args.channel is not None),
         resume=args.resume,
         overwrite=overwrite,
         well_pattern=args.well_pattern,
-        rescale=args.rescale,
         select=PlaneSelection(args.channel, args.z, args.t),
         workers=getattr(args, "workers", 1),
         scheduler=getattr(args, "scheduler", None),
@@ -152,7 +151,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         on_warning=_warn,
     )
     if not args.quiet:
-        _print_table(summary.results)
+        print_results_table(summary.rows)
     n_ok = sum(not row["error"] for row in summary.rows)
     resumed = (
         f" ({summary.n_resumed_files} files taken from the interrupted run)"
@@ -202,9 +201,13 @@ def demo(args: argparse.Namespace) -> int:
 
     from ..data import defocus_series
     from ..io import atomic_write
+    from ..io.folder import OutputFolder
     from ..model.runtime import load_model
 
     depths_um = (0.0, 4.0, 10.0, 18.0)
+    # the demo's folder holds its own inputs and is rewritten on every run (only ever a folder
+    # of miq's own: anything else is refused)
+    OutputFolder.prepare(args.output, command="predict", settings={}, overwrite=True)
     inputs = Path(args.output) / "demo_inputs"
     files = []
     for z_um, plane in zip(depths_um, defocus_series(depths_um)):
@@ -216,7 +219,6 @@ def demo(args: argparse.Namespace) -> int:
         f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
         f"(true levels 0, 2, 5, 9) -> {inputs}"
     )
-    # the demo's folder holds its own inputs and is rewritten on every run
     return _run_predict(
         files,
         args,
@@ -258,13 +260,26 @@ def simulate(args: argparse.Namespace) -> int:
 
 
 def measure(args: argparse.Namespace) -> int:
+    from ..io import ReadOptions
     from ..runs import measure_files
 
     files, missing = _find_inputs(args.inputs)
     if not files:
         error("no input images found")
         return EXIT_USAGE
-    path, failures = measure_files(files, args.output, on_error=error)
+    from ..assessment import AssessOptions
+
+    options = AssessOptions(
+        pixel_size_um=args.pixel_size, use_file_pixel_size=not args.ignore_file_pixel_size
+    )
+    path, failures = measure_files(
+        files,
+        args.output,
+        options=options,
+        overwrite=args.overwrite,
+        read=ReadOptions(args.axes),
+        on_error=error,
+    )
     print(f"classical focus measures of {len(files)} files: {path}")
     return EXIT_SOME_FAILED if failures or missing else EXIT_OK
 
@@ -313,8 +328,13 @@ def evaluate(args: argparse.Namespace) -> int:
         truth.items,
         args.output,
         model,
+        overwrite=args.overwrite,
         measures=measures,
-        options=AssessOptions(in_focus_levels=args.in_focus_levels, pixel_size_um=args.pixel_size),
+        options=AssessOptions(
+            in_focus_levels=args.in_focus_levels,
+            pixel_size_um=args.pixel_size,
+            use_file_pixel_size=not args.ignore_file_pixel_size,
+        ),
         n_splits=args.splits,
         seed=args.seed,
         datasets_info=truth.info,
@@ -331,6 +351,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def best_focus(args: argparse.Namespace) -> int:
     from ..assessment import AssessOptions
+    from ..io import ReadOptions
     from ..measures import MEASURES
     from ..model.runtime import load_model
     from ..runs import best_focus_files
@@ -362,9 +383,13 @@ def best_focus(args: argparse.Namespace) -> int:
         stacks,
         args.output,
         model,
+        overwrite=args.overwrite,
+        read=ReadOptions(args.axes),
         fine_measure=args.fine_measure,
         plateau=args.plateau,
-        options=AssessOptions(pixel_size_um=args.pixel_size),
+        options=AssessOptions(
+            pixel_size_um=args.pixel_size, use_file_pixel_size=not args.ignore_file_pixel_size
+        ),
         save_best=args.save_best,
         on_error=report,
     )

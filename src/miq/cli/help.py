@@ -5,7 +5,7 @@ Plain text only (no argparse here): `.parser` attaches it to the subcommands.
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "MODEL_HELP"]
+__all__ = ["COMMANDS", "MODEL_HELP", "RATING_OPTIONS", "TRAIN_OPTIONS"]
 
 MODEL_HELP = (
     "model folder or model.json, or a bundled model: default (most accurate) or fast (~2.5x "
@@ -123,4 +123,53 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "miq train in-focus/ -o runs/my-model --steps 20000",
         ),
     ),
+}
+
+
+#: help of ``miq train``'s longer options
+TRAIN_OPTIONS = {
+    "architecture": "compact (the default model's), stride4 (about 3x fewer multiply-adds), "
+    "separable (stride4's stem, then 5 depthwise-separable blocks; about stride4's speed) or "
+    "yang2018",
+    "width": "channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
+    "separable: 32)",
+    "procedural": "share of samples from procedural in-focus content (0..1)",
+    "teacher": "distil: also learn this trained model's predictions (folder or model.json)",
+    "distill": "share of the loss from the teacher (default 0.7)",
+    "group": "simulate batches as images of M patches sharing content, level and camera "
+    "(default 1: every patch independent)",
+    "image_loss_weight": "add this × the --image-loss of each simulated image's "
+    "certainty-weighted level distribution (as `miq predict` aggregates) to the loss; needs "
+    "--image-group-size ≥ 2 (default 0)",
+    "image_loss": "the per-image loss: ranked probability score (default) or log loss",
+    "temperature": "sharpen each simulated image's distribution by p^(1/T) before its loss, as "
+    "the model's image temperature does at inference (default 1: none)",
+    "image_distill": "share (0..1) of the image loss taken from the --teacher's calibrated "
+    "whole-image distribution (cross-entropy against it, the teacher's stored calibration "
+    "applied as `miq predict` does) instead of the true level (default 0)",
+    "init_from": "fine-tune: start from a model folder, its model.safetensors (sha256-checked) "
+    "or a checkpoint.pt of the same architecture",
+}
+
+
+#: help of the options of ``miq predict`` and ``miq demo``
+RATING_OPTIONS = {
+    "in_focus_levels": "levels 0..N-1 count as in focus (default 3: levels 0-2)",
+    "threshold": "flag in focus when P(in focus) >= this, 0-1 (default 0.5)",
+    "channel": "rate only these channels (0-based, comma-separated; default all); on RGB "
+    "images the colours (0 red, 1 green, 2 blue)",
+    "z": "rate only these z planes (0-based, comma-separated; default all)",
+    "t": "rate only these time points (0-based, comma-separated; default all)",
+    "masks": "level, certainty and validity maps: one pixel per 84-px patch (default; the "
+    "grid recorded in the TIFF), per pixel of the plane, or none (--no-masks)",
+    "overlays": "annotated overlays of the planes out of focus or uncertain (default: 0.2 <= "
+    "P(in focus) < 0.8), of all planes, or none (--no-overlays)",
+    "size": "longest side of an overlay: a JPEG preview (default 1024 px); 0 = full resolution PNG",
+    "threads": "inference threads per process (default: all cores; 1 with --workers or "
+    "--scheduler)",
+    "wells": "regular expression with named groups well (or row and col) and optionally site, "
+    "matched in file names (default: built-in plate naming patterns)",
+    "resume": "finish an interrupted run in OUTPUT: rate only the files it had not completed "
+    "(refused when an option that changes results differs)",
+    "report": "also write OUTPUT/report.html (as miq report does; needs matplotlib)",
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .help import COMMANDS, MODEL_HELP
+from .help import COMMANDS, MODEL_HELP, RATING_OPTIONS, TRAIN_OPTIONS
 
 __all__ = ["build_parser"]
 
@@ -45,6 +45,26 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value
 
 
@@ -89,8 +109,35 @@ def add_pixel_size(p: argparse.ArgumentParser) -> None:
         type=positive_float,
         default=None,
         metavar="UM",
-        help="the images' pixel size in µm: resample to the model's (0.65 µm) before rating; "
-        "without it images are taken to be at the model's pixel size",
+        help="the images' pixel size in µm, for every file (default: the pixel size each file "
+        "records: OME PhysicalSizeX or an ImageJ calibration; else the model's 0.65 µm); "
+        "images are resampled to the model's pixel size before rating",
+    )
+    p.add_argument(
+        "--ignore-file-pixel-size",
+        action="store_true",
+        help="take every file to be at the model's pixel size, whatever it records",
+    )
+    p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # now the default
+
+
+def axes(text: str) -> str:
+    from ..io import parse_axes
+
+    try:
+        return parse_axes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_axes(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--axes",
+        type=axes,
+        default=None,
+        metavar="ORDER",
+        help="the axis order of plain TIFFs, one letter per dimension from T Z C Y X S (e.g. "
+        "YXZ for a stack with Z last); default: as each file says",
     )
 
 
@@ -102,7 +149,8 @@ def add_overwrite(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="write into a non-empty OUTPUT, replacing its results (default: refuse)",
+        help="replace the results of an earlier run in OUTPUT: first removes the files miq "
+        "wrote there, and nothing else (default: a non-empty OUTPUT is refused)",
     )
 
 
@@ -135,61 +183,31 @@ def add_optics(p: argparse.ArgumentParser) -> None:
 
 def add_rating_options(p: argparse.ArgumentParser) -> None:
     """Options of every command that rates images into a predict run's folder."""
+    h = RATING_OPTIONS
     add_output(p, "output folder")
     add_model(p)
-    p.add_argument(
-        "--in-focus-levels",
-        type=int,
-        default=3,
-        help="levels 0..N-1 count as in focus (default 3: levels 0-2)",
-    )
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=0.5,
-        help="flag in focus when P(in focus) >= this (default 0.5)",
-    )
+    p.add_argument("--in-focus-levels", type=int, default=3, help=h["in_focus_levels"])
+    p.add_argument("--threshold", type=probability, default=0.5, help=h["threshold"])
     add_pixel_size(p)
-    for flag, what in (("--channel", "channels"), ("--z", "z planes"), ("--t", "time points")):
-        p.add_argument(
-            flag,
-            type=index_set,
-            default=None,
-            metavar="I[,J...]",
-            help=f"rate only these {what} (0-based, comma-separated; default all)",
-        )
+    for flag, what in (("--channel", "channel"), ("--z", "z"), ("--t", "t")):
+        p.add_argument(flag, type=index_set, default=None, metavar="I[,J...]", help=h[what])
+    add_axes(p)
+    masks = ["per-patch", "per-pixel", "none"]
+    p.add_argument("--masks", choices=masks, default="per-patch", help=h["masks"])
+    p.add_argument("--no-masks", dest="masks", action="store_const", const="none")
+    overlays = ["flagged", "all", "none"]
+    p.add_argument("--overlays", choices=overlays, default="flagged", help=h["overlays"])
+    p.add_argument("--no-overlays", dest="overlays", action="store_const", const="none")
     p.add_argument(
-        "--rescale",
-        action="store_true",
-        help="resample each file to the model's pixel size using the pixel size the file "
-        "records (OME or ImageJ calibration); files without one are taken as they are",
+        "--overlay-size", type=non_negative_int, default=1024, metavar="PX", help=h["size"]
     )
-    p.add_argument("--no-masks", action="store_true", help="do not write mask TIFFs")
-    p.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
-    add_threads(
-        p, "inference threads per process (default: all cores; 1 with --workers or --scheduler)"
-    )
+    add_threads(p, h["threads"])
     add_device(p)
     add_quiet(p)
-    p.add_argument(
-        "--well-pattern",
-        type=regex,
-        default=None,
-        metavar="REGEX",
-        help="regular expression with named groups well (or row and col) and optionally "
-        "site, matched in file names (default: built-in plate naming patterns)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="finish an interrupted run in OUTPUT: rate only the files it had not completed",
-    )
+    p.add_argument("--well-pattern", type=regex, default=None, metavar="REGEX", help=h["wells"])
+    p.add_argument("--resume", action="store_true", help=h["resume"])
     add_overwrite(p)
-    p.add_argument(
-        "--report",
-        action="store_true",
-        help="also write OUTPUT/report.html (as miq report does; needs matplotlib)",
-    )
+    p.add_argument("--report", action="store_true", help=h["report"])
 
 
 # --- the commands ---------------------------------------------------------------------------
@@ -253,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "measure")
     p.add_argument("inputs", nargs="+", help="image files, folders or globs")
     add_output(p, "output folder (measures.csv)")
+    add_pixel_size(p)
+    add_axes(p)
+    add_overwrite(p)
 
     p = _command(sub, "demo")
     add_rating_options(p)
@@ -352,6 +373,7 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     add_threads(p)
     add_device(p)
     add_pixel_size(p)
+    add_overwrite(p)
 
 
 def _add_best_focus(p: argparse.ArgumentParser) -> None:
@@ -378,10 +400,13 @@ def _add_best_focus(p: argparse.ArgumentParser) -> None:
     add_threads(p)
     add_device(p)
     add_pixel_size(p)
+    add_axes(p)
     add_quiet(p)
+    add_overwrite(p)
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
+    h = TRAIN_OPTIONS
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     add_output(p, "output folder for the model")
     add_exclude(p)
@@ -389,84 +414,24 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         "--architecture",
         default="compact",
         choices=["compact", "stride4", "separable", "yang2018"],
-        help="compact (the default model's), stride4 (about 3x fewer multiply-adds), separable "
-        "(stride4's stem, then 5 depthwise-separable blocks; about stride4's speed) or yang2018",
+        help=h["architecture"],
     )
-    p.add_argument(
-        "--width",
-        type=positive_int,
-        default=None,
-        help="channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
-        "separable: 32)",
-    )
+    p.add_argument("--width", type=positive_int, default=None, help=h["width"])
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--procedural-fraction",
-        type=float,
-        default=0.3,
-        help="share of samples from procedural in-focus content (0..1)",
-    )
-    p.add_argument(
-        "--teacher",
-        default=None,
-        metavar="MODEL",
-        help="distil: also learn this trained model's predictions (folder or model.json)",
-    )
-    p.add_argument(
-        "--distill-weight",
-        type=float,
-        default=0.7,
-        help="share of the loss from the teacher (default 0.7)",
-    )
-    p.add_argument(
-        "--image-group-size",
-        type=positive_int,
-        default=1,
-        metavar="M",
-        help="simulate batches as images of M patches sharing content, level and camera "
-        "(default 1: every patch independent)",
-    )
-    p.add_argument(
-        "--image-loss-weight",
-        type=float,
-        default=0.0,
-        help="add this × the --image-loss of each simulated image's certainty-weighted level "
-        "distribution (as `miq predict` aggregates) to the loss; needs --image-group-size ≥ 2 "
-        "(default 0)",
-    )
-    p.add_argument(
-        "--image-loss",
-        choices=["rps", "nll"],
-        default="rps",
-        help="the per-image loss: ranked probability score (default) or log loss",
-    )
-    p.add_argument(
-        "--image-loss-temperature",
-        type=float,
-        default=1.0,
-        help="sharpen each simulated image's distribution by p^(1/T) before its loss, as the "
-        "model's image temperature does at inference (default 1: none)",
-    )
-    p.add_argument(
-        "--image-distill-weight",
-        type=float,
-        default=0.0,
-        help="share (0..1) of the image loss taken from the --teacher's calibrated whole-image "
-        "distribution (cross-entropy against it, the teacher's stored calibration applied as "
-        "`miq predict` does) instead of the true level (default 0)",
-    )
+    p.add_argument("--procedural-fraction", type=float, default=0.3, help=h["procedural"])
+    p.add_argument("--teacher", default=None, metavar="MODEL", help=h["teacher"])
+    p.add_argument("--distill-weight", type=float, default=0.7, help=h["distill"])
+    p.add_argument("--image-group-size", type=positive_int, default=1, metavar="M", help=h["group"])
+    p.add_argument("--image-loss-weight", type=float, default=0.0, help=h["image_loss_weight"])
+    p.add_argument("--image-loss", choices=["rps", "nll"], default="rps", help=h["image_loss"])
+    p.add_argument("--image-loss-temperature", type=float, default=1.0, help=h["temperature"])
+    p.add_argument("--image-distill-weight", type=float, default=0.0, help=h["image_distill"])
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)
     add_threads(p, "torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    p.add_argument(
-        "--init-from",
-        default=None,
-        metavar="WEIGHTS",
-        help="fine-tune: start from a model folder, its model.safetensors (sha256-checked) or a "
-        "checkpoint.pt of the same architecture",
-    )
+    p.add_argument("--init-from", default=None, metavar="WEIGHTS", help=h["init_from"])
     add_optics(p)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import sample_image
-from ..errors import MiqError, ModelError, OutputError
+from ..errors import MiqError, ModelError, OutputError, install_hint
 from ..io import umask
 from .bioimageio_rdf import (
     ARCHITECTURE_CALLABLE,
@@ -75,7 +75,7 @@ def _require_dependencies() -> None:
     if missing:
         raise MiqError(
             f"bioimage.io export needs {', '.join(missing)}, not installed: "
-            "pip install 'miq[bioimageio]'"
+            + install_hint("bioimageio")
         )
 
 

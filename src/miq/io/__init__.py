@@ -19,11 +19,12 @@ from .discover import (
     zarr_plate_fields,
 )
 from .planes import Plane, axis_hint, check_plane, parse_axes, to_unit_range, unit_map
-from .source import ImageSource, read_pixel_size, read_planes, read_z_step
+from .source import ImageSource, ReadOptions, read_pixel_size, read_planes, read_z_step
 from .write import atomic_write, umask, write_rows_csv
 
 __all__ = [
     "ImageSource",
+    "ReadOptions",
     "Plane",
     "read_planes",
     "check_plane",

@@ -11,30 +11,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ImageContentError, ImageReadError, MiqError
+from ..errors import ImageContentError, ImageReadError, MiqError, install_hint
+from .calibration import imagej_calibration, ngff_calibration, ome_calibration
 from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
 from .lazy import LazyPlane, split_lazy_planes, tiff_lazy_array
 from .planes import Plane, axis_hint, fit_axes, parse_axes, samples_as_planes, split_planes
 
-__all__ = ["ImageSource", "read_planes", "read_pixel_size", "read_z_step"]
+__all__ = ["ImageSource", "ReadOptions", "read_planes", "read_pixel_size", "read_z_step"]
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PIL_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM")
-_UM_PER_UNIT = {
-    "um": 1.0,
-    "µm": 1.0,
-    "\u03bcm": 1.0,  # Greek mu
-    "micron": 1.0,
-    "microns": 1.0,
-    "micrometer": 1.0,
-    "nm": 1e-3,
-    "mm": 1e3,
-}
 
 
 class ImageSource:
@@ -264,13 +256,12 @@ class ImageSource:
     @cached_property
     def _calibration(self) -> tuple[float | None, float | None]:
         try:
-            if self._bioimage is not None and self.kind == "zarr":
-                sizes = self._bioimage.physical_pixel_sizes
-                return (float(sizes.X) if sizes.X else None), (float(sizes.Z) if sizes.Z else None)
+            if self.kind == "zarr":
+                return ngff_calibration(self.path)
             if self._tiff is not None:
                 if self.ome_xml:
-                    return _ome_calibration(self.ome_xml)
-                return _imagej_calibration(self._tiff)
+                    return ome_calibration(self.ome_xml)
+                return imagej_calibration(self._tiff)
         except Exception:  # unreadable metadata: nothing recorded
             return None, None
         return None, None
@@ -307,6 +298,20 @@ class ImageSource:
 
     def __repr__(self) -> str:
         return f"ImageSource({self.name!r}, {self.kind})"
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How a command reads its input files: ``axes`` (the axis order of plain TIFFs, e.g.
+    ``"YXZ"``; None: as the file says) and ``samples_as_channels`` (rate the colours of RGB
+    images as channels c = 0, 1, 2)."""
+
+    axes: str | None = None
+    samples_as_channels: bool = False
+
+    def open(self, path: str | os.PathLike) -> ImageSource:
+        """`ImageSource.open` with these options."""
+        return ImageSource.open(path, self.axes, samples_as_channels=self.samples_as_channels)
 
 
 def read_planes(
@@ -416,7 +421,7 @@ def _bioimage(path: Path, *, zarr: bool):
     except ImportError:
         raise ImageReadError(
             f"{path}: reading OME-Zarr (and CZI, ND2 … through bioio) needs the io extra: "
-            "pip install 'miq[io]'"
+            + install_hint("io")
         ) from None
     reader = None
     if zarr:
@@ -425,7 +430,7 @@ def _bioimage(path: Path, *, zarr: bool):
         except ImportError:
             raise ImageReadError(
                 f"{path}: reading OME-Zarr needs bioio-ome-zarr (the io extra): "
-                "pip install 'miq[io]'"
+                + install_hint("io")
             ) from None
     return BioImage(path, reader=reader)
 
@@ -449,32 +454,3 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
         if im.mode == "I;16" or im.mode.startswith("I;16"):
             return np.asarray(im, dtype=np.uint16), "YX"
         return np.asarray(im), "YX"
-
-
-def _imagej_calibration(tif) -> tuple[float | None, float | None]:
-    """(pixel size, z step) in µm from ImageJ metadata with a length unit."""
-    meta = tif.imagej_metadata or {}
-    unit = str(meta.get("unit", "")).strip().lower().replace("\\u00b5", "µ")
-    if unit not in _UM_PER_UNIT:
-        return None, None
-    scale = _UM_PER_UNIT[unit]
-    tag = tif.pages[0].tags.get("XResolution")
-    pixel = None
-    if tag is not None and tag.value[0] > 0:
-        pixel = tag.value[1] / tag.value[0] * scale
-    spacing = meta.get("spacing")
-    return pixel, float(spacing) * scale if spacing else None
-
-
-def _ome_calibration(xml: str) -> tuple[float | None, float | None]:
-    import xml.etree.ElementTree as ET
-
-    for element in ET.fromstring(xml).iter():
-        if element.tag.endswith("Pixels"):
-            sizes = []
-            for axis in ("X", "Z"):
-                value = element.get(f"PhysicalSize{axis}")
-                unit = element.get(f"PhysicalSize{axis}Unit", "µm").lower()
-                sizes.append(float(value) * _UM_PER_UNIT.get(unit, 1.0) if value else None)
-            return sizes[0], sizes[1]
-    return None, None

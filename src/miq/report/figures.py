@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MiqError
+from ..errors import MiqError, install_hint
 from ..io import ImageSource, atomic_write
 from ..render import _gray8, level_colors
 from .run import RunData
@@ -29,7 +29,7 @@ def _figure(width_in: float, height_in: float):
     from ..plots import plots_available
 
     if not plots_available():
-        raise MiqError("miq report needs matplotlib for its plots: pip install 'miq[plot]'")
+        raise MiqError("miq report needs matplotlib for its plots: " + install_hint("plot"))
     return new_figure(width_in, height_in, dpi=110)
 
 

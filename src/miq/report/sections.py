@@ -99,7 +99,38 @@ def summary_section(data: RunData) -> str:
         "<table><thead><tr><th>level</th><th>≈ defocus (µm)</th><th>planes</th>"
         f"<th>share</th></tr></thead><tbody>{''.join(level_rows)}</tbody></table>"
     )
-    return f"<h2>Summary</h2><div class='cards'>{cards}</div><h3>Planes per level</h3>{level_table}"
+    return (
+        f"<h2>Summary</h2><div class='cards'>{cards}</div><h3>Planes per level</h3>{level_table}"
+        + _pixel_size_table(rated)
+    )
+
+
+_PIXEL_SIZE_FROM = {
+    "file": "recorded in the file",
+    "option": "given with --pixel-size",
+    "model": "none recorded: taken as the model's",
+}
+
+
+def _pixel_size_table(rated: list[dict]) -> str:
+    """Planes per pixel size, where it came from, and whether they were resampled."""
+    groups: dict[tuple[str, str, str], int] = {}
+    for r in rated:
+        key = (r.get("pixel_size_um", ""), r.get("pixel_size_from", ""), r.get("resampled", ""))
+        groups[key] = groups.get(key, 0) + 1
+    if not any(key[1] for key in groups):  # a run of an older miq: no pixel size columns
+        return ""
+    rows = [
+        [
+            f"{size} µm" if size else "",
+            _PIXEL_SIZE_FROM.get(origin, origin),
+            "yes" if resampled == "1" else "no",
+            n,
+        ]
+        for (size, origin, resampled), n in sorted(groups.items(), key=lambda g: -g[1])
+    ]
+    header = ["pixel size", "from", "resampled to the model's", "planes"]
+    return "<h3>Pixel size</h3>" + _table(header, rows, numeric={3})
 
 
 def reimage_section(data: RunData, limit: int = 200) -> str:
@@ -119,6 +150,7 @@ def reimage_section(data: RunData, limit: int = 200) -> str:
             f"{float(r['level_mean']):.2f}",
             f"{float(r['certainty']):.2f}",
             f"{float(r['p_in_focus']):.2f}" if r.get("p_in_focus") else "",
+            r.get("pixel_size_um", ""),
         ]
         for r in out[:limit]
     ]
@@ -127,11 +159,11 @@ def reimage_section(data: RunData, limit: int = 200) -> str:
         if len(out) > limit
         else ""
     )
-    header = ["file", "well", "site", "t", "c", "z", "level", "mean", "certainty", "P(in)"]
+    header = ["file", "well", "site", "t", "c", "z", "level", "mean", "certainty", "P(in)", "µm/px"]
     return (
         f"<h2>Fields to re-image ({len(out)} out of focus)</h2>"
         "<p class='note'>Most out of focus first.</p>"
-        + _table(header, rows, numeric=set(range(3, 10)))
+        + _table(header, rows, numeric=set(range(3, 11)))
         + more
     )
 

@@ -15,7 +15,8 @@ import numpy as np
 from ..assessment import AssessOptions
 from ..best_focus import DEFAULT_FINE_MEASURE, FocusCurveBuilder
 from ..errors import MiqError
-from ..io import ImageSource, atomic_write, file_stem, write_rows_csv
+from ..io import ReadOptions, atomic_write, file_stem, write_rows_csv
+from ..io.folder import OutputFolder
 
 __all__ = ["FocusCurve", "focus_curves", "best_focus_files"]
 
@@ -42,6 +43,9 @@ class FocusCurve:
     t: int = 0
     z_step_um: float | None = None  # from the file's metadata, when recorded
     best_data: np.ndarray | None = field(default=None, repr=False)  # with keep_best
+    pixel_size_um: float | None = None  # the pixel size the planes were taken to have
+    pixel_size_from: str = ""  # "option", "file" or "model"
+    resampled: bool = False  # planes resampled to the model's pixel size
 
     @property
     def best_z(self) -> int:
@@ -60,6 +64,7 @@ def focus_curves(
     plateau: float = 0.5,
     options: AssessOptions = AssessOptions(),
     keep_best: bool = False,
+    read: ReadOptions = ReadOptions(),
     on_error: Callable[[str], None] | None = None,
     progress: bool | None = None,
 ) -> list[FocusCurve]:
@@ -72,6 +77,7 @@ def focus_curves(
 
     from ..measures import MEASURES
     from ..model.runtime import default_model
+    from ..resampling import rescale_factor
 
     if fine_measure not in MEASURES:
         raise ValueError(f"unknown measure {fine_measure!r}; choose from {', '.join(MEASURES)}")
@@ -88,9 +94,10 @@ def focus_curves(
         name = str(members[0].parent if len(members) > 1 else members[0])
         builders: dict[tuple[int, int], FocusCurveBuilder] = {}  # (t, c) → its curve
         z_step = None
+        pixel: tuple[float, str, bool] | None = None  # (µm, from, resampled) of the first file
         for index, path in enumerate(members):
             try:
-                source = ImageSource.open(path)
+                source = read.open(path)
                 planes = source.planes()
             except MiqError as exc:
                 if on_error:
@@ -99,6 +106,11 @@ def focus_curves(
             with source:
                 if len(members) == 1:
                     z_step = source.z_step_um
+                file_options, size, origin = options.for_file(
+                    source.pixel_size_um, model.pixel_size_um
+                )
+                if pixel is None:
+                    pixel = (size, origin, rescale_factor(size, model.pixel_size_um) != 1.0)
                 for plane in planes:
                     z = index if len(members) > 1 else plane.z
                     label = f"{path} [c={plane.c}, z={plane.z}]" if len(planes) > 1 else str(path)
@@ -113,7 +125,7 @@ def focus_curves(
                         ),
                     )
                     try:
-                        builder.add(z, plane.data, label, tag=str(path))
+                        builder.add(z, plane.data, label, tag=str(path), options=file_options)
                     except MiqError as exc:
                         if on_error:
                             on_error(str(exc))
@@ -136,6 +148,7 @@ def focus_curves(
                     t,
                     z_step,
                     found.best_data,
+                    *(pixel or (None, "", False)),
                 )
             )
     return curves
@@ -170,22 +183,30 @@ def best_focus_files(
     out_dir: str | os.PathLike,
     model=None,
     *,
+    overwrite: bool = False,
     fine_measure: str = DEFAULT_FINE_MEASURE,
     plateau: float = 0.5,
     options: AssessOptions = AssessOptions(),
     save_best: bool = False,
+    read: ReadOptions = ReadOptions(),
     on_error: Callable[[str], None] | None = None,
     progress: bool | None = None,
 ) -> list[FocusCurve]:
     """Find the best plane of each stack; write ``best_focus.csv`` (one row per stack and
     channel), ``curves.csv`` (one row per plane), ``curves/<stack>_c<c>.png`` (with matplotlib)
-    and, with ``save_best``, ``best/<stack>_c<c>.tif`` (the best plane, original pixel type)."""
+    and, with ``save_best``, ``best/<stack>_c<c>.tif`` (the best plane, original pixel type).
+    ``out_dir`` follows `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``)."""
     import tifffile
 
     from ..plots import plots_available
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder.prepare(
+        out,
+        command="best-focus",
+        settings={"fine_measure": fine_measure, "plateau": plateau, "save_best": save_best},
+        overwrite=overwrite,
+    )
     curves = focus_curves(
         stacks,
         model,
@@ -193,6 +214,7 @@ def best_focus_files(
         plateau=plateau,
         options=options,
         keep_best=save_best,
+        read=read,
         on_error=on_error,
         progress=progress,
     )
@@ -216,6 +238,11 @@ def best_focus_files(
                 "best_level_mean": f"{curve.level_mean[curve.best]:.4g}",
                 "best_certainty": f"{curve.certainty[curve.best]:.4g}",
                 "z_step_um": "" if curve.z_step_um is None else f"{curve.z_step_um:.4g}",
+                "pixel_size_um": ""
+                if curve.pixel_size_um is None
+                else f"{curve.pixel_size_um:.6g}",
+                "pixel_size_from": curve.pixel_size_from,
+                "resampled": int(curve.resampled),
             }
         )
         for i, z in enumerate(curve.z):
@@ -251,6 +278,9 @@ def best_focus_files(
             "best_level_mean",
             "best_certainty",
             "z_step_um",
+            "pixel_size_um",
+            "pixel_size_from",
+            "resampled",
         ],
         summary_rows,
     )
@@ -259,6 +289,8 @@ def best_focus_files(
         ["stack", "t", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
         plane_rows,
     )
+    folder.record_new_files()
+    folder.save()
     return curves
 
 

@@ -7,7 +7,6 @@ and build its ``results.csv`` rows.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,10 +16,11 @@ import numpy as np
 
 from ..assessment import AssessOptions, ImageAssessment, assess
 from ..errors import ImageReadError, MiqError
-from ..io import ImageSource
+from ..io import ImageSource, ReadOptions
+from ..messages import collapse_errors
 from ..plates import plate_position
 from ..resampling import resample_to_pixel_size
-from .outputs import output_stem, write_masks, write_overlay
+from .outputs import OutputOptions, output_stem, write_masks, write_overlay
 from .tables import result_row
 
 __all__ = [
@@ -48,7 +48,9 @@ class PlaneResult:
     n_planes: int = 1
     t: int = 0
     time_series: bool = False  # the file has several time points (output names get _t{t})
-    overlay: str = ""  # path of the overlay PNG relative to the output folder, once written
+    overlay: str = ""  # path of the overlay relative to the output folder, once written
+    pixel_size_um: float | None = None  # the pixel size the plane was taken to have (µm)
+    pixel_size_from: str = ""  # where that came from: "option", "file" or "model"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,6 @@ def assess_file(
     *,
     options: AssessOptions = AssessOptions(),
     keep_image: bool = False,
-    rescale: bool = False,
     select: PlaneSelection | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> list[PlaneResult]:
@@ -89,23 +90,24 @@ def assess_file(
     ``path`` may be an open `miq.io.ImageSource` (then it is used, not reopened, and left
     open). A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane
     that cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
-    When ``options.pixel_size_um`` is None and the file records a pixel size (OME or ImageJ
-    calibration) that differs from the model's: with ``rescale`` the planes are resampled to the
-    model's pixel size; otherwise ``on_warning`` gets one line saying so. Planes larger than
+    The pixel size follows `miq.AssessOptions.for_file`: ``options.pixel_size_um`` when given,
+    else the one the file records (unless ``options.use_file_pixel_size`` is False: then a
+    recorded size that differs from the model's gets one ``on_warning`` line), else the model's;
+    planes are resampled to the model's pixel size when it differs. Planes larger than
     `miq.large.LARGE_PLANE_PIXELS` are read and rated in bands.
     """
     from ..model.runtime import default_model
 
     model = model or default_model()
     if isinstance(path, ImageSource):
-        return _assess_source(path, model, options, keep_image, rescale, select, on_warning)
+        return _assess_source(path, model, options, keep_image, select, on_warning)
     name = os.fspath(path)
     try:
         source = ImageSource.open(path)
     except MiqError as exc:
         return [PlaneResult(name, -1, -1, error=str(exc))]
     with source:
-        return _assess_source(source, model, options, keep_image, rescale, select, on_warning)
+        return _assess_source(source, model, options, keep_image, select, on_warning)
 
 
 def _assess_source(
@@ -113,24 +115,43 @@ def _assess_source(
     model,
     options: AssessOptions,
     keep_image: bool,
-    rescale: bool,
     select: PlaneSelection | None,
     on_warning: Callable[[str], None] | None,
 ) -> list[PlaneResult]:
-    from .. import large
-    from ..resampling import rescale_factor
+    from ..resampling import rescale_factor, trusted_pixel_size
 
     name = source.name
     recorded = source.pixel_size_um if options.pixel_size_um is None else None
-    if recorded and rescale_factor(recorded, model.pixel_size_um) != 1.0:
-        if rescale:
-            options = dataclasses.replace(options, pixel_size_um=recorded)
-        elif on_warning:
+    trusted = trusted_pixel_size(recorded)
+    if on_warning and recorded is not None and trusted is None:
+        on_warning(f"{name}: recorded pixel size {recorded!r} µm is not usable; ignored")
+    elif on_warning and trusted and not options.use_file_pixel_size:
+        if rescale_factor(trusted, model.pixel_size_um) != 1.0:
             on_warning(
-                f"{name}: pixel size {recorded:.4g} µm (from the file) differs from the model's "
-                f"{model.pixel_size_um:.4g} µm; levels assume the model's: use --rescale to "
-                "resample (or --pixel-size)"
+                f"{name}: pixel size {trusted:.4g} µm (from the file) differs from the model's "
+                f"{model.pixel_size_um:.4g} µm and is ignored as asked; levels assume the "
+                "model's pixel size"
             )
+    options, pixel_size, origin = options.for_file(trusted, model.pixel_size_um)
+    results = _rate_source(source, model, options, keep_image, select)
+    for r in results:
+        if r.c != -1:
+            r.pixel_size_um, r.pixel_size_from = pixel_size, origin
+    return results
+
+
+def _rate_source(
+    source: ImageSource,
+    model,
+    options: AssessOptions,
+    keep_image: bool,
+    select: PlaneSelection | None,
+) -> list[PlaneResult]:
+    """Rate the planes of an open file with options fixed for it: in bands when a plane is too
+    large to load, else whole."""
+    from .. import large
+
+    name = source.name
     if options.pixel_size_um is None and not _planes_read(source):
         lazy = source.lazy_planes()
         if lazy and lazy[0].shape[0] * lazy[0].shape[1] > large.LARGE_PLANE_PIXELS:
@@ -203,11 +224,10 @@ class FileJob:
     stem: str  # output base name (unique within the run)
     out: Path
     options: AssessOptions = AssessOptions()
-    write_masks: bool = True
-    write_overlays: bool = True
-    rescale: bool = False
+    outputs: OutputOptions = OutputOptions()
     select: PlaneSelection | None = None
     well_pattern: str | None = None
+    read: ReadOptions = ReadOptions()
 
 
 @dataclass
@@ -221,18 +241,16 @@ class FileOutcome:
     failed_planes: int
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # files written, relative to the folder
 
 
 def read_ahead(job: FileJob) -> ImageSource | MiqError | None:
     """A job's file opened, with its planes read when it is to be rated whole (to overlap
-    reading the next file with rating this one), or the error opening or reading it; None when
-    there is nothing to read ahead (the file is to be resampled)."""
+    reading the next file with rating this one), or the error opening or reading it."""
     from .. import large
 
-    if job.options.pixel_size_um is not None or job.rescale:
-        return None
     try:
-        source = ImageSource.open(job.path)
+        source = job.read.open(job.path)
     except MiqError as exc:
         return exc
     try:
@@ -257,27 +275,29 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
         source_or_error = preread
     else:
         try:
-            source_or_error = ImageSource.open(job.path)
+            source_or_error = job.read.open(job.path)
         except MiqError as exc:
             source_or_error = exc
     if isinstance(source_or_error, MiqError):
         file_results = [PlaneResult(os.fspath(job.path), -1, -1, error=str(source_or_error))]
         position = plate_position(job.path, job.well_pattern, read_file=False)
+        hint = None
     else:
         with source_or_error as source:
             file_results = assess_file(
                 source,
                 model,
                 options=job.options,
-                keep_image=job.write_overlays,
-                rescale=job.rescale,
+                keep_image=job.outputs.writes_overlays,
                 select=job.select,
                 on_warning=warnings.append,
             )
             position = plate_position(job.path, job.well_pattern, source=source)
+            hint = _axis_hint(source, file_results, model.patch_size)
     failed_file = bool(file_results and file_results[0].c == -1)
     failed_planes = 0
-    errors = []
+    errors: list[str] = []
+    outputs: list[str] = []
     for r in file_results:
         if r.error:
             if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
@@ -285,38 +305,62 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
             errors.append(r.error)
             continue
         try:
-            _write_plane_outputs(job, r, model, warnings)
+            outputs += _write_plane_outputs(job, r, model, warnings)
         except (OSError, MiqError) as exc:
             r.error = f"{r.file}: cannot write outputs ({exc})"
             failed_planes += 1
             errors.append(r.error)
         r.image = None
     rows = [result_row(r, model.n_levels, position) for r in file_results]
-    return FileOutcome(file_results, rows, failed_file, failed_planes, errors, warnings)
+    errors = collapse_errors(errors)  # one line per file and kind of error, with a count
+    if hint:
+        errors = [f"{e} ({hint})" if _TOO_SMALL in e else e for e in errors]
+    return FileOutcome(file_results, rows, failed_file, failed_planes, errors, warnings, outputs)
 
 
-def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str]) -> None:
-    """Masks and overlay of one rated plane (as the job asks); sets ``r.overlay``."""
+_TOO_SMALL = "smaller than one"
+
+
+def _axis_hint(source: ImageSource, results: list[PlaneResult], patch_size: int) -> str | None:
+    """A hint about the file's axis order when every plane was too small to rate."""
+    if not results or not all(_TOO_SMALL in r.error for r in results):
+        return None
+    try:
+        return source.axis_hint(patch_size)
+    except MiqError:
+        return None
+
+
+def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str]) -> list[str]:
+    """Masks and overlay of one rated plane (as the job asks); sets ``r.overlay``; returns the
+    files written (relative to the output folder)."""
     stem = output_stem(r, job.stem)
-    a = r.assessment
-    if a.banded and (job.write_masks or job.write_overlays):
+    a, want = r.assessment, job.outputs
+    overlay = want.wants_overlay(a)
+    if a.banded and (want.masks == "per-pixel" or (overlay and not want.overlay_size)):
         warnings.append(
             f"{r.file}: plane of {a.grid.image_shape[1]}×{a.grid.image_shape[0]} px rated in "
             f"bands; masks are written with one pixel per patch (*_per_patch.tif), the overlay "
             f"at 1/{a.preview_factor} scale"
         )
     preview, a.preview = a.preview, None
-    if job.write_masks:
-        write_masks(job.out, stem, a, per_patch=a.banded)
-    if job.write_overlays and a.banded:
+    written = []
+    if want.masks != "none":
+        per_patch = a.banded or want.masks == "per-patch"
+        written += write_masks(job.out, stem, a, per_patch=per_patch)
+    if not overlay:
+        return written
+    title = Path(r.file).name
+    if a.banded:
         r.overlay = write_overlay(
-            job.out, stem, preview, a, Path(r.file).name, downsample=a.preview_factor
+            job.out, stem, preview, a, title, a.preview_factor, want.overlay_size
         )
-    elif job.write_overlays:
-        image = r.image
-        if a.scale != 1.0:  # patch maps are resampled
-            image = resample_to_pixel_size(image, a.pixel_size_um, model.pixel_size_um)
-        r.overlay = write_overlay(job.out, stem, image, a, title=Path(r.file).name)
+        return [*written, r.overlay]
+    image = r.image
+    if a.scale != 1.0:  # patch maps are resampled
+        image = resample_to_pixel_size(image, a.pixel_size_um, model.pixel_size_um)
+    r.overlay = write_overlay(job.out, stem, image, a, title, max_side=want.overlay_size)
+    return [*written, r.overlay]
 
 
 def failed_outcome(job: FileJob, message: str, n_levels: int) -> FileOutcome:

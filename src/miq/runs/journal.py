@@ -6,7 +6,14 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["JOURNAL_NAME", "file_key", "read_journal", "append_journal", "prepare_output"]
+__all__ = [
+    "JOURNAL_NAME",
+    "file_key",
+    "read_journal",
+    "append_journal",
+    "completed_files",
+    "journal_outputs",
+]
 
 JOURNAL_NAME = ".miq-progress.jsonl"
 
@@ -43,23 +50,19 @@ def append_journal(path: Path, entry: dict) -> None:
         os.fsync(fh.fileno())
 
 
-def prepare_output(out: Path, resume: bool, overwrite: bool) -> dict[str, dict]:
-    """Check the output folder and return the files a previous run already completed."""
-    from ..errors import OutputError
-
-    out.mkdir(parents=True, exist_ok=True)
+def completed_files(out: Path) -> dict[str, dict]:
+    """The files an interrupted run in ``out`` completed, from its journal (a line torn by a
+    kill is ended first, so that appending goes on cleanly)."""
     journal = out / JOURNAL_NAME
-    if resume:
-        if journal.exists() and journal.stat().st_size:
-            with open(journal, "rb+") as fh:  # end a line torn by the kill before appending
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-        return read_journal(journal)
-    if any(out.iterdir()) and not overwrite:
-        raise OutputError(
-            f"{out}: output folder is not empty; use --resume to finish an interrupted run "
-            "there, or --overwrite to replace its results"
-        )
-    journal.unlink(missing_ok=True)
-    return {}
+    if journal.exists() and journal.stat().st_size:
+        with open(journal, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+    return read_journal(journal)
+
+
+def journal_outputs(out: Path) -> list[str]:
+    """The output files an interrupted run in ``out`` wrote, from its journal."""
+    entries = read_journal(out / JOURNAL_NAME).values()
+    return [name for entry in entries for name in entry.get("outputs", [])]

@@ -6,8 +6,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..assessment import AssessOptions
 from ..errors import MiqError
-from ..io import read_planes, write_rows_csv
+from ..io import ReadOptions, write_rows_csv
+from ..io.folder import OutputFolder
+from ..optics import Optics
 
 __all__ = ["measure_files"]
 
@@ -16,37 +19,70 @@ def measure_files(
     files: list[Path],
     out_dir: str | os.PathLike,
     *,
+    options: AssessOptions = AssessOptions(),
+    target_pixel_size_um: float = Optics().pixel_size_um,
+    overwrite: bool = False,
+    read: ReadOptions = ReadOptions(),
     on_error: Callable[[str], None] | None = None,
 ) -> tuple[Path, int]:
     """Classical focus measures of every plane of every file → ``out_dir/measures.csv``.
 
-    Columns: ``file, t, c, z``, one per measure of `miq.measures.MEASURES`, ``error``.
-    Returns the CSV path and the number of failed files or planes.
+    Planes are resampled to ``target_pixel_size_um`` (the bundled model's 0.65 µm) by the same
+    rule as `miq predict` (`miq.AssessOptions.for_file`: ``options.pixel_size_um``, else the
+    pixel size the file records, else taken as the target), so that the measures compare with
+    miq's ratings. Columns: ``file, t, c, z, pixel_size_um, pixel_size_from, resampled``, one
+    per measure of `miq.measures.MEASURES`, ``error``. Returns the CSV path and the number of
+    failed files or planes. Each file is opened once. ``out_dir`` follows
+    `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``).
     """
     from ..io import check_plane
     from ..measures import MEASURES, measure_all
+    from ..resampling import resample_to_pixel_size, rescale_factor
 
+    settings = {
+        "pixel_size_um": options.pixel_size_um,
+        "use_file_pixel_size": options.use_file_pixel_size,
+        "target_pixel_size_um": target_pixel_size_um,
+    }
+    folder = OutputFolder.prepare(
+        out_dir, command="measure", settings=settings, overwrite=overwrite
+    )
     rows: list[dict] = []
     failures = 0
     for f in files:
         try:
-            planes = read_planes(f)
+            with read.open(f) as source:
+                planes = source.planes()
+                recorded = source.pixel_size_um
         except MiqError as exc:
             planes, failures = [], failures + 1
             rows.append({"file": str(f), "t": -1, "c": -1, "z": -1, "error": str(exc)})
             if on_error:
                 on_error(str(exc))
+        else:
+            file_options, size, origin = options.for_file(recorded, target_pixel_size_um)
+            resampled = rescale_factor(size, target_pixel_size_um) != 1.0
         for plane in planes:
             row: dict = {"file": str(f), "t": plane.t, "c": plane.c, "z": plane.z, "error": ""}
+            row.update(
+                pixel_size_um=f"{size:.6g}", pixel_size_from=origin, resampled=int(resampled)
+            )
             try:
                 check_plane(plane.data, str(f), min_side=3)
-                row.update({k: f"{v:.8g}" for k, v in measure_all(plane.data).items()})
+                data = plane.data
+                if resampled:
+                    data = resample_to_pixel_size(data, size, target_pixel_size_um)
+                    check_plane(data, f"{f} (resampled)", min_side=3)
+                row.update({k: f"{v:.8g}" for k, v in measure_all(data).items()})
             except MiqError as exc:
                 failures += 1
-                row["error"] = str(exc)
+                row["error"] = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"
                 if on_error:
-                    on_error(str(exc))
+                    on_error(row["error"])
             rows.append(row)
     path = Path(out_dir) / "measures.csv"
-    write_rows_csv(path, ["file", "t", "c", "z", *MEASURES, "error"], rows)
+    columns = ["file", "t", "c", "z", "pixel_size_um", "pixel_size_from", "resampled"]
+    write_rows_csv(path, [*columns, *MEASURES, "error"], rows)
+    folder.record("measures.csv")
+    folder.save()
     return path, failures

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..assessment import AssessOptions
-from ..io import atomic_write, write_rows_csv
+from ..io import ReadOptions, atomic_write, write_rows_csv
+from ..io.folder import OutputFolder
 from ..plates import WELL_COLUMNS, well_aggregates
 from .file_job import FileJob, PlaneResult, PlaneSelection
-from .journal import JOURNAL_NAME, append_journal, file_key, prepare_output
-from .outputs import unique_stems
+from .journal import JOURNAL_NAME, append_journal, completed_files, file_key, journal_outputs
+from .outputs import OutputOptions, unique_stems
 from .tables import csv_columns
 
 __all__ = ["predict_files", "RunSummary", "MAX_KEPT_RESULTS"]
@@ -49,12 +50,11 @@ def predict_files(
     model=None,
     *,
     options: AssessOptions = AssessOptions(),
-    write_masks: bool = True,
-    write_overlays: bool = True,
+    outputs: OutputOptions = OutputOptions(),
+    read: ReadOptions = ReadOptions(),
     resume: bool = False,
     overwrite: bool = False,
     well_pattern: str | None = None,
-    rescale: bool = False,
     select: PlaneSelection | None = None,
     workers: int = 1,
     scheduler: str | None = None,
@@ -63,7 +63,10 @@ def predict_files(
     on_error: Callable[[str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> RunSummary:
-    """Assess files and write ``results.csv``, masks (TIFF) and overlays (PNG) into ``out_dir``.
+    """Assess files and write ``results.csv``, masks (TIFF) and overlays into ``out_dir``.
+
+    ``outputs`` says which masks and overlays (default: per-patch masks, JPEG previews of the
+    planes out of focus or uncertain; see `miq.runs.outputs.OutputOptions`).
 
     The model is loaded once (per worker); a file that fails is reported through ``on_error``
     (one line) and gets a CSV row with ``error`` filled, and the run goes on. Each completed file
@@ -88,7 +91,18 @@ def predict_files(
 
     model = model or default_model()
     out = Path(out_dir)
-    done = prepare_output(out, resume, overwrite)
+    settings = _result_settings(model, options, outputs, select, well_pattern, read)
+    folder = OutputFolder.prepare(
+        out,
+        command="predict",
+        settings=settings,
+        overwrite=overwrite,
+        resume=resume,
+        also_written=(JOURNAL_NAME, *RUN_FILES),
+        earlier_outputs=journal_outputs,
+        keep=tuple(files),
+    )
+    done = completed_files(out) if resume else {}
     journal = out / JOURNAL_NAME
     stems = unique_stems(files)
     keys = [file_key(f) for f in files]
@@ -100,6 +114,7 @@ def predict_files(
         if key in done:
             entry = done[key]
             rows_of[index] = entry["rows"]
+            folder.record(*entry.get("outputs", []))
             failed_files += entry["failed_file"]
             failed_planes += entry["failed_planes"]
             resumed += 1
@@ -109,11 +124,10 @@ def predict_files(
                 stems[str(f)],
                 out,
                 options,
-                write_masks,
-                write_overlays,
-                rescale,
+                outputs,
                 select,
                 well_pattern,
+                read,
             )
     bar = tqdm(
         total=len(files),
@@ -138,8 +152,10 @@ def predict_files(
                 "rows": outcome.rows,
                 "failed_file": int(outcome.failed_file),
                 "failed_planes": outcome.failed_planes,
+                "outputs": outcome.outputs,
             },
         )
+        folder.record(*outcome.outputs)
         failed_files += outcome.failed_file
         failed_planes += outcome.failed_planes
         if len(results) < MAX_KEPT_RESULTS:
@@ -150,22 +166,59 @@ def predict_files(
     rows = [row for file_rows in rows_of for row in file_rows or []]
     csv_path = out / "results.csv"
     write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
+    folder.record(JOURNAL_NAME, "results.csv", "run.json")
     wells = well_aggregates(rows)
+    pooled = pooled_plates(rows)
+    if pooled and on_warning:
+        on_warning(
+            f"wells.csv pools the wells of {len(pooled)} plates (the same wells come from "
+            f"{', '.join(pooled[:3])}{' …' if len(pooled) > 3 else ''}); run one plate per "
+            "output folder for per-plate well summaries"
+        )
     if wells:
         write_rows_csv(out / "wells.csv", WELL_COLUMNS, wells)
+        folder.record("wells.csv")
     _write_run_info(
         out,
         model,
         options,
         len(files),
-        rescale=rescale,
+        use_file_pixel_size=options.use_file_pixel_size,
+        masks=outputs.masks,
+        overlays=outputs.overlays,
+        overlay_size=outputs.overlay_size,
         selection=str(select or PlaneSelection()),
         well_pattern=well_pattern,
         resumed_files=resumed,
         workers=workers,
         scheduler=str(scheduler) if scheduler else None,
     )
+    folder.save()
     return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
+
+
+RUN_FILES = ("results.csv", "wells.csv", "run.json")  # written at the end of a run
+
+
+def _result_settings(model, options: AssessOptions, outputs, select, well_pattern, read) -> dict:
+    """What determines a run's results and output files: ``--resume`` requires the same."""
+    from .. import __version__
+
+    return {
+        "miq_version": __version__,
+        "model": {"name": model.name, "onnx_sha256": model.package.weight_sha256("onnx")},
+        "in_focus_levels": options.in_focus_levels,
+        "in_focus_threshold": options.in_focus_threshold,
+        "pixel_size_um": options.pixel_size_um,
+        "use_file_pixel_size": options.use_file_pixel_size,
+        "masks": outputs.masks,
+        "overlays": outputs.overlays,
+        "overlay_size": outputs.overlay_size,
+        "selection": str(select or PlaneSelection()),
+        "well_pattern": well_pattern,
+        "axes": read.axes,
+        "samples_as_channels": read.samples_as_channels,
+    }
 
 
 def _write_run_info(out: Path, model, options: AssessOptions, n_files: int, **run) -> None:
@@ -192,3 +245,22 @@ def _write_run_info(out: Path, model, options: AssessOptions, n_files: int, **ru
     }
     with atomic_write(out / "run.json", "w") as fh:
         fh.write(json.dumps(info, indent=2))
+
+
+def pooled_plates(rows: list[dict]) -> list[str]:
+    """The plates (an OME-Zarr plate, else the folder of the files) whose wells are pooled in
+    ``wells.csv`` when a well occurs in more than one of them; [] when they do not mix."""
+    plates_of: dict[str, set[str]] = {}
+    for row in rows:
+        if row.get("well"):
+            plates_of.setdefault(row["well"], set()).add(_plate_of(row["file"]))
+    mixed = sorted({p for plates in plates_of.values() if len(plates) > 1 for p in plates})
+    return mixed
+
+
+def _plate_of(file: str) -> str:
+    parts = Path(file).parts
+    for i, part in enumerate(parts):
+        if part.lower().endswith(".zarr"):
+            return str(Path(*parts[: i + 1]))
+    return str(Path(file).parent)

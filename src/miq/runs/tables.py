@@ -27,6 +27,9 @@ def csv_columns(n_levels: int) -> list[str]:
             "p_in_focus",
             "in_focus",
             "n_patches",
+            "pixel_size_um",
+            "pixel_size_from",
+            "resampled",
         ]
         + [f"prob_{k}" for k in range(n_levels)]
         + ["overlay", "error"]
@@ -46,7 +49,12 @@ def result_row(result, n_levels: int, position: WellSite | None = None) -> dict:
     )
     if position is not None:
         row.update(well=position.well, site="" if position.site is None else position.site)
+    if result.pixel_size_from:
+        row.update(
+            pixel_size_um=f"{result.pixel_size_um:.6g}", pixel_size_from=result.pixel_size_from
+        )
     if result.assessment is not None:
+        row["resampled"] = int(result.assessment.scale != 1.0)
         for key, value in result.assessment.summary().items():
             if isinstance(value, bool):
                 row[key] = int(value)

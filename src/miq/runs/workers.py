@@ -21,7 +21,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import MiqError
+from ..errors import MiqError, install_hint
 from .file_job import FileJob, FileOutcome, failed_outcome, rate_file
 from .file_job import read_ahead as read_ahead_file
 
@@ -181,7 +181,7 @@ def _client(scheduler):
     try:
         from distributed import Client
     except ImportError:
-        raise MiqError("--scheduler needs Dask distributed: pip install 'miq[dask]'") from None
+        raise MiqError("--scheduler needs Dask distributed: " + install_hint("dask")) from None
     if isinstance(scheduler, Client):
         return scheduler, False
     try:
