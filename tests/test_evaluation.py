@@ -145,3 +145,33 @@ def test_evaluate_cli_stack_options_must_pair_up(tmp_path, sample_image, capsys)
     with open(tmp_path / "o" / "best_plane.csv", newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["true_z"] == "1" and row["n_planes"] == "3"
+
+
+def test_evaluate_uses_the_pixel_size_files_record(tmp_path, sample_image):
+    """A field recorded at 0.325 µm/px, simulated and rated at the model's 0.65 µm/px: its
+    synthetic levels come out as well as those of the same field given at 0.65 µm/px."""
+    import csv
+
+    import tifffile
+
+    from miq.cli import main
+
+    fine = np.kron(sample_image[:260, :348], np.ones((2, 2), dtype=np.uint16))  # 0.325 µm/px
+    tifffile.imwrite(
+        tmp_path / "fine.tif",
+        fine,
+        imagej=True,
+        resolution=(1 / 0.325, 1 / 0.325),
+        metadata={"unit": "um"},
+    )
+    args = ["evaluate", "--synthetic", str(tmp_path / "fine.tif"), "--seeds", "1"]
+    args += ["--splits", "2", "--measures", "plls"]
+    assert main([*args, "-o", str(tmp_path / "used")]) == 0
+    assert main([*args, "-o", str(tmp_path / "ignored"), "--ignore-file-pixel-size"]) == 0
+
+    def exact(run):
+        with open(tmp_path / run / "metrics.csv", newline="") as fh:
+            row = next(r for r in csv.DictReader(fh) if r["method"] == "miq")
+        return float(row["exact"])
+
+    assert exact("used") > exact("ignored")

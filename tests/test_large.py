@@ -119,3 +119,18 @@ def test_banded_outputs_per_patch_masks_and_reduced_overlay(
         pixels = np.asarray(im.convert("RGB"))[:175, :250]
     coloured = (pixels[:, :, 0] != pixels[:, :, 1]) | (pixels[:, :, 1] != pixels[:, :, 2])
     assert 0.1 < coloured.mean() < 0.6  # patch borders drawn over the grey preview
+
+
+def test_large_plane_with_a_recorded_pixel_size_is_rated_in_bands_with_a_warning(
+    tmp_path, model, mosaic, small_limit
+):
+    """Resampling needs the whole plane in memory: a plane too large for that is rated in bands
+    at its recorded pixel size, and the row and a warning say so."""
+    tifffile.imwrite(
+        tmp_path / "big.tif", mosaic, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"}
+    )
+    warnings = []
+    (result,) = assess_file(tmp_path / "big.tif", model, on_warning=warnings.append)
+    assert result.assessment.banded and result.assessment.scale == 1.0
+    assert (result.pixel_size_um, result.pixel_size_from) == (0.5, "file")
+    assert len(warnings) == 1 and "too large to resample" in warnings[0]

@@ -164,3 +164,23 @@ def test_resume_is_byte_identical_with_the_new_defaults(images, tmp_path):
         np.testing.assert_array_equal(
             tifffile.imread(whole / "masks" / name), tifffile.imread(resumed / "masks" / name)
         )
+
+
+def test_report_files_are_recorded_and_replaced(images, tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "-o", str(out), "-q", "--report"]) == 0
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert "report.html" in manifest["files"]
+    assert any(f.startswith("report/plate_") for f in manifest["files"])  # the wells' maps
+    assert main(["predict", str(images), "-o", str(out), "-q", "--overwrite"]) == 0
+    assert not (out / "report.html").exists() and not (out / "report").exists()
+    single = tmp_path / "single"
+    single.mkdir()
+    tifffile.imwrite(single / "field.tif", tifffile.imread(images / "plate_A01_s1.tif"))
+    assert main(["predict", str(single), "-o", str(out), "-q", "--overwrite", "--report"]) == 0
+    assert not any(p.name.startswith("plate_") for p in (out / "report").iterdir())
+
+
+def test_demo_refuses_resume(tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "-q", "--resume"]) == 2
+    assert "--resume is for miq predict" in capsys.readouterr().err

@@ -97,9 +97,11 @@ def run_items(
         result = ItemResult(item)
         try:
             image = item.load()
-            result.model = assess(image, model, options=options, name=item.name).summary()
-            if options.pixel_size_um is not None:  # measures see what the model sees
-                image = resample_to_pixel_size(image, options.pixel_size_um, model.pixel_size_um)
+            item_options = options.for_file(item.pixel_size_um, model.pixel_size_um)[0]
+            result.model = assess(image, model, options=item_options, name=item.name).summary()
+            if item_options.pixel_size_um is not None:  # measures see what the model sees
+                size = item_options.pixel_size_um
+                image = resample_to_pixel_size(image, size, model.pixel_size_um)
             result.measures = {m: MEASURES[m](image) for m in measures}
         except MiqError as exc:
             result.error = str(exc)

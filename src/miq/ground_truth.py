@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MiqError
-from .io import read_planes
+from .io import ImageSource
 from .optics import LevelTable, Optics, degrade
 
 __all__ = [
@@ -63,12 +63,19 @@ class Item:
     stack: str | None = None
     z: int | None = None
     best_z: int | None = None
+    pixel_size_um: float | None = None  # what the file records (None: nothing recorded)
 
 
 @lru_cache(maxsize=2)
+def _read(path: str) -> tuple[list, float | None]:
+    """Planes of a file and the pixel size it records (µm), the file opened once and cached so
+    that the items of one stack or synthetic series read it once."""
+    with ImageSource.open(path) as source:
+        return source.planes(), source.pixel_size_um
+
+
 def _planes(path: str) -> list:
-    """Planes of a file, cached so that the items of one stack or synthetic series read it once."""
-    return read_planes(path)
+    return _read(path)[0]
 
 
 def _plane_loader(path: Path, index: int) -> Callable[[], np.ndarray]:
@@ -185,7 +192,9 @@ def _file_items(file: Path, want_c, want_z, dataset, level, defocus, in_focus, w
         if (want_c is not None and plane.c != want_c) or (want_z is not None and plane.z != want_z):
             continue
         label = str(file) if len(planes) == 1 else f"{file} [c={plane.c}, z={plane.z}]"
-        out.append(Item(label, dataset, _plane_loader(file, index), level, defocus, in_focus))
+        item = Item(label, dataset, _plane_loader(file, index), level, defocus, in_focus)
+        item.pixel_size_um = _read(str(file))[1]
+        out.append(item)
     if not out:
         raise ManifestError(f"{where}: {file} has no plane c={want_c}, z={want_z}")
     return out
@@ -230,6 +239,7 @@ def stack_items(
                 stack=f"{file} [c={plane.c}]",
                 z=plane.z,
                 best_z=best_z,
+                pixel_size_um=_read(str(file))[1],
             )
         )
     return items
@@ -254,24 +264,37 @@ def synthetic_items(
     optics: Optics = Optics(),
     seeds: int = 2,
     in_focus_levels: int = 3,
+    use_file_pixel_size: bool = True,
 ) -> list[Item]:
     """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds.
 
     Defocus = the level table's nominal µm; sensor model of `miq.optics.degrade` with noise
-    seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range.
+    seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range. A plane
+    whose file records a pixel size other than ``optics.pixel_size_um`` is first resampled to
+    it (area-averaging when finer), unless ``use_file_pixel_size`` is False, so that the
+    simulated defocus is what the optics give at that pixel size.
     """
+    from .resampling import resample_to_pixel_size, rescale_factor, trusted_pixel_size
+
     items = []
     for f in files:
         path = Path(f)
-        planes = _planes(str(path))
+        planes, recorded = _read(str(path))
+        recorded = trusted_pixel_size(recorded) if use_file_pixel_size else None
+        if recorded and rescale_factor(recorded, optics.pixel_size_um) == 1.0:
+            recorded = None
         for index, plane in enumerate(planes):
             label = str(path) if len(planes) == 1 else f"{path} [c={plane.c}, z={plane.z}]"
             for level, z_um in enumerate(levels.defocus_um):
                 for seed in range(seeds):
 
-                    def load(path=path, index=index, z_um=z_um, rng=1000 * level + seed):
-                        unit = to_camera_range(_planes(str(path))[index].data)
-                        return degrade(unit, z_um, optics=optics, rng=rng)
+                    def load(
+                        path=path, index=index, z_um=z_um, rng=1000 * level + seed, px=recorded
+                    ):
+                        data = _planes(str(path))[index].data
+                        if px:
+                            data = resample_to_pixel_size(data, px, optics.pixel_size_um)
+                        return degrade(to_camera_range(data), z_um, optics=optics, rng=rng)
 
                     items.append(
                         Item(
@@ -306,6 +329,7 @@ def collect_items(
     seeds: int = 2,
     in_focus_levels: int = 3,
     in_focus_um: float | None = None,
+    use_file_pixel_size: bool = True,
     on_error: Callable[[str], None] | None = None,
 ) -> GroundTruth:
     """Items and provenance from manifests, focal stacks (``(file, z step µm, best plane)``) and
@@ -362,7 +386,12 @@ def collect_items(
     if synthetic:
         optics, levels = model.optics, model.levels  # simulate with the model's own optics
         items += synthetic_items(
-            synthetic, seeds=seeds, optics=optics, levels=levels, in_focus_levels=in_focus_levels
+            synthetic,
+            seeds=seeds,
+            optics=optics,
+            levels=levels,
+            in_focus_levels=in_focus_levels,
+            use_file_pixel_size=use_file_pixel_size,
         )
         info["synthetic"] = {
             "kind": "synthetic defocus of in-focus images",

@@ -204,6 +204,9 @@ def demo(args: argparse.Namespace) -> int:
     from ..io.folder import OutputFolder
     from ..model.runtime import load_model
 
+    if args.resume:
+        error("miq demo always starts afresh (it rewrites its folder); --resume is for miq predict")
+        return EXIT_USAGE
     depths_um = (0.0, 4.0, 10.0, 18.0)
     # the demo's folder holds its own inputs and is rewritten on every run (only ever a folder
     # of miq's own: anything else is refused)
@@ -315,6 +318,7 @@ def evaluate(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             in_focus_levels=args.in_focus_levels,
             in_focus_um=args.in_focus_um,
+            use_file_pixel_size=not args.ignore_file_pixel_size,
             on_error=error,
         )
     except MiqError as exc:

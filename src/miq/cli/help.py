@@ -29,7 +29,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "probabilities and certainty, the whole-image level, defocus in µm, certainty and "
             "in/out-of-focus flag.",
             "OUTPUT/results.csv (one row per plane), wells.csv (when wells are recognised), "
-            "run.json, masks/*.tif, overlays/*.png, .miq-progress.jsonl (resume journal), and "
+            "run.json, masks/*_per_patch.tif (or per pixel), overlays/*.jpg (previews of the "
+            "planes out of focus or uncertain), .miq-progress.jsonl (resume journal), "
+            ".miq-outputs.json (what miq wrote there), and "
             "with --report report.html",
             "miq predict plate/ -o qc/ --report",
         ),

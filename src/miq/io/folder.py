@@ -73,7 +73,7 @@ class OutputFolder:
         if manifest is None:
             raise OutputError(
                 f"{out}: folder is not empty and holds no miq outputs ({MANIFEST_NAME} missing; "
-                "a folder written by miq before 0.2 has none: delete it); choose a new or empty "
+                "a folder written by miq before 0.2.0 has none: delete it); choose a new or empty "
                 "folder"
             )
         if resume:
@@ -101,6 +101,23 @@ class OutputFolder:
         listed = [*manifest.get("files", []), *also_written, *earlier]
         _remove_listed(out, [n for n in listed if (out / n).resolve() not in kept])
         return cls._fresh(out, command, settings)
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> OutputFolder | None:
+        """The folder of an earlier miq command (to add files to its manifest), or None when
+        ``path`` holds no manifest."""
+        manifest = _read_manifest(Path(path))
+        if manifest is None:
+            return None
+        files = manifest.get("files", [])
+        return cls(Path(path), str(manifest.get("command")), manifest.get("settings", {}), files)
+
+    def remove_recorded(self, prefix: str) -> None:
+        """Remove the recorded files whose path starts with ``prefix`` (e.g. an earlier report's
+        PNGs, before a new report is written) and forget them."""
+        gone = [name for name in self._files if name.startswith(prefix)]
+        _remove_listed(self.path, gone, keep_manifest=True)
+        self._files.difference_update(gone)
 
     @classmethod
     def _fresh(cls, out: Path, command: str, settings: dict) -> OutputFolder:
@@ -170,12 +187,12 @@ def _differences(before: dict, now: dict, prefix: str = "") -> str:
     return "; ".join(found)
 
 
-def _remove_listed(out: Path, names: list[str]) -> None:
+def _remove_listed(out: Path, names: list[str], keep_manifest: bool = False) -> None:
     """Remove the listed files (only regular files or links inside ``out``), then folders left
-    empty by that, and the manifest."""
+    empty by that, and the manifest (unless ``keep_manifest``)."""
     root = out.resolve()
     parents: set[Path] = set()
-    for name in {*names, MANIFEST_NAME}:
+    for name in {*names} if keep_manifest else {*names, MANIFEST_NAME}:
         target = out / name
         try:
             inside = target.parent.resolve().is_relative_to(root) and ".." not in Path(name).parts

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from ..io import atomic_write
+from ..io.folder import OutputFolder
 from .figures import distribution_plots, input_pictures, montage, plate_maps, plate_shape
 from .run import RunData, load_run
 from .sections import (
@@ -56,6 +57,11 @@ def write_report(
     data = load_run(run_dir)
     html_path = Path(output) if output else data.run_dir / "report.html"
     png_dir = html_path.parent / "report"
+    # in a miq output folder, the report's files are recorded there, and an earlier report's
+    # PNGs (e.g. plate maps of wells no longer in the run) are removed first
+    folder = OutputFolder.existing(html_path.parent)
+    if folder is not None:
+        folder.remove_recorded("report/")
     try:
         png_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -101,4 +107,7 @@ plots in <code>{html.escape(str(png_dir.name))}/</code></p></header>
 """
     with atomic_write(html_path, "w") as fh:
         fh.write(page)
+    if folder is not None:
+        folder.record(html_path.name, *(f"report/{p.name}" for p in png_dir.glob("*.png")))
+        folder.save()
     return html_path

@@ -7,6 +7,7 @@ and build its ``results.csv`` rows.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,6 +134,17 @@ def _assess_source(
                 "model's pixel size"
             )
     options, pixel_size, origin = options.for_file(trusted, model.pixel_size_um)
+    if origin == "file" and options.pixel_size_um is not None and not _planes_read(source):
+        from .. import large
+
+        if source.largest_plane_pixels() > large.LARGE_PLANE_PIXELS:  # resampling: whole plane
+            options = dataclasses.replace(options, pixel_size_um=None)
+            if on_warning:
+                on_warning(
+                    f"{name}: planes too large to resample in memory; rated in bands at the "
+                    f"recorded {pixel_size:.4g} µm/px (levels assume the model's "
+                    f"{model.pixel_size_um:.4g}): give --pixel-size to resample them anyway"
+                )
     results = _rate_source(source, model, options, keep_image, select)
     for r in results:
         if r.c != -1:
