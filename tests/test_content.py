@@ -1,0 +1,130 @@
+"""Empty fields (camera background only) against real content, however far out of focus
+(`miq.content`; issue 19, item 2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from miq.content import EMPTY_THRESHOLD, content_score, is_empty
+from miq.optics import Optics, degrade
+
+
+def _illumination(n: int, kind: str) -> np.ndarray:
+    y, x = np.meshgrid(np.linspace(-1, 1, n), np.linspace(-1, 1, n), indexing="ij")
+    if kind == "flat":
+        return np.ones((n, n))
+    if kind == "gradient":  # ±20 % across the field
+        return 1 + 0.2 * (x + y) / 2
+    # cos⁴ vignetting, corners at 76 % of the centre, times the gradient
+    vignette = np.cos(np.arctan(np.sqrt((x**2 + y**2) / 2) * 0.38)) ** 4
+    return vignette * (1 + 0.2 * (x + y) / 2)
+
+
+def _background(n: int, offset: float, kind: str = "flat", read: float = 0.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    mean = (offset + 50.0) * _illumination(n, kind)
+    v = rng.poisson(mean).astype(np.float64)
+    if read:
+        v += rng.normal(0.0, read, v.shape)
+    return np.clip(np.round(v), 0, 65535).astype(np.uint16)
+
+
+def _to_uint16(unit: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(unit, 0, 1) * 65535).astype(np.uint16)
+
+
+@pytest.fixture(scope="module")
+def defocused(sample_image) -> np.ndarray:
+    """The bundled field simulated 20 µm out of focus (level 10)."""
+    return _to_uint16(degrade(sample_image / 65535.0, 20.0, optics=Optics(), rng=0))
+
+
+@pytest.mark.parametrize("kind", ["flat", "gradient", "vignette"])
+@pytest.mark.parametrize("offset, read", [(100, 0.0), (1000, 5.0)])
+def test_camera_backgrounds_are_empty(kind, offset, read):
+    plane = _background(512, offset, kind, read)
+    assert content_score(plane) < EMPTY_THRESHOLD / 2
+    assert is_empty(plane)
+
+
+def test_8bit_and_integer_valued_float_backgrounds_are_empty():
+    plane16 = _background(512, 100, "vignette")
+    shifted = (plane16 >> 4).astype(np.uint8)  # a 12-bit camera written as 8 bits: ~6 DN ± 0.6
+    assert is_empty(shifted)
+    assert is_empty(shifted.astype(np.float32))  # as read_planes returns it by default
+    lo, hi = np.percentile(plane16, [0.01, 99.99])
+    stretched = np.clip(np.round((plane16 - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+    assert is_empty(stretched)
+
+
+def test_hot_pixels_do_not_make_a_background_content():
+    plane = _background(512, 100)
+    rng = np.random.default_rng(1)
+    plane[rng.integers(0, 512, 40), rng.integers(0, 512, 40)] = 65535
+    assert is_empty(plane)
+
+
+def test_tiny_background_is_empty():
+    assert is_empty(_background(84, 100, "gradient"))
+    assert is_empty(_background(96, 1000, read=5.0)[:84])
+
+
+def test_sample_sharp_and_20um_out_of_focus_is_content(sample_image, defocused):
+    assert content_score(sample_image) > 2 * EMPTY_THRESHOLD
+    assert not is_empty(sample_image)
+    assert content_score(defocused) > 2 * EMPTY_THRESHOLD
+    assert not is_empty(defocused)
+
+
+def test_dim_sample_20um_out_of_focus_is_content(sample_image):
+    dim = _to_uint16(
+        degrade(sample_image / 65535.0, 20.0, optics=Optics(), rng=0, exposure_factor=0.3)
+    )
+    assert content_score(dim) > EMPTY_THRESHOLD
+    assert not is_empty(dim)
+
+
+def test_a_few_defocused_nuclei_in_a_large_field_are_content(sample_image):
+    background = float(np.median(sample_image))
+    field = np.full((768, 768), background)
+    crop = sample_image[200:300, 300:400].astype(np.float64)  # a few nuclei of the sample
+    field[400:500, 300:400] = crop
+    out = _to_uint16(degrade(field / 65535.0, 20.0, optics=Optics(), rng=0))
+    assert not is_empty(out)
+
+
+def test_constant_planes_are_empty():
+    for plane in (
+        np.zeros((128, 128), np.uint16),
+        np.full((200, 300), 1000, np.uint16),
+        np.full((100, 100), -3.5, np.float32),
+        np.full((100, 100), 7, np.uint8),
+    ):
+        assert content_score(plane) == 0.0
+        assert is_empty(plane)
+
+
+def test_score_ignores_gain_and_offset(defocused):
+    unit = defocused / 65535.0 + 1e-7  # float, not integer-valued
+    ref = content_score(unit)
+    for gain in (0.01, 3.3, 1000.0):
+        assert content_score(unit * gain) == pytest.approx(ref, rel=1e-6)
+    for offset in (-2.0, 5.0):
+        assert content_score(unit + offset) == pytest.approx(ref, rel=1e-4)
+    assert content_score(unit.astype(np.float32)) == pytest.approx(ref, rel=1e-3)
+
+
+def test_integer_dtypes_and_negative_offsets(defocused):
+    ref = content_score(defocused)
+    assert content_score(defocused.astype(np.int32) - 1000) == pytest.approx(ref, rel=1e-9)
+    assert content_score(defocused.astype(np.uint32) + 100_000) == pytest.approx(ref, rel=1e-9)
+    assert content_score(defocused.astype(np.float64)) == pytest.approx(ref, rel=1e-9)
+    assert content_score(defocused.astype(np.float64) - 1000) == pytest.approx(ref, rel=1e-9)
+
+
+def test_noiseless_structure_is_content():
+    y, x = np.mgrid[:128, :128]
+    plane = np.where((x - 64) ** 2 + (y - 64) ** 2 < 100, 0.75, 0.25)
+    assert content_score(plane) == float("inf")
+    assert not is_empty(plane)
