@@ -59,6 +59,7 @@ def test_report_content_matches_the_run(plate_run):
         "planes rated": 6,
         "in focus": 6 - n_out,
         "out of focus": n_out,
+        "empty": 0,
         "files failed": 1,
         "planes failed": 0,
     }

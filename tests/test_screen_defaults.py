@@ -134,3 +134,28 @@ def test_interrupt_says_how_to_resume(fields, tmp_path, monkeypatch, capsys):
     assert main(["predict", str(fields), "-o", str(tmp_path / "out"), "-q"]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--resume" in err
+
+
+def test_empty_field_gets_its_own_outcome_and_real_defocus_does_not(tmp_path, sample_image):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    background = rng.poisson(100 + 60 * np.linspace(0, 1, 696)[None, :], size=(520, 696))
+    tifffile.imwrite(folder / "empty_A01_s1.tif", background.astype(np.uint16))
+    level10 = degrade(sample_image / 65535.0, 20.0, optics=Optics(), rng=1) * 65535.0
+    tifffile.imwrite(folder / "blurred_A01_s2.tif", np.round(level10).astype(np.uint16))
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "-o", str(out), "-q"]) == 0
+    rows = {r["file"].rsplit("/", 1)[-1]: r for r in _rows(out / "results.csv")}
+    empty, blurred = rows["empty_A01_s1.tif"], rows["blurred_A01_s2.tif"]
+    assert empty["empty"] == "1" and empty["level"] == "" and empty["in_focus"] == ""
+    assert empty["overlay"] == "" and not empty["error"]
+    assert blurred["empty"] == "0" and int(blurred["level"]) >= 8 and blurred["in_focus"] == "0"
+    (well,) = _rows(out / "wells.csv")
+    assert (well["n_fields"], well["n_rated"], well["n_empty"]) == ("2", "1", "1")
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text(encoding="utf-8")
+    empty_part = page[page.index("<h2>Empty fields (1)</h2>") :]
+    reimage_part = page[page.index("<h2>Fields to re-image") : page.index("<h2>Empty fields")]
+    assert "empty_A01_s1.tif" in empty_part and "empty_A01_s1.tif" not in reimage_part
+    assert "blurred_A01_s2.tif" in reimage_part

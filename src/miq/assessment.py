@@ -144,7 +144,10 @@ class ImageAssessment:
     px of the resampling to the model's pixel size (1.0 = not resampled); ``pixel_size_um``: the
     input pixel size in µm it assumed (None = the model's). A plane rated in bands
     (`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
-    subsampled by ``preview_factor`` (for drawing its overlay).
+    subsampled by ``preview_factor`` (for drawing its overlay). ``content_score``: how far the
+    plane's structure stands above its pixel noise (`miq.content.content_score`); ``empty``:
+    below `miq.content.EMPTY_THRESHOLD`, camera background only — its level and in/out call
+    mean nothing (results.csv leaves them blank).
     """
 
     grid: PatchGrid
@@ -166,6 +169,8 @@ class ImageAssessment:
     banded: bool = False
     preview: np.ndarray | None = field(default=None, repr=False)
     preview_factor: int = 1
+    content_score: float = float("inf")
+    empty: bool = False
 
     @property
     def certainty(self) -> float:
@@ -180,6 +185,13 @@ class ImageAssessment:
     @property
     def n_patches(self) -> int:
         return int(self.patch_valid.sum())
+
+    def set_content(self, plane: np.ndarray) -> None:
+        """Score the plane's content above its noise (H, W) and call it empty or not."""
+        from .content import EMPTY_THRESHOLD, content_score
+
+        self.content_score = float(content_score(plane))
+        self.empty = bool(self.content_score < EMPTY_THRESHOLD)
 
     def summary(self) -> dict:
         """Flat dict of the image-level numbers (as in ``results.csv``)."""
@@ -229,6 +241,7 @@ def assess(
     result = assessment_from_probabilities(grid, probs, valid, model, options)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
+    result.set_content(np.asarray(image) if scale != 1.0 else data)
     return result
 
 

@@ -94,4 +94,5 @@ def assess_banded(
     result.banded = True
     result.preview = np.stack(preview)
     result.preview_factor = preview_factor
+    result.set_content(result.preview)  # pixels of the preview are pixels of the plane
     return result

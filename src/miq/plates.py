@@ -180,6 +180,7 @@ WELL_COLUMNS = [
     "well",
     "n_fields",
     "n_rated",
+    "n_empty",
     "mean_level",
     "mean_level_mean",
     "fraction_out_of_focus",
@@ -190,8 +191,9 @@ WELL_COLUMNS = [
 
 def well_aggregates(rows: list[dict]) -> list[dict]:
     """Per-well summary of results rows (dicts with ``well``, ``level``, ``level_mean``,
-    ``in_focus``, ``certainty``, ``error``): fields, rated fields, mean level, fraction out of
-    focus, mean certainty, worst (highest) level. Wells in plate order (A01, A02, …, B01 …)."""
+    ``in_focus``, ``certainty``, ``empty``, ``error``): fields, rated fields, empty fields
+    (nothing above the noise: not rated), mean level, fraction out of focus, mean certainty,
+    worst (highest) level. Wells in plate order (A01, A02, …, B01 …)."""
     wells: dict[str, list[dict]] = {}
     for row in rows:
         if row.get("well"):
@@ -199,13 +201,15 @@ def well_aggregates(rows: list[dict]) -> list[dict]:
     out = []
     for well in sorted(wells, key=lambda w: (w[0], int(w[1:]))):
         members = wells[well]
-        rated = [r for r in members if not r.get("error")]
+        rated = [r for r in members if not r.get("error") and str(r.get("empty")) != "1"]
+        n_empty = sum(not r.get("error") and str(r.get("empty")) == "1" for r in members)
         levels = np.array([float(r["level"]) for r in rated])
         out.append(
             {
                 "well": well,
                 "n_fields": len(members),
                 "n_rated": len(rated),
+                "n_empty": n_empty,
                 "mean_level": f"{levels.mean():.4g}" if rated else "",
                 "mean_level_mean": (
                     f"{np.mean([float(r['level_mean']) for r in rated]):.4g}" if rated else ""

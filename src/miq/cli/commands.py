@@ -153,14 +153,17 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     if not args.quiet:
         print_results_table(summary.rows)
     n_ok = sum(not row["error"] for row in summary.rows)
+    n_empty = sum(str(row.get("empty")) == "1" for row in summary.rows)
     resumed = (
         f" ({summary.n_resumed_files} files taken from the interrupted run)"
         if summary.n_resumed_files
         else ""
     )
+    empty = f" ({n_empty} empty: nothing above the noise)" if n_empty else ""
     print(
-        f"{n_ok} planes rated from {summary.n_files} files{resumed}; {summary.n_failed_files} "
-        f"files and {summary.n_failed_planes} planes failed; results: {summary.csv_path}"
+        f"{n_ok} planes rated from {summary.n_files} files{resumed}{empty}; "
+        f"{summary.n_failed_files} files and {summary.n_failed_planes} planes failed; "
+        f"results: {summary.csv_path}"
     )
     if getattr(args, "report", False):
         from ..report import write_report

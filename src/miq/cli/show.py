@@ -31,6 +31,9 @@ def print_results_table(rows: list[dict], limit: int = 40) -> None:
         if row["error"]:
             print(f"{where}  ERROR: {row['error'].split(': ', 1)[-1]}")
             continue
+        if str(row.get("empty")) == "1":
+            print(f"{where}  {'':>35}  EMPTY (nothing above the noise)")
+            continue
         flag = "in focus" if str(row["in_focus"]) == "1" else "OUT OF FOCUS"
         print(
             f"{where} {row['level']:>5} {float(row['level_mean']):>5.2f} "

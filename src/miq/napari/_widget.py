@@ -82,6 +82,7 @@ def _plane_row(index: tuple[int, ...], a: ImageAssessment) -> dict[str, Any]:
         "p_in_focus": float(a.p_in_focus),
         "in_focus": bool(a.in_focus),
         "n_patches": int(a.n_patches),
+        "empty": bool(a.empty),
     }
 
 
@@ -189,6 +190,8 @@ def summary_text(results: dict[str, Any]) -> str:
     plane and the best one for ``mode == "all"`` (defocus in µm)."""
 
     def line(row: dict[str, Any]) -> str:
+        if row.get("empty"):
+            return "empty: nothing above the camera noise (no level, no in/out call)"
         flag = "in focus" if row["in_focus"] else "out of focus"
         return (
             f"level {row['level']} (mean {row['level_mean']:.2f}, ~{row['defocus_um']:.1f} µm)  "

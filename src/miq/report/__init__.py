@@ -27,6 +27,7 @@ from .run import RunData, load_run
 from .sections import (
     CSS,
     config_section,
+    empty_section,
     failures_section,
     legend_section,
     reimage_section,
@@ -90,6 +91,7 @@ def write_report(
         )
     parts += [
         reimage_section(data),
+        empty_section(data),
         failures_section(data),
         legend_section(data),
         config_section(data),

@@ -28,7 +28,13 @@ class RunData:
 
     @property
     def rated(self) -> list[dict]:
-        return [r for r in self.rows if not r["error"]]
+        """Planes with a level: not failed, not empty."""
+        return [r for r in self.rows if not r["error"] and str(r.get("empty", "0")) != "1"]
+
+    @property
+    def empty(self) -> list[dict]:
+        """Planes with nothing above the camera noise (no level, no in/out call)."""
+        return [r for r in self.rows if not r["error"] and str(r.get("empty", "0")) == "1"]
 
     @property
     def failed(self) -> list[dict]:

@@ -79,6 +79,7 @@ def summary_section(data: RunData) -> str:
             _card("planes rated", len(rated)),
             _card("in focus", n_in, "good"),
             _card("out of focus", len(rated) - n_in, "bad" if len(rated) - n_in else ""),
+            _card("empty", len(data.empty)),
             _card("files failed", len(failed_files), "bad" if failed_files else ""),
             _card("planes failed", len(failed) - len(failed_files), "bad" if failed else ""),
         ]
@@ -164,6 +165,28 @@ def reimage_section(data: RunData, limit: int = 200) -> str:
         f"<h2>Fields to re-image ({len(out)} out of focus)</h2>"
         "<p class='note'>Most out of focus first.</p>"
         + _table(header, rows, numeric=set(range(3, 11)))
+        + more
+    )
+
+
+def empty_section(data: RunData, limit: int = 200) -> str:
+    """The planes with nothing above the camera noise, apart from the rated ones."""
+    empty = data.empty
+    if not empty:
+        return ""
+    rows = [
+        [r["file"], r.get("well", ""), r.get("site", ""), r["t"], r["c"], r["z"]]
+        for r in empty[:limit]
+    ]
+    more = (
+        f"<p class='note'>{len(empty) - limit} more in results.csv.</p>"
+        if len(empty) > limit
+        else ""
+    )
+    return (
+        f"<h2>Empty fields ({len(empty)})</h2><p class='note'>Nothing above the camera's noise "
+        "(background only): no level and no in/out call; not counted as in or out of focus.</p>"
+        + _table(["file", "well", "site", "t", "c", "z"], rows, numeric={3, 4, 5})
         + more
     )
 

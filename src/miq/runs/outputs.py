@@ -61,6 +61,8 @@ class OutputOptions:
         """Whether the overlay of a rated plane is written."""
         if self.overlays == "all":
             return True
+        if a.empty:  # nothing to look at
+            return False
         low, high = UNCERTAIN_P_IN_FOCUS
         return self.overlays == "flagged" and (not a.in_focus or low <= a.p_in_focus < high)
 

@@ -26,6 +26,7 @@ def csv_columns(n_levels: int) -> list[str]:
             "certainty_weighted",
             "p_in_focus",
             "in_focus",
+            "empty",
             "n_patches",
             "pixel_size_um",
             "pixel_size_from",
@@ -55,6 +56,10 @@ def result_row(result, n_levels: int, position: WellSite | None = None) -> dict:
         )
     if result.assessment is not None:
         row["resampled"] = int(result.assessment.scale != 1.0)
+        row["empty"] = int(result.assessment.empty)
+        if result.assessment.empty:  # camera background only: no level, no in/out call
+            row["n_patches"] = result.assessment.n_patches
+            return row
         for key, value in result.assessment.summary().items():
             if isinstance(value, bool):
                 row[key] = int(value)
