@@ -106,3 +106,17 @@ def test_scheduler_without_distributed_is_one_clear_error(inputs, tmp_path, caps
         "miq: error: --scheduler needs Dask distributed: pip install 'miq[dask]' "
         "(in a clone of miq: pip install -e '.[dask]')"
     ]
+
+
+def test_workers_equal_one_process_with_the_default_outputs(inputs, tmp_path):
+    """The screen-scale defaults (per-patch masks, previews of flagged planes only) give the same
+    results.csv and the same files with 2 workers as in one process."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["predict", str(inputs), "-o", str(one), "-q", "--threads", "1"]) == 1
+    assert main(["predict", str(inputs), "-o", str(two), "-q", "--workers", "2"]) == 1
+    assert (one / "results.csv").read_bytes() == (two / "results.csv").read_bytes()
+
+    def files(folder):
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+    assert files(one) == files(two)

@@ -128,3 +128,38 @@ def test_recorded_pixel_size_is_used_or_ignored_on_request(tmp_path, sample_imag
         "option",
         "0",
     )
+
+
+def test_ome_tiff_at_0_1_um_rated_with_and_without_its_recorded_size(tmp_path, sample_image):
+    """An in-focus field recorded at 0.1 µm/px (6.5× finer than the model's): by default it is
+    resampled and rated in focus; taken at the model's pixel size it reads levels blurrier.
+    Each row records the pixel size used and whether the plane was resampled."""
+    import csv
+
+    import tifffile
+
+    h, w = sample_image.shape
+    size = (round(w * 6.5), round(h * 6.5))
+    big = Image.fromarray(sample_image.astype(np.float32)).resize(size, Image.Resampling.BICUBIC)
+    fine = np.round(np.asarray(big)).clip(0, 65535)
+    tifffile.imwrite(
+        tmp_path / "fine.ome.tif",
+        fine.astype(np.uint16),
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1},
+    )
+    rows = {}
+    for run, extra in (("used", []), ("ignored", ["--ignore-file-pixel-size"])):
+        out = tmp_path / run
+        assert main(["predict", str(tmp_path / "fine.ome.tif"), "-o", str(out), "-q", *extra]) == 0
+        with open(out / "results.csv", newline="") as fh:
+            rows[run] = next(csv.DictReader(fh))
+    used, ignored = rows["used"], rows["ignored"]
+    assert (used["pixel_size_um"], used["pixel_size_from"], used["resampled"]) == (
+        "0.1",
+        "file",
+        "1",
+    )
+    assert (ignored["pixel_size_from"], ignored["resampled"]) == ("model", "0")
+    assert used["in_focus"] == "1" and int(used["level"]) <= 2
+    assert float(ignored["level_mean"]) >= float(used["level_mean"]) + 1.5  # 2.4 measured
