@@ -92,10 +92,11 @@ def assess_file(
     open). A file that cannot be read gives one result with ``error`` set (c = z = −1); a plane
     that cannot be rated (too small, NaN, constant) gives a result with ``error`` for that plane.
     The pixel size follows `miq.AssessOptions.for_file`: ``options.pixel_size_um`` when given,
-    else the one the file records (unless ``options.use_file_pixel_size`` is False: then a
-    recorded size that differs from the model's gets one ``on_warning`` line), else the model's;
-    planes are resampled to the model's pixel size when it differs. Planes larger than
-    `miq.large.LARGE_PLANE_PIXELS` are read and rated in bands.
+    else the one the file records (unless ``options.use_file_pixel_size`` is False; a recorded
+    value that cannot be used gets one ``on_warning`` line), else the model's; planes are
+    resampled to the model's pixel size when it differs, and each result records the size
+    used and where it came from. Planes larger than `miq.large.LARGE_PLANE_PIXELS` are read and
+    rated in bands (not resampled: they would have to be loaded whole; one warning line).
     """
     from ..model.runtime import default_model
 
@@ -119,20 +120,13 @@ def _assess_source(
     select: PlaneSelection | None,
     on_warning: Callable[[str], None] | None,
 ) -> list[PlaneResult]:
-    from ..resampling import rescale_factor, trusted_pixel_size
+    from ..resampling import trusted_pixel_size
 
     name = source.name
     recorded = source.pixel_size_um if options.pixel_size_um is None else None
     trusted = trusted_pixel_size(recorded)
-    if on_warning and recorded is not None and trusted is None:
+    if on_warning and recorded is not None and trusted is None and options.use_file_pixel_size:
         on_warning(f"{name}: recorded pixel size {recorded!r} µm is not usable; ignored")
-    elif on_warning and trusted and not options.use_file_pixel_size:
-        if rescale_factor(trusted, model.pixel_size_um) != 1.0:
-            on_warning(
-                f"{name}: pixel size {trusted:.4g} µm (from the file) differs from the model's "
-                f"{model.pixel_size_um:.4g} µm and is ignored as asked; levels assume the "
-                "model's pixel size"
-            )
     options, pixel_size, origin = options.for_file(trusted, model.pixel_size_um)
     if origin == "file" and options.pixel_size_um is not None and not _planes_read(source):
         from .. import large
