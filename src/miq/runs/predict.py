@@ -72,8 +72,10 @@ def predict_files(
     (one line) and gets a CSV row with ``error`` filled, and the run goes on. Each completed file
     is recorded in ``out_dir/.miq-progress.jsonl`` as it completes, so a killed run restarted
     with ``resume=True`` rates only the missing files and writes the same ``results.csv`` (rows
-    in input order) as an uninterrupted run. A non-empty ``out_dir`` is refused unless
-    ``resume`` or ``overwrite`` is given (raises `miq.errors.OutputError`). Wells and
+    in input order) as an uninterrupted run. ``out_dir`` follows `miq.io.folder.OutputFolder`:
+    a non-empty folder needs ``overwrite`` (removes only what miq wrote there) or ``resume``
+    (refused, naming the setting, when a result-changing setting differs; raises
+    `miq.errors.OutputError`). Wells and
     sites come from OME plate metadata or file names (`miq.plates.plate_position`; with
     ``well_pattern``, from names only); when any file has a well, ``wells.csv`` gets one row per
     well.
