@@ -184,3 +184,14 @@ def test_report_files_are_recorded_and_replaced(images, tmp_path):
 def test_demo_refuses_resume(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path / "d"), "-q", "--resume"]) == 2
     assert "--resume is for miq predict" in capsys.readouterr().err
+
+
+def test_an_output_folder_inside_the_inputs_is_not_rated(images, tmp_path):
+    out = images / "qc"
+    assert main(["predict", str(images), "-o", str(out), "-q", "--overlays", "all"]) == 0
+    first = (out / "results.csv").read_bytes()
+    assert (
+        main(["predict", str(images), "-o", str(out), "-q", "--overlays", "all", "--overwrite"])
+        == 0
+    )
+    assert (out / "results.csv").read_bytes() == first  # its own masks and overlays left out

@@ -172,12 +172,16 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
-def _find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Expand files/folders/globs; report each input that matched nothing on stderr."""
+def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list[Path], list[str]]:
+    """Expand files/folders/globs, leaving out anything inside the ``output`` folder (a run's
+    own masks and overlays are never inputs); report each input that matched nothing."""
     from ..io import find_images
 
     missing: list[str] = []
     files = find_images(inputs, on_missing=missing.append)
+    if output is not None:
+        out = Path(output).resolve()
+        files = [f for f in files if not f.resolve().is_relative_to(out)]
     for m in missing:
         error(f"{m}: no such file, or no image in that folder / matching that pattern")
     return files, missing
@@ -186,7 +190,7 @@ def _find_inputs(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
 def predict(args: argparse.Namespace) -> int:
     from ..model.runtime import load_model
 
-    files, missing = _find_inputs(args.inputs)
+    files, missing = _find_inputs(args.inputs, args.output)
     if not files:
         error("no input images found")
         return EXIT_USAGE
@@ -269,7 +273,7 @@ def measure(args: argparse.Namespace) -> int:
     from ..io import ReadOptions
     from ..runs import measure_files
 
-    files, missing = _find_inputs(args.inputs)
+    files, missing = _find_inputs(args.inputs, args.output)
     if not files:
         error("no input images found")
         return EXIT_USAGE
@@ -370,12 +374,12 @@ def best_focus(args: argparse.Namespace) -> int:
     if args.stack_from_files:  # each input: a folder of single-plane files, ordered by name
         stacks = []
         for folder in args.stacks:
-            files, not_found = _find_inputs([folder])
+            files, not_found = _find_inputs([folder], args.output)
             missing += not_found
             if files:
                 stacks.append(sorted(files, key=lambda p: p.name))
     else:
-        stacks, missing = _find_inputs(args.stacks)
+        stacks, missing = _find_inputs(args.stacks, args.output)
     if not stacks:
         error("no stacks found")
         return EXIT_USAGE
