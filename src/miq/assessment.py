@@ -123,16 +123,14 @@ class AssessOptions:
         the pixel size it is taken to have (µm) and where that comes from (``"option"``,
         ``"file"`` or ``"model"``). A recorded size within 2 % of the model's is used as is
         (no resampling)."""
-        from .resampling import rescale_factor, trusted_pixel_size
+        from .resampling import pixel_size_rule
 
-        if self.pixel_size_um is not None:
-            return self, self.pixel_size_um, "option"
-        recorded = trusted_pixel_size(recorded_um) if self.use_file_pixel_size else None
-        if recorded is None:
-            return self, model_pixel_size_um, "model"
-        if rescale_factor(recorded, model_pixel_size_um) == 1.0:
-            return self, recorded, "file"
-        return dataclasses.replace(self, pixel_size_um=recorded), recorded, "file"
+        size, origin, resample = pixel_size_rule(
+            self.pixel_size_um, recorded_um, self.use_file_pixel_size, model_pixel_size_um
+        )
+        if origin == "file" and resample:
+            return dataclasses.replace(self, pixel_size_um=size), size, origin
+        return self, size, origin
 
 
 @dataclass

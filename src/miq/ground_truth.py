@@ -274,15 +274,16 @@ def synthetic_items(
     it (area-averaging when finer), unless ``use_file_pixel_size`` is False, so that the
     simulated defocus is what the optics give at that pixel size.
     """
-    from .resampling import resample_to_pixel_size, rescale_factor, trusted_pixel_size
+    from .resampling import pixel_size_rule, resample_to_pixel_size
 
     items = []
     for f in files:
         path = Path(f)
         planes, recorded = _read(str(path))
-        recorded = trusted_pixel_size(recorded) if use_file_pixel_size else None
-        if recorded and rescale_factor(recorded, optics.pixel_size_um) == 1.0:
-            recorded = None
+        size, _, resample = pixel_size_rule(
+            None, recorded, use_file_pixel_size, optics.pixel_size_um
+        )
+        recorded = size if resample else None  # resampled to the optics' pixel size first
         for index, plane in enumerate(planes):
             label = str(path) if len(planes) == 1 else f"{path} [c={plane.c}, z={plane.z}]"
             for level, z_um in enumerate(levels.defocus_um):

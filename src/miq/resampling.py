@@ -18,6 +18,7 @@ __all__ = [
     "rescale_factor",
     "resample_to_pixel_size",
     "trusted_pixel_size",
+    "pixel_size_rule",
     "MAX_RESAMPLED_PIXELS",
 ]
 
@@ -38,6 +39,26 @@ def trusted_pixel_size(value: float | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if np.isfinite(value) and 1e-3 <= value <= 1e3 else None
+
+
+def pixel_size_rule(
+    given_um: float | None,
+    recorded_um: float | None,
+    use_recorded: bool,
+    model_pixel_size_um: float,
+) -> tuple[float, str, bool]:
+    """The pixel size (µm) an image is taken to have, where it comes from and whether it is
+    resampled to the model's: ``given_um`` (``"option"``) when given; else the size its file
+    records when ``use_recorded`` and it can be trusted (`trusted_pixel_size`; ``"file"``);
+    else the model's (``"model"``). Resampled when it differs from the model's by more than
+    2 % (`rescale_factor`)."""
+    if given_um is not None:
+        size, origin = float(given_um), "option"
+    elif use_recorded and trusted_pixel_size(recorded_um) is not None:
+        size, origin = float(recorded_um), "file"
+    else:
+        size, origin = float(model_pixel_size_um), "model"
+    return size, origin, rescale_factor(size, model_pixel_size_um) != 1.0
 
 
 def rescale_factor(pixel_size_um: float, model_pixel_size_um: float) -> float:

@@ -114,7 +114,6 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
-    from ..assessment import AssessOptions
     from ..errors import install_hint
     from ..io import ReadOptions
     from ..plots import plots_available
@@ -127,11 +126,8 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     if not 1 <= args.in_focus_levels < model.n_levels:
         error(f"--in-focus-levels must be 1 to {model.n_levels - 1}, got {args.in_focus_levels}")
         return EXIT_USAGE
-    options = AssessOptions(
-        in_focus_levels=args.in_focus_levels,
-        in_focus_threshold=args.threshold,
-        pixel_size_um=args.pixel_size,
-        use_file_pixel_size=not args.ignore_file_pixel_size,
+    options = _assess_options(
+        args, in_focus_levels=args.in_focus_levels, in_focus_threshold=args.threshold
     )
     overwrite = args.overwrite if overwrite is None else overwrite
     summary = predict_files(
@@ -170,6 +166,16 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
 
         print(f"report: {write_report(args.output)}")
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
+
+
+def _assess_options(args: argparse.Namespace, **more):
+    """`miq.AssessOptions` with the pixel-size options every rating command has
+    (``--pixel-size``, ``--ignore-file-pixel-size``: `miq.cli.parser.add_pixel_size`)."""
+    from ..assessment import AssessOptions
+
+    return AssessOptions(
+        pixel_size_um=args.pixel_size, use_file_pixel_size=not args.ignore_file_pixel_size, **more
+    )
 
 
 def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list[Path], list[str]]:
@@ -277,11 +283,8 @@ def measure(args: argparse.Namespace) -> int:
     if not files:
         error("no input images found")
         return EXIT_USAGE
-    from ..assessment import AssessOptions
 
-    options = AssessOptions(
-        pixel_size_um=args.pixel_size, use_file_pixel_size=not args.ignore_file_pixel_size
-    )
+    options = _assess_options(args)
     path, failures = measure_files(
         files,
         args.output,
@@ -295,7 +298,6 @@ def measure(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from ..assessment import AssessOptions
     from ..errors import MiqError
     from ..evaluation import evaluate as run_evaluation
     from ..evaluation import format_table
@@ -341,11 +343,7 @@ def evaluate(args: argparse.Namespace) -> int:
         model,
         overwrite=args.overwrite,
         measures=measures,
-        options=AssessOptions(
-            in_focus_levels=args.in_focus_levels,
-            pixel_size_um=args.pixel_size,
-            use_file_pixel_size=not args.ignore_file_pixel_size,
-        ),
+        options=_assess_options(args, in_focus_levels=args.in_focus_levels),
         n_splits=args.splits,
         seed=args.seed,
         datasets_info=truth.info,
@@ -361,7 +359,6 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def best_focus(args: argparse.Namespace) -> int:
-    from ..assessment import AssessOptions
     from ..io import ReadOptions
     from ..measures import MEASURES
     from ..model.runtime import load_model
@@ -398,9 +395,7 @@ def best_focus(args: argparse.Namespace) -> int:
         read=ReadOptions(args.axes),
         fine_measure=args.fine_measure,
         plateau=args.plateau,
-        options=AssessOptions(
-            pixel_size_um=args.pixel_size, use_file_pixel_size=not args.ignore_file_pixel_size
-        ),
+        options=_assess_options(args),
         save_best=args.save_best,
         on_error=report,
     )

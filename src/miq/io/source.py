@@ -59,6 +59,7 @@ class ImageSource:
         self._pillow: tuple[np.ndarray, str] | None = None  # a PNG/JPEG/BMP read whole
         # planes per (native_integers, samples_as_channels), or the error reading them
         self._planes: dict[tuple[bool, bool], list[Plane] | MiqError] = {}
+        self._lazy: dict[str, list[LazyPlane] | None] = {}  # lazy_planes, once made
 
     @classmethod
     def open(
@@ -129,6 +130,7 @@ class ImageSource:
             self._tiff = None
         self._pillow = None
         self._planes.clear()
+        self._lazy.clear()
 
     @property
     def name(self) -> str:
@@ -181,7 +183,13 @@ class ImageSource:
     def lazy_planes(self) -> list[LazyPlane] | None:
         """The planes as windows read on demand (same order and indices as `planes`), or
         None when the file cannot be read lazily (e.g. PNG, RGB, unusual axes, or axes given at
-        `open` whose last two are not Y, X: then `planes` reads the file)."""
+        `open` whose last two are not Y, X: then `planes` reads the file). Made once and kept
+        until `close`."""
+        if "lazy" not in self._lazy:
+            self._lazy["lazy"] = self._make_lazy_planes()
+        return self._lazy["lazy"]
+
+    def _make_lazy_planes(self) -> list[LazyPlane] | None:
         try:
             if self._tiff is not None:
                 found = tiff_lazy_array(self._tiff, self.path)
