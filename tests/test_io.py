@@ -25,12 +25,14 @@ def test_uint16_tiff_lzw(tmp_path):
         (np.uint8, True),
         (np.uint16, True),
         (np.int16, True),
-        (np.int32, False),
+        (np.int32, True),
+        (np.uint32, True),
+        (np.int64, True),
         (np.float32, False),
         (np.float64, False),
     ],
 )
-def test_native_integers_keeps_small_integer_planes_uncopied(tmp_path, dtype, kept):
+def test_native_integers_keeps_integer_planes_uncopied(tmp_path, dtype, kept):
     data = (np.arange(2 * 90 * 100) % 200).astype(dtype).reshape(2, 90, 100)
     tifffile.imwrite(tmp_path / "a.tif", data)
     planes = read_planes(tmp_path / "a.tif", native_integers=True)

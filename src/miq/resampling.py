@@ -79,13 +79,16 @@ def resample_to_pixel_size(
 
     Output shape is round(H·f), round(W·f) with f = pixel_size_um / model_pixel_size_um;
     intensities (DN) are preserved on average. Returns the input as float32 when f is 1.
+    32/64-bit integers and float64 with an offset beyond float32's exact range (|min| > 2**24,
+    e.g. 1e12 DN) are resampled less their minimum and returned as float64 (min added back), so
+    that the differences between pixels keep their precision.
     """
     from PIL import Image
 
     factor = rescale_factor(pixel_size_um, model_pixel_size_um)
-    data = np.asarray(image, dtype=np.float32)
+    data, offset = _less_offset(np.asarray(image))
     if factor == 1.0:
-        return data
+        return data if offset == 0.0 else data.astype(np.float64) + offset
     h, w = data.shape
     size = (max(1, round(w * factor)), max(1, round(h * factor)))
     if size[0] * size[1] > MAX_RESAMPLED_PIXELS:
@@ -98,4 +101,19 @@ def resample_to_pixel_size(
         )
     method = Image.Resampling.BOX if factor < 1 else Image.Resampling.BICUBIC
     resized = Image.fromarray(np.ascontiguousarray(data)).resize(size, method)
+    if offset != 0.0:
+        return np.asarray(resized, dtype=np.float64) + offset
     return np.asarray(resized, dtype=np.float32)
+
+
+def _less_offset(data: np.ndarray) -> tuple[np.ndarray, float]:
+    """``data`` (H, W) as float32, less its minimum when its values are beyond float32's exact
+    range (|min| > 2**24) and its type is wider than float32 (32/64-bit integers, float64;
+    subtracted in float64); and the offset subtracted (0.0 when none)."""
+    wide = data.dtype.kind in "iu" and data.dtype.itemsize > 2
+    wide = wide or (data.dtype.kind == "f" and data.dtype.itemsize > 4)
+    if wide and data.size:
+        lo = float(data.min())
+        if np.isfinite(lo) and abs(lo) > 2**24:
+            return (data.astype(np.float64) - lo).astype(np.float32), lo
+    return data.astype(np.float32, copy=False), 0.0

@@ -29,11 +29,13 @@ AXIS_LETTERS = "TZCYXS"
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2D plane of a file: ``data`` (Y, X) in the file's units (DN), float32 (or 8/16-bit
-    integers when read with ``native_integers``), with its channel ``c``, z-plane ``z`` and time
-    point ``t`` indices.
+    """One 2D plane of a file: ``data`` (Y, X) in the file's units (DN), float32 (or integers
+    of the file's own width when read with ``native_integers``), with its channel ``c``, z-plane
+    ``z`` and time point ``t`` indices.
 
-    (Float64 files with values beyond float32's range are scaled by a power of two.)"""
+    (Float64 files with values beyond float32's range are scaled by a power of two; as float32,
+    32/64-bit integer files with values beyond 2**24 are shifted by their minimum, so that the
+    differences between pixels keep their precision.)"""
 
     data: np.ndarray
     c: int = 0
@@ -52,6 +54,27 @@ def _float32_safe(arr: np.ndarray) -> np.ndarray:
     if peak == 0.0 or 1e-30 <= peak <= 1e37:
         return arr
     return arr * 2.0 ** -np.round(np.log2(peak))
+
+
+_FLOAT32_EXACT = 2**24
+"""Integers up to this magnitude are exact in float32 (its 24-bit significand)."""
+
+
+def _integers_float32_safe(arr: np.ndarray) -> np.ndarray:
+    """32/64-bit integer data with values beyond float32's exact range (|x| > 2**24, e.g. an
+    offset of 1e8, 4e9 or 1e12 DN) shifted by the array's minimum, in integer arithmetic, so
+    that converting to float32 keeps the differences between pixels (exact while the array's
+    range is within 2**24; ratings do not depend on an offset); other data unchanged."""
+    if arr.dtype.kind not in "ui" or arr.dtype.itemsize <= 2 or arr.size == 0:
+        return arr
+    lo, hi = int(arr.min()), int(arr.max())
+    if max(abs(lo), abs(hi)) <= _FLOAT32_EXACT:
+        return arr
+    if arr.dtype == np.uint64:
+        return arr - np.uint64(lo)  # no overflow: lo is the minimum
+    if hi - lo <= np.iinfo(np.int64).max:
+        return arr.astype(np.int64, copy=False) - np.int64(lo)
+    return arr.astype(np.float64) - float(lo)  # int64 spanning more than int64: 53 bits kept
 
 
 def parse_axes(axes: str) -> str:
@@ -166,7 +189,7 @@ def split_planes(
     samples_as_channels: bool = False,
 ) -> list[Plane]:
     """Split an array with tifffile-style axes into 2D planes indexed by (t, c, z): float32, or
-    8/16-bit integers left as they are with ``native_integers``.
+    integers (of any width) left as they are with ``native_integers``.
 
     Colour samples (an S axis of more than one sample: RGB, RGBA) are refused unless
     ``samples_as_channels``, which rates each sample as a channel (c = sample index; refused
@@ -217,9 +240,9 @@ def split_planes(
         role[free] = k
     planes: list[Plane] = []
     flat = arr.reshape((-1,) + arr.shape[-2:])
-    keep = native_integers and flat.dtype.kind in "ui" and flat.dtype.itemsize <= 2
+    keep = native_integers and flat.dtype.kind in "ui"
     dtype = flat.dtype if keep else np.float32
-    flat = flat if keep else _float32_safe(flat)
+    flat = flat if keep else _float32_safe(_integers_float32_safe(flat))
     for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
         c, z, t = (int(index[role[r]]) if r in role else 0 for r in ("c", "z", "t"))
         planes.append(Plane(flat[flat_index].astype(dtype, copy=False), c=c, z=z, t=t))

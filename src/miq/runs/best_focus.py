@@ -98,7 +98,7 @@ def focus_curves(
         for index, path in enumerate(members):
             try:
                 source = read.open(path)
-                planes = source.planes()
+                planes = source.planes(native_integers=True)  # exact DN, any width
             except MiqError as exc:
                 if on_error:
                     on_error(str(exc))
@@ -194,7 +194,8 @@ def best_focus_files(
 ) -> list[FocusCurve]:
     """Find the best plane of each stack; write ``best_focus.csv`` (one row per stack and
     channel), ``curves.csv`` (one row per plane), ``curves/<stack>_c<c>.png`` (with matplotlib)
-    and, with ``save_best``, ``best/<stack>_c<c>.tif`` (the best plane, original pixel type).
+    and, with ``save_best``, ``best/<stack>_c<c>.tif`` (the best plane as read: integers in their own type with
+    their exact values, floats as float32).
     ``out_dir`` follows `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``)."""
     import tifffile
 
@@ -261,10 +262,9 @@ def best_focus_files(
             )
         if draw:
             _curve_png(curve, out / "curves" / f"{stem}.png")
-        if save_best:
-            data = _integer_if_integral(curve.best_data)
+        if save_best:  # the plane as read: integers in their own type, floats as float32
             with atomic_write(out / "best" / f"{stem}.tif") as fh:
-                tifffile.imwrite(fh, data, metadata={"axes": "YX"})
+                tifffile.imwrite(fh, curve.best_data, metadata={"axes": "YX"})
     write_rows_csv(
         out / "best_focus.csv",
         [
@@ -292,11 +292,3 @@ def best_focus_files(
     folder.record_new_files()
     folder.save()
     return curves
-
-
-def _integer_if_integral(data: np.ndarray) -> np.ndarray:
-    """Planes are read as float32: integer-valued ones are written as uint16 (uint32 above
-    65535), anything else as float32."""
-    if data.min() >= 0 and np.all(data == np.round(data)):
-        return data.astype(np.uint16 if data.max() <= 65535 else np.uint32)
-    return data
