@@ -5,8 +5,9 @@ differs. In this process, a thread reads the next file while the current one is 
 thread unless the model was loaded with more. A file whose worker raises or dies becomes one
 error row; the run goes on.
 
-* ``workers=N`` — N local processes (``spawn``: safe with ONNX Runtime's threads). A worker that
-  dies (e.g. killed for memory) is replaced and its in-flight files are retried once.
+* ``workers=N`` — N local processes (``spawn``: safe with ONNX Runtime's threads), one file at
+  a time each. A worker that dies (e.g. killed for memory) is replaced and the one file it was
+  rating is retried once; the workers die with the parent process, however it ends.
 * ``scheduler=ADDRESS`` — a Dask distributed scheduler (``tcp://host:8786``) or a
   ``distributed.Client``; needs the ``dask`` extra. The workers must see the input files and the
   output folder at the same paths (a shared file system), and have miq installed.
@@ -15,11 +16,16 @@ error row; the run goes on.
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from multiprocessing import connection
 
 from ..errors import MiqError, install_hint
 from .file_job import FileJob, FileOutcome, failed_outcome, rate_file
@@ -135,46 +141,187 @@ def _run_here(
 
 
 def _run_processes(
-    jobs: dict[int, FileJob], spec: ModelSpec, workers: int
+    jobs: dict[int, FileJob],
+    spec: ModelSpec,
+    workers: int,
+    task: Callable[[FileJob, ModelSpec], FileOutcome] = rate_in_worker,
 ) -> Iterator[tuple[int, FileOutcome]]:
+    """Rate the jobs in ``workers`` local processes, one file at a time each.
+
+    A worker is given its next file only when it has returned the last, so the parent always
+    knows which file each worker is rating. When a worker dies (killed for memory, a crash in
+    native code) only that file is charged: it is rated again in a new worker, and reported as
+    "worker process died twice" when it kills that one too; the other workers go on
+    undisturbed. The workers end with this generator, and with this process however it ends
+    (`_die_with_parent`). ``task(job, spec)``: what a worker runs (a module-level function)."""
     context = multiprocessing.get_context("spawn")
-    pending = list(jobs)[::-1]  # a stack: pop() gives input order
+    pending = deque(jobs)  # input order
     attempts: dict[int, int] = {}
-    in_flight_limit = 4 * workers  # bounded: outcomes do not pile up in memory
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    running: dict = {}
+    crew: list[_Worker] = []
     try:
-        while pending or running:
-            while pending and len(running) < in_flight_limit:
-                index = pending.pop()
-                running[pool.submit(rate_in_worker, jobs[index], spec)] = index
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
-            for future in finished:
-                index = running.pop(future)
-                try:
-                    yield index, future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    attempts[index] = attempts.get(index, 0) + 1
-                    if attempts[index] > 1:
-                        yield (
-                            index,
-                            failed_outcome(
-                                jobs[index], "worker process died twice on this file", spec.n_levels
-                            ),
-                        )
-                    else:
-                        pending.append(index)
-            if broken:  # a worker died: the pool is unusable; retry its files in a new one
-                for index in list(running.values()):
-                    pending.append(index)
-                    attempts[index] = attempts.get(index, 0) + 1
-                running.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        crew = [_Worker(context, spec, task) for _ in range(min(workers, len(jobs)))]
+        while pending or any(w.index is not None for w in crew):
+            for worker in crew:
+                if worker.index is None and pending:
+                    index = pending.popleft()
+                    worker.give(index, jobs[index])
+            busy = [w for w in crew if w.index is not None]
+            ready = set(connection.wait([x for w in busy for x in (w.conn, w.process.sentinel)]))
+            for slot, worker in enumerate(crew):
+                if worker.index is None or not {worker.conn, worker.process.sentinel} & ready:
+                    continue
+                index, outcome = worker.take()
+                if outcome is not None:
+                    yield index, outcome
+                    continue
+                # the worker died while rating this file: charge this file, and only it
+                attempts[index] = attempts.get(index, 0) + 1
+                if attempts[index] > 1:
+                    message = f"worker process died twice on this file ({worker.death()})"
+                    yield index, failed_outcome(jobs[index], message, spec.n_levels)
+                else:
+                    pending.appendleft(index)
+                crew[slot] = _Worker(context, spec, task)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(crew)
+
+
+class _Worker:
+    """One local worker process and the pipe to it; ``index``: the file it is rating (None when
+    idle)."""
+
+    def __init__(self, context, spec: ModelSpec, task) -> None:
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_worker_main, args=(child, spec, task, os.getpid()), name="miq-worker"
+        )
+        self.process.start()
+        child.close()
+        self.index: int | None = None
+
+    def give(self, index: int, job: FileJob) -> None:
+        """Send a file to rate (a worker that died meanwhile is found by `take`)."""
+        self.index = index
+        try:
+            self.conn.send((index, job))
+        except OSError:
+            pass
+
+    def take(self) -> tuple[int, FileOutcome | None]:
+        """The file this worker was rating and its outcome; None as outcome when the worker
+        died (a result sent just before dying still counts)."""
+        index, self.index = self.index, None
+        try:
+            if self.conn.poll():
+                done, outcome = self.conn.recv()
+                if done == index:
+                    return index, outcome
+        except (EOFError, OSError):
+            pass
+        except Exception:  # a result torn by the death of the worker (unpickling fails)
+            pass
+        self.process.join(5)
+        if self.process.exitcode is None:  # alive but its pipe is broken: stop it
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+        return index, None
+
+    def death(self) -> str:
+        """How the (ended) worker process ended, in words."""
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"killed by {name}" + ("; out of memory?" if -code == signal.SIGKILL else "")
+        return f"exit code {code}"
+
+
+def _stop(crew: list[_Worker]) -> None:
+    """End the workers: idle ones are asked to exit, busy ones (the run was interrupted) are
+    terminated, so that their temporary files are removed; any still alive after 5 s is killed."""
+    for worker in crew:
+        try:
+            if worker.index is None:
+                worker.conn.send(None)
+            elif worker.process.exitcode is None:
+                worker.process.terminate()
+        except (OSError, ValueError):
+            pass
+    deadline = time.monotonic() + 5
+    for worker in crew:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.exitcode is None:
+            worker.process.kill()
+            worker.process.join()
+        worker.conn.close()
+
+
+def _worker_main(conn, spec: ModelSpec, task, parent_pid: int) -> None:
+    """A worker process: rate the files the parent sends, one at a time, until told to stop
+    (None) or the parent is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent; it stops us
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    _die_with_parent(parent_pid)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, job = message
+        try:
+            outcome = task(job, spec)
+        except Exception as exc:
+            outcome = failed_outcome(
+                job, f"unexpected error ({type(exc).__name__}: {exc})", spec.n_levels
+            )
+        try:
+            conn.send((index, outcome))
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # the outcome cannot be sent back (pickling failed)
+            message = f"unexpected error (cannot return the result: {type(exc).__name__})"
+            conn.send((index, failed_outcome(job, message, spec.n_levels)))
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM in a worker: exit through Python (temporary files of atomic writes are removed)."""
+    raise SystemExit(128 + signum)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this process when its parent ends, however the parent ends (even SIGKILL).
+
+    On Linux the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); in every
+    case also a watchdog thread that polls the parent's pid every 0.5 s (elsewhere the only
+    means). The parent may die before the signal is set: then exit at once."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog alone
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="miq-parent-watchdog", daemon=True
+    ).start()
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _watch_parent(parent_pid: int, every_s: float = 0.5) -> None:
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent_pid:
+            os._exit(1)
 
 
 def _client(scheduler):

