@@ -71,7 +71,7 @@ def _read(path: str) -> tuple[list, float | None]:
     """Planes of a file and the pixel size it records (µm), the file opened once and cached so
     that the items of one stack or synthetic series read it once."""
     with ImageSource.open(path) as source:
-        return source.planes(), source.pixel_size_um
+        return source.planes(native_integers=True), source.pixel_size_um  # exact DN
 
 
 def _planes(path: str) -> list:
