@@ -94,7 +94,7 @@ def test_workers_die_with_their_parent(tmp_path, how):
         children = _children(proc.pid)
         assert len(children) >= 2  # two workers (and multiprocessing's resource tracker)
         proc.send_signal(how)
-        proc.wait(timeout=30)
+        code = proc.wait(timeout=30)
         assert _wait_for(lambda: not any(_alive(pid) for pid in children), 10), [
             pid for pid in children if _alive(pid)
         ]
@@ -105,7 +105,11 @@ def test_workers_die_with_their_parent(tmp_path, how):
         for pid in children:  # never leave a process of the test behind
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
-    assert "Traceback" not in proc.stderr.read().decode()
+    err = proc.stderr.read().decode()
+    assert "Traceback" not in err
+    if how == signal.SIGTERM:  # handled: the workers were stopped, the user told what to do
+        assert code == 143 and err.strip().splitlines()[-1].startswith("miq: error: terminated;")
+        assert not list(out.rglob("*.part"))  # the workers removed their temporary files
 
 
 def _die_on_marked_files(job, spec):

@@ -2,17 +2,29 @@
 
 `.parser` holds the grammar (argparse only), `.help` what ``--help`` says, and
 `.commands` each subcommand's body. Exit codes: 0 all good; 1 some inputs failed (the rest
-were processed); 2 usage error or nothing could be done; 130 interrupted.
+were processed); 2 usage error or nothing could be done; 130 interrupted (Ctrl-C); 143 terminated
+(SIGTERM: handled as an interruption, so that worker processes are stopped and temporary files
+removed).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from .parser import build_parser
 
 __all__ = ["main", "build_parser"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops as after Ctrl-C (cleanly)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,20 +49,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from ..errors import MiqError
 
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return COMMANDS[args.command](args)
     except MiqError as exc:
         error(str(exc))
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
         if args.command == "predict":
             error(
-                "interrupted; the files rated so far are kept: run the same command with "
+                f"{what}; the files rated so far are kept: run the same command with "
                 "--resume to rate the rest"
             )
         else:
-            error("interrupted")
-        return 130
+            error(what)
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
