@@ -282,26 +282,28 @@ def evaluate(
     model = model or default_model()
     out = Path(out_dir)
     settings = {"measures": list(measures), "n_splits": n_splits, "seed": seed}
-    folder = OutputFolder.prepare(out, command="evaluate", settings=settings, overwrite=overwrite)
-    results = run_items(
-        items, model, measures=measures, options=options, progress=progress, on_error=on_error
-    )
-    methods = (MODEL, *measures)
-    datasets: dict[str, list[ItemResult]] = {}
-    for r in results:
-        datasets.setdefault(r.item.dataset, []).append(r)
-    metrics = {
-        name: dataset_metrics(
-            rs, methods=methods, n_levels=model.n_levels, n_splits=n_splits, seed=seed
+    with OutputFolder.prepare(
+        out, command="evaluate", settings=settings, overwrite=overwrite
+    ) as folder:  # locked until the end
+        results = run_items(
+            items, model, measures=measures, options=options, progress=progress, on_error=on_error
         )
-        for name, rs in datasets.items()
-    }
-    _write_outputs(
-        out, results, metrics, methods, model, options, n_splits, seed, datasets_info or {}
-    )
-    folder.record_new_files()
-    folder.save()
-    return Evaluation(results, metrics, out)
+        methods = (MODEL, *measures)
+        datasets: dict[str, list[ItemResult]] = {}
+        for r in results:
+            datasets.setdefault(r.item.dataset, []).append(r)
+        metrics = {
+            name: dataset_metrics(
+                rs, methods=methods, n_levels=model.n_levels, n_splits=n_splits, seed=seed
+            )
+            for name, rs in datasets.items()
+        }
+        _write_outputs(
+            out, results, metrics, methods, model, options, n_splits, seed, datasets_info or {}
+        )
+        folder.record_new_files()
+        folder.save()
+        return Evaluation(results, metrics, out)
 
 
 def _write_outputs(out, results, metrics, methods, model, options, n_splits, seed, info) -> None:

@@ -187,6 +187,11 @@ def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list
     files = find_images(inputs, on_missing=missing.append)
     if output is not None:
         out = Path(output).resolve()
+        for item in inputs:  # a file named explicitly: say why it is not rated
+            if Path(item).is_file() and Path(item).resolve().is_relative_to(out):
+                error(
+                    f"{item}: lies inside the output folder {output}; miq never rates its outputs"
+                )
         files = [f for f in files if not f.resolve().is_relative_to(out)]
     for m in missing:
         error(f"{m}: no such file, or no image in that folder / matching that pattern")
@@ -223,7 +228,7 @@ def demo(args: argparse.Namespace) -> int:
     depths_um = (0.0, 4.0, 10.0, 18.0)
     # the demo's folder holds its own inputs and is rewritten on every run (only ever a folder
     # of miq's own: anything else is refused)
-    OutputFolder.prepare(args.output, command="predict", settings={}, overwrite=True)
+    OutputFolder.prepare(args.output, command="predict", settings={}, overwrite=True).close()
     inputs = Path(args.output) / "demo_inputs"
     files = []
     for z_um, plane in zip(depths_um, defocus_series(depths_um)):

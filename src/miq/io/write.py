@@ -24,7 +24,9 @@ def umask() -> int:
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
     """Open a temporary file next to ``path``; on success it is renamed over ``path``.
 
-    A crash or exception leaves any previous ``path`` untouched and no half-written file.
+    A crash or exception leaves any previous ``path`` untouched and no half-written file. An
+    `OSError` while writing (a full disk, a quota, a read-only file system) is raised as one
+    `miq.errors.OutputError` naming ``path``.
     """
     target = Path(path)
     try:
@@ -41,11 +43,13 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
 
 

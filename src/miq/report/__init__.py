@@ -60,7 +60,18 @@ def write_report(
     png_dir = html_path.parent / "report"
     # in a miq output folder, the report's files are recorded there, and an earlier report's
     # PNGs (e.g. plate maps of wells no longer in the run) are removed first
-    folder = OutputFolder.existing(html_path.parent)
+    folder = OutputFolder.existing(html_path.parent)  # locked until the report is written
+    try:
+        return _write_page(data, html_path, png_dir, folder, montage_size)
+    finally:
+        if folder is not None:
+            folder.close()
+
+
+def _write_page(
+    data, html_path: Path, png_dir: Path, folder: OutputFolder | None, montage_size: int
+) -> Path:
+    """`write_report` once its folder is locked: the PNGs, then the HTML page."""
     if folder is not None:
         folder.remove_recorded("report/")
     try:

@@ -248,6 +248,7 @@ class FileOutcome:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)  # files written, relative to the folder
+    complete: bool = True  # False when some output could not be written: not done yet
 
 
 def read_ahead(job: FileJob) -> ImageSource | MiqError | None:
@@ -304,6 +305,7 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
     failed_planes = 0
     errors: list[str] = []
     outputs: list[str] = []
+    complete = True
     for r in file_results:
         if r.error:
             if r.c != -1:  # a plane failed (a whole unreadable file is counted above)
@@ -316,12 +318,15 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
             r.error = f"{r.file}: cannot write outputs ({exc})"
             failed_planes += 1
             errors.append(r.error)
+            complete = False
         r.image = None
     rows = [result_row(r, model.n_levels, position) for r in file_results]
     errors = collapse_errors(errors)  # one line per file and kind of error, with a count
     if hint:
         errors = [f"{e} ({hint})" if _TOO_SMALL in e else e for e in errors]
-    return FileOutcome(file_results, rows, failed_file, failed_planes, errors, warnings, outputs)
+    return FileOutcome(
+        file_results, rows, failed_file, failed_planes, errors, warnings, outputs, complete
+    )
 
 
 _TOO_SMALL = "smaller than one"

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import OutputError
+
 __all__ = [
     "JOURNAL_NAME",
     "file_key",
@@ -43,23 +45,45 @@ def read_journal(path: Path) -> dict[str, dict]:
 
 
 def append_journal(path: Path, entry: dict) -> None:
-    """Append one completed file durably (flushed and fsynced) before moving on."""
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one completed file durably (written whole, fsynced) before moving on.
+
+    A write that fails part-way (a full disk) is cut back off, so the journal never holds a
+    torn line; raises `miq.errors.OutputError` naming the journal."""
+    data = (json.dumps(entry) + "\n").encode("utf-8", "surrogateescape")
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, start)
+        except OSError:
+            pass
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
 
 
 def completed_files(out: Path) -> dict[str, dict]:
     """The files an interrupted run in ``out`` completed, from its journal (a line torn by a
-    kill is ended first, so that appending goes on cleanly)."""
+    kill is cut off first, so that appending goes on cleanly; cutting needs no disk space)."""
     journal = out / JOURNAL_NAME
-    if journal.exists() and journal.stat().st_size:
-        with open(journal, "rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":
-                fh.write(b"\n")
-    return read_journal(journal)
+    try:
+        if journal.exists() and journal.stat().st_size:
+            with open(journal, "rb+") as fh:
+                data = fh.read()
+                if not data.endswith(b"\n"):
+                    fh.truncate(data.rfind(b"\n") + 1)
+        return read_journal(journal)
+    except OSError as exc:
+        raise OutputError(f"{journal}: cannot read or repair ({exc.strerror or exc})") from None
 
 
 def journal_outputs(out: Path) -> list[str]:

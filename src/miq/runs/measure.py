@@ -44,45 +44,45 @@ def measure_files(
         "use_file_pixel_size": options.use_file_pixel_size,
         "target_pixel_size_um": target_pixel_size_um,
     }
-    folder = OutputFolder.prepare(
-        out_dir, command="measure", settings=settings, overwrite=overwrite
-    )
-    rows: list[dict] = []
-    failures = 0
-    for f in files:
-        try:
-            with read.open(f) as source:
-                planes = source.planes()
-                recorded = source.pixel_size_um
-        except MiqError as exc:
-            planes, failures = [], failures + 1
-            rows.append({"file": str(f), "t": -1, "c": -1, "z": -1, "error": str(exc)})
-            if on_error:
-                on_error(str(exc))
-        else:
-            file_options, size, origin = options.for_file(recorded, target_pixel_size_um)
-            resampled = rescale_factor(size, target_pixel_size_um) != 1.0
-        for plane in planes:
-            row: dict = {"file": str(f), "t": plane.t, "c": plane.c, "z": plane.z, "error": ""}
-            row.update(
-                pixel_size_um=f"{size:.6g}", pixel_size_from=origin, resampled=int(resampled)
-            )
+    with OutputFolder.prepare(
+        out_dir, command="measure", settings=settings, overwrite=overwrite, inputs=files
+    ) as folder:  # locked until the end
+        rows: list[dict] = []
+        failures = 0
+        for f in files:
             try:
-                check_plane(plane.data, str(f), min_side=3)
-                data = plane.data
-                if resampled:
-                    data = resample_to_pixel_size(data, size, target_pixel_size_um)
-                    check_plane(data, f"{f} (resampled)", min_side=3)
-                row.update({k: f"{v:.8g}" for k, v in measure_all(data).items()})
+                with read.open(f) as source:
+                    planes = source.planes()
+                    recorded = source.pixel_size_um
             except MiqError as exc:
-                failures += 1
-                row["error"] = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"
+                planes, failures = [], failures + 1
+                rows.append({"file": str(f), "t": -1, "c": -1, "z": -1, "error": str(exc)})
                 if on_error:
-                    on_error(row["error"])
-            rows.append(row)
-    path = Path(out_dir) / "measures.csv"
-    columns = ["file", "t", "c", "z", "pixel_size_um", "pixel_size_from", "resampled"]
-    write_rows_csv(path, [*columns, *MEASURES, "error"], rows)
-    folder.record("measures.csv")
-    folder.save()
-    return path, failures
+                    on_error(str(exc))
+            else:
+                file_options, size, origin = options.for_file(recorded, target_pixel_size_um)
+                resampled = rescale_factor(size, target_pixel_size_um) != 1.0
+            for plane in planes:
+                row: dict = {"file": str(f), "t": plane.t, "c": plane.c, "z": plane.z, "error": ""}
+                row.update(
+                    pixel_size_um=f"{size:.6g}", pixel_size_from=origin, resampled=int(resampled)
+                )
+                try:
+                    check_plane(plane.data, str(f), min_side=3)
+                    data = plane.data
+                    if resampled:
+                        data = resample_to_pixel_size(data, size, target_pixel_size_um)
+                        check_plane(data, f"{f} (resampled)", min_side=3)
+                    row.update({k: f"{v:.8g}" for k, v in measure_all(data).items()})
+                except MiqError as exc:
+                    failures += 1
+                    row["error"] = str(exc) if str(exc).startswith(str(f)) else f"{f}: {exc}"
+                    if on_error:
+                        on_error(row["error"])
+                rows.append(row)
+        path = Path(out_dir) / "measures.csv"
+        columns = ["file", "t", "c", "z", "pixel_size_um", "pixel_size_from", "resampled"]
+        write_rows_csv(path, [*columns, *MEASURES, "error"], rows)
+        folder.record("measures.csv")
+        folder.save()
+        return path, failures

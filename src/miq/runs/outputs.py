@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,13 +136,53 @@ def write_overlay(
     return relative
 
 
-def unique_stems(files: list[Path]) -> dict[str, str]:
-    """Output base name per file: the file stem, suffixed _2, _3 … when stems repeat."""
-    used: dict[str, int] = {}
-    stems = {}
+def unique_stems(files: list[Path], taken: dict[str, str] | None = None) -> dict[str, str]:
+    """Output base name per file (keyed by ``str(file)``): the file stem, or when its outputs
+    could share a name with another file's, the stem suffixed ``_2``, ``_3`` … (the first
+    suffix free).
+
+    Two base names clash when they are equal (letter case aside: case-insensitive file
+    systems) or when a plane of one is named like the other (``s`` with planes ``s_c0_z1``
+    and a file ``s_c0_z1.tif``; see `output_stem`). ``taken``: the names an interrupted run
+    gave (input → name); those inputs keep them, and new names clash with none of them.
+    """
+    taken = taken or {}
+    names: dict[str, str] = {}
+    exact: set[str] = set()  # the names given, casefolded
+    roots: set[str] = set()  # each name given and what it is with a plane suffix cut off
+    for name in taken.values():
+        exact.add(name.casefold())
+        roots.update(_roots(name.casefold()))
     for f in files:
+        key = str(f)
+        if key in taken:
+            names[key] = taken[key]
+            continue
         stem = file_stem(f)
-        n = used.get(stem, 0) + 1
-        used[stem] = n
-        stems[str(f)] = stem if n == 1 else f"{stem}_{n}"
-    return stems
+        candidate, n = stem, 1
+        while candidate.casefold() in roots or exact & _roots(candidate.casefold()):
+            n += 1
+            candidate = f"{stem}_{n}"
+        names[key] = candidate
+        exact.add(candidate.casefold())
+        roots.update(_roots(candidate.casefold()))
+    return names
+
+
+#: what `output_stem` appends to a file's base name for a plane (time, then channel and z)
+_PLANE_SUFFIXES = (
+    re.compile(r"_t\d+$"),
+    re.compile(r"_c\d+_z\d+$"),
+    re.compile(r"_t\d+_c\d+_z\d+$"),
+)
+
+
+def _roots(name: str) -> set[str]:
+    """``name`` and the base names whose planes could be called ``name`` (or, for ``_t{t}``,
+    whose planes could share names with those of ``name``)."""
+    found = {name}
+    for suffix in _PLANE_SUFFIXES:
+        match = suffix.search(name)
+        if match:
+            found.add(name[: match.start()])
+    return found

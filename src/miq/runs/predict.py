@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..assessment import AssessOptions
+from ..errors import OutputError
 from ..io import ReadOptions, atomic_write, write_rows_csv
 from ..io.folder import OutputFolder
 from ..plates import WELL_COLUMNS, well_aggregates
@@ -35,10 +36,11 @@ class RunSummary:
     n_failed_planes: int
     rows: list[dict] = field(default_factory=list)  # every results.csv row, in input order
     n_resumed_files: int = 0  # files taken from an interrupted run's journal
+    write_errors: list[str] = field(default_factory=list)  # run files that could not be written
 
     @property
     def ok(self) -> bool:
-        return self.n_failed_files == 0 and self.n_failed_planes == 0
+        return self.n_failed_files == 0 and self.n_failed_planes == 0 and not self.write_errors
 
 
 MAX_KEPT_RESULTS = 1000  # RunSummary.results keeps the first planes only (rows keep all)
@@ -86,10 +88,7 @@ def predict_files(
     the same files and output folder. See `miq.runs.workers`. ``read_ahead`` (one process):
     read the next file in a thread while the current one is rated.
     """
-    from tqdm import tqdm
-
     from ..model.runtime import default_model
-    from .workers import run_jobs
 
     model = model or default_model()
     out = Path(out_dir)
@@ -102,15 +101,51 @@ def predict_files(
         resume=resume,
         also_written=(JOURNAL_NAME, *RUN_FILES),
         earlier_outputs=journal_outputs,
-        keep=tuple(files),
+        inputs=files,
     )
+    try:
+        return _predict_into(
+            folder, files, model, options, outputs, read, resume, well_pattern, select,
+            workers, scheduler, read_ahead, progress, on_error, on_warning,
+        )  # fmt: skip
+    finally:
+        folder.close()
+
+
+def _predict_into(
+    folder: OutputFolder,
+    files: list[Path],
+    model,
+    options: AssessOptions,
+    outputs: OutputOptions,
+    read: ReadOptions,
+    resume: bool,
+    well_pattern: str | None,
+    select: PlaneSelection | None,
+    workers: int,
+    scheduler,
+    read_ahead: bool,
+    progress: bool | None,
+    on_error: Callable[[str], None] | None,
+    on_warning: Callable[[str], None] | None,
+) -> RunSummary:
+    """`predict_files` in its prepared (and locked) output folder."""
+    from tqdm import tqdm
+
+    from .workers import run_jobs
+
+    out = folder.path
     done = completed_files(out) if resume else {}
     journal = out / JOURNAL_NAME
-    stems = unique_stems(files)
+    # output names: those an interrupted run gave stay; new files get names no file has
+    stems = unique_stems(files, taken=folder.names)
+    folder.names.update(stems)
+    folder.save()  # the names are recorded before any output is written
     keys = [file_key(f) for f in files]
     rows_of: list[list[dict] | None] = [None] * len(files)
     results: list[PlaneResult] = []
     failed_files = failed_planes = resumed = 0
+    write_errors: list[str] = []
     jobs: dict[int, FileJob] = {}
     for index, (f, key) in enumerate(zip(files, keys)):
         if key in done:
@@ -147,17 +182,23 @@ def predict_files(
         for line in outcome.errors:
             if on_error:
                 on_error(line)
-        append_journal(
-            journal,
-            {
-                "key": keys[index],
-                "rows": outcome.rows,
-                "failed_file": int(outcome.failed_file),
-                "failed_planes": outcome.failed_planes,
-                "outputs": outcome.outputs,
-            },
-        )
         folder.record(*outcome.outputs)
+        if outcome.complete:  # a file whose outputs are not all written is done again on resume
+            try:
+                append_journal(
+                    journal,
+                    {
+                        "key": keys[index],
+                        "rows": outcome.rows,
+                        "failed_file": int(outcome.failed_file),
+                        "failed_planes": outcome.failed_planes,
+                        "outputs": outcome.outputs,
+                    },
+                )
+            except OutputError as exc:  # e.g. disk full: the file is rated again on resume
+                if not write_errors and on_error:
+                    on_error(f"{exc}; --resume rates the files not recorded there again")
+                write_errors.append(str(exc))
         failed_files += outcome.failed_file
         failed_planes += outcome.failed_planes
         if len(results) < MAX_KEPT_RESULTS:
@@ -167,8 +208,9 @@ def predict_files(
     bar.close()
     rows = [row for file_rows in rows_of for row in file_rows or []]
     csv_path = out / "results.csv"
-    write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
     folder.record(JOURNAL_NAME, "results.csv", "run.json")
+    folder.save()  # first: should results.csv not fit, --overwrite still knows every file
+    write_rows_csv(csv_path, csv_columns(model.n_levels), rows)
     wells = well_aggregates(rows)
     pooled = pooled_plates(rows)
     if pooled and on_warning:
@@ -178,8 +220,9 @@ def predict_files(
             "output folder for per-plate well summaries"
         )
     if wells:
-        write_rows_csv(out / "wells.csv", WELL_COLUMNS, wells)
         folder.record("wells.csv")
+        folder.save()
+        write_rows_csv(out / "wells.csv", WELL_COLUMNS, wells)
     _write_run_info(
         out,
         model,
@@ -196,7 +239,9 @@ def predict_files(
         scheduler=str(scheduler) if scheduler else None,
     )
     folder.save()
-    return RunSummary(results, csv_path, len(files), failed_files, failed_planes, rows, resumed)
+    return RunSummary(
+        results, csv_path, len(files), failed_files, failed_planes, rows, resumed, write_errors
+    )
 
 
 RUN_FILES = ("results.csv", "wells.csv", "run.json")  # written at the end of a run

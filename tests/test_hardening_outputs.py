@@ -1,0 +1,207 @@
+"""Issue 20, items 1–3: inputs are never written, one run per output folder, unique output
+names across a run and its resumes, and a file counts as done only when all its outputs are
+written (disk full: one line, nothing lost, resume finishes the rest)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from miq.cli import main
+from miq.errors import OutputError
+from miq.io.folder import MANIFEST_NAME, OutputFolder
+from miq.runs.journal import JOURNAL_NAME
+
+
+@pytest.fixture
+def field(sample_image):
+    return sample_image[:200, :300]
+
+
+def _csv(out) -> bytes:
+    return (out / "results.csv").read_bytes()
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+# --- 1. inputs are never written ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_an_input_where_miq_writes_its_outputs_is_never_overwritten(tmp_path, field, flag, capsys):
+    data = tmp_path / "data"
+    assert main(["predict", str(tmp_path / "none"), "-o", str(data), "-q"]) == 2  # no inputs
+    (data / "overlays").mkdir(parents=True)
+    picture = data / "overlays" / "img_000.png"
+    Image.fromarray(field).save(picture)
+    before = picture.read_bytes()
+    args = ["--overlays", "all", "--overlay-size", "0", "-q", flag]
+    # the folder named as input and as output: its files are outputs, not inputs
+    assert main(["predict", str(data), "-o", str(data), *args]) == 2
+    # the input named explicitly: refused, it lies where miq writes its overlays
+    capsys.readouterr()
+    assert main(["predict", str(picture), "-o", str(data), *args]) == 2
+    err = capsys.readouterr().err
+    assert "img_000.png: lies inside the output folder" in err and "Traceback" not in err
+    assert all(line.startswith("miq: error: ") for line in err.splitlines())
+    assert picture.read_bytes() == before
+
+
+def test_api_refuses_an_input_that_an_output_would_replace(tmp_path, field, model):
+    from miq.runs import predict_files
+
+    out = tmp_path / "out"
+    (out / "masks").mkdir(parents=True)
+    victim = out / "masks" / "x.tif"
+    tifffile.imwrite(victim, field)
+    before = victim.read_bytes()
+    with pytest.raises(OutputError, match="x.tif"):
+        predict_files([victim], out, model, progress=False)
+    assert victim.read_bytes() == before
+
+
+def test_an_output_folder_inside_its_input_is_left_out_run_after_run(tmp_path, field):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("a.tif", "b.tif", "c.tif"):
+        tifffile.imwrite(inp / name, field)
+    out = inp / "out"
+    args = ["predict", str(inp), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    first = _csv(out)
+    assert main([*args, "--resume"]) == 0
+    assert main([*args, "--overwrite"]) == 0
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == first and _csv(out).count(b"\n") == 4
+
+
+@pytest.mark.parametrize("flag", ["--overwrite", "--resume"])
+def test_a_folder_without_a_miq_run_is_refused(tmp_path, field, flag, capsys):
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["predict", str(tmp_path / "a.tif"), "-o", str(other), "-q", flag]) == 2
+    assert "holds no miq outputs" in capsys.readouterr().err
+    assert _files(other) == ["keep.txt"]
+
+
+# --- 2. one run per output folder ----------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from miq.io.folder import OutputFolder
+folder = OutputFolder.existing(sys.argv[1])  # as miq report holds it
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_at_once(tmp_path, field, capsys):
+    out = tmp_path / "out"
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    assert main(["predict", str(tmp_path / "a.tif"), "-o", str(out), "-q"]) == 0
+    first = _files(out)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for flag in ([], ["--resume"], ["--overwrite"]):
+            code = main(["predict", str(tmp_path / "a.tif"), "-o", str(out), "-q", *flag])
+            assert code == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1, err
+            assert f"in use by another miq run (pid {holder.pid})" in err
+        assert main(["report", str(out)]) == 2
+        assert "in use by another miq run" in capsys.readouterr().err
+        assert _files(out) == sorted([*first, ".miq-lock"])  # nothing removed or added
+    finally:
+        holder.kill()
+        holder.wait()
+    # killed with the lock held: the next run goes ahead
+    assert main(["predict", str(tmp_path / "a.tif"), "-o", str(out), "-q", "--overwrite"]) == 0
+
+
+def test_the_lock_is_released_on_success_and_on_error(tmp_path, field, monkeypatch):
+    out = tmp_path / "out"
+    folder = OutputFolder.prepare(out, command="predict", settings={})
+    with pytest.raises(OutputError, match="in use by another miq run"):
+        OutputFolder.prepare(out, command="predict", settings={}, overwrite=True)
+    folder.close()
+    again = OutputFolder.prepare(out, command="predict", settings={}, overwrite=True)
+    again.close()
+    assert not (out / ".miq-lock").exists()  # a finished command leaves no lock file
+
+    tifffile.imwrite(tmp_path / "a.tif", field)
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("miq.runs.predict.write_rows_csv", fail)
+    with pytest.raises(RuntimeError):
+        main(["predict", str(tmp_path / "a.tif"), "-o", str(out), "-q", "--overwrite"])
+    monkeypatch.undo()
+    OutputFolder.prepare(out, command="predict", settings={}, overwrite=True).close()
+
+
+# --- 3. output names unique across a run and its resumes -----------------------------------
+
+
+def _overlays(out) -> list[str]:
+    return sorted(p.name for p in (out / "overlays").iterdir())
+
+
+def _overlay_column(out) -> list[str]:
+    import csv
+
+    with open(out / "results.csv", encoding="utf-8") as fh:
+        return [row["overlay"] for row in csv.DictReader(fh)]
+
+
+def test_same_stems_in_several_folders_and_plane_names_get_distinct_outputs(tmp_path, field):
+    inp = tmp_path / "in"
+    for name in ("a/x.tif", "b/x.tif", "c/x_2.tif", "d/s_c0_z1.tif"):
+        (inp / name).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(inp / name, field)
+    tifffile.imwrite(inp / "d" / "s.tif", np.stack([field, field[::-1]]), metadata={"axes": "ZYX"})
+    out = tmp_path / "out"
+    args = ["predict", str(inp), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    overlays = _overlay_column(out)
+    assert len(overlays) == 6 and len(set(overlays)) == 6, overlays
+    assert len(_overlays(out)) == 6
+    masks = sorted(p.name for p in (out / "masks").iterdir())
+    assert len(masks) == 18 and len(set(masks)) == 18
+    assert overlays[0] == "overlays/x.jpg"  # a unique name keeps its plain stem
+
+
+def test_resume_after_adding_an_earlier_file_keeps_every_name(tmp_path, field):
+    inp = tmp_path / "in"
+    (inp / "b").mkdir(parents=True)
+    (inp / "c").mkdir()
+    tifffile.imwrite(inp / "b" / "x.tif", field)
+    tifffile.imwrite(inp / "c" / "x.tif", field[::-1])
+    out = tmp_path / "out"
+    args = ["predict", str(inp), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (out / "overlays").iterdir()}
+    names = dict(zip(["b", "c"], _overlay_column(out)))
+    (inp / "a").mkdir()
+    tifffile.imwrite(inp / "a" / "x.tif", field[:, ::-1])
+    assert main([*args, "--resume"]) == 0
+    after = dict(zip(["a", "b", "c"], _overlay_column(out)))
+    assert after["b"] == names["b"] and after["c"] == names["c"]
+    assert len(set(after.values())) == 3
+    for name, data in before.items():  # the earlier outputs are untouched
+        assert (out / "overlays" / name).read_bytes() == data
