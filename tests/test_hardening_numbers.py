@@ -123,3 +123,98 @@ def test_save_best_keeps_dtype_and_values(tmp_path, stack, model, dtype):
     saved = tifffile.imread(tmp_path / "out" / "best" / "stack_c0.tif")
     assert saved.dtype == stack.dtype
     assert np.array_equal(saved, stack[curve.best_z])
+
+
+# --- 2. a plane with no valid patch is an error row, and miq report copes --------------------
+
+
+def _no_valid_patch_images(folder, field) -> None:
+    """A step edge exactly on the patch grid (every 84 × 84 patch constant), and a good file."""
+    step = np.zeros((168, 252), np.uint16)
+    step[:, 84:168] = 1000
+    tifffile.imwrite(folder / "step_on_grid.tif", step)
+    tifffile.imwrite(folder / "good.tif", field.astype(np.uint16))
+
+
+def test_plane_without_valid_patch_is_an_error_row(tmp_path, field, capsys):
+    """Before the fix: level −1, NaN, in_focus 0 ("OUT OF FOCUS"), no error, exit 0."""
+    from miq.cli import main
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _no_valid_patch_images(inputs, field)
+    out = tmp_path / "out"
+    code = main(["predict", str(inputs), "-o", str(out), "-q", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if "step_on_grid.tif" in line]
+    assert len(lines) == 1 and "no patch has enough content to rate" in lines[0]
+    rows = {r["file"].rsplit("/", 1)[-1]: r for r in _csv_rows(out / "results.csv")}
+    assert "no patch has enough content" in rows["step_on_grid.tif"]["error"]
+    assert rows["step_on_grid.tif"]["in_focus"] == ""
+    assert rows["good.tif"]["error"] == ""
+    # the report of that run does not crash
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").is_file()
+
+
+def test_denormal_plane_is_rated_like_its_normal_scale(field, model, base_level):
+    """float32 denormals (a plane scaled by 1e-42) are rated as the plane itself (before the
+    fix: the [0, 1] map overflowed float32 and every patch was invalid: level −1, NaN)."""
+    tiny = (field.astype(np.float32) * np.float32(1e-42)).astype(np.float32)
+    assert tiny.max() < np.finfo(np.float32).tiny  # really denormal
+    level = miq.assess(tiny, model).level_mean
+    assert abs(level - base_level) < 1e-3  # denormals keep fewer bits than the original
+
+
+def test_report_of_a_run_whose_rows_all_failed(tmp_path, capsys):
+    """Only failed rows (a constant image, a plane without a valid patch): report still works."""
+    from miq.cli import main
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "constant.tif", np.full((100, 100), 7, np.uint16))
+    step = np.zeros((168, 168), np.uint16)
+    step[:, 84:] = 1000
+    tifffile.imwrite(inputs / "step.tif", step)
+    out = tmp_path / "out"
+    assert main(["predict", str(inputs), "-o", str(out), "-q", "--threads", "1"]) == 1
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "report.html").is_file()
+
+
+def _csv_rows(path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(line for line in fh if not line.startswith("#")))
+
+
+def test_report_of_an_older_run_with_a_level_minus_one_row(tmp_path, field, capsys):
+    """A results.csv written before the fix (a row with level −1, NaN and no error): the report
+    counts it as failed instead of crashing (np.bincount of −1)."""
+    import csv
+
+    from miq.cli import main
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    tifffile.imwrite(inputs / "a.tif", field.astype(np.uint16))
+    tifffile.imwrite(inputs / "b.tif", field[::-1].astype(np.uint16))
+    out = tmp_path / "out"
+    assert main(["predict", str(inputs), "-o", str(out), "-q", "--threads", "1"]) == 0
+    path = out / "results.csv"
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns, rows = reader.fieldnames, list(reader)
+    rows[1].update(level="-1", level_mean="nan", certainty="nan", in_focus="0")
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert "no usable level" in (out / "report.html").read_text(encoding="utf-8")

@@ -236,7 +236,7 @@ def assess(
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
     probs, valid = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model)
-    result = assessment_from_probabilities(grid, probs, valid, model, options)
+    result = assessment_from_probabilities(grid, probs, valid, model, options, name)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
     result.set_content(np.asarray(image) if scale != 1.0 else data)
@@ -345,10 +345,27 @@ def prepare_patches(
 
 
 def assessment_from_probabilities(
-    grid: PatchGrid, probs: np.ndarray, valid: np.ndarray, model, options: AssessOptions
+    grid: PatchGrid,
+    probs: np.ndarray,
+    valid: np.ndarray,
+    model,
+    options: AssessOptions,
+    name: str = "array",
 ) -> ImageAssessment:
     """Aggregate per-patch probabilities (N, K), N = grid rows × cols in row-major order, and
-    validity (N,) into an `ImageAssessment`."""
+    validity (N,) into an `ImageAssessment`.
+
+    Raises `miq.errors.ImageContentError` (one line naming ``name``) when no patch is valid
+    (e.g. a step edge exactly on the patch grid: every patch constant), as there is then
+    nothing to rate."""
+    if not np.any(valid):
+        from .errors import ImageContentError
+
+        p = grid.patch_size
+        raise ImageContentError(
+            f"{name}: no patch has enough content to rate (all {grid.n_patches} patches of "
+            f"{p}×{p} px are constant); nothing to rate"
+        )
     k = probs.shape[-1]
     agg = aggregate(probs, valid, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())

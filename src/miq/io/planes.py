@@ -56,6 +56,8 @@ def _float32_safe(arr: np.ndarray) -> np.ndarray:
     return arr * 2.0 ** -np.round(np.log2(peak))
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 _FLOAT32_EXACT = 2**24
 """Integers up to this magnitude are exact in float32 (its 24-bit significand)."""
 
@@ -304,14 +306,16 @@ def unit_map(data: np.ndarray, lo: float, hi: float, out: np.ndarray | None = No
 
     8- and 16-bit integers (exact in float32) and float32 data are mapped in float32 (faster;
     at most an ulp of the result apart from float64); 32/64-bit integers and float64 in float64,
-    so large offsets keep their precision. ``out``: a float32 array of ``data``'s shape to write
+    so large offsets keep their precision; so is float32 data whose range is too small for
+    float32's 1 / (hi − lo) (denormals). ``out``: a float32 array of ``data``'s shape to write
     into (``data`` may then be any strided view: it is read once, never copied)."""
     data = np.asarray(data)
     scale = 1.0 / (hi - lo) if hi > lo else 0.0
     kind, size = data.dtype.kind, data.dtype.itemsize
     if out is None:
         out = np.empty(data.shape, np.float32)
-    if (kind in "bui" and size <= 2) or (kind == "f" and size <= 4):
+    small = (kind in "bui" and size <= 2) or (kind == "f" and size <= 4)
+    if small and scale < _FLOAT32_MAX:
         np.subtract(data, np.float32(lo), out=out, dtype=np.float32)
         out *= np.float32(scale)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,20 +30,41 @@ class RunData:
     @property
     def rated(self) -> list[dict]:
         """Planes with a level: not failed, not empty."""
-        return [r for r in self.rows if not r["error"] and str(r.get("empty", "0")) != "1"]
+        return [r for r in self.rows if not _failed(r, self.n_levels) and not _empty(r)]
 
     @property
     def empty(self) -> list[dict]:
         """Planes with nothing above the camera noise (no level, no in/out call)."""
-        return [r for r in self.rows if not r["error"] and str(r.get("empty", "0")) == "1"]
+        return [r for r in self.rows if not r["error"] and _empty(r)]
 
     @property
     def failed(self) -> list[dict]:
-        return [r for r in self.rows if r["error"]]
+        """Planes with an error, and rows without a usable level (level outside 0 … K − 1, or
+        a level mean or certainty that is not a finite number: the "−1, NaN" rows of planes
+        without a valid patch written by earlier versions of miq)."""
+        return [r for r in self.rows if _failed(r, self.n_levels)]
 
     @property
     def um_per_level(self) -> float:
         return float(self.info.get("model", {}).get("um_per_level", 2.0))
+
+
+def _empty(row: dict) -> bool:
+    return str(row.get("empty", "0")) == "1"
+
+
+def _failed(row: dict, n_levels: int) -> bool:
+    """The row has an error, or (not empty) no usable level, level mean or certainty."""
+    if row["error"]:
+        return True
+    if _empty(row):
+        return False
+    try:
+        level = int(row["level"])
+        numbers = (float(row["level_mean"]), float(row["certainty"]))
+    except (TypeError, ValueError):
+        return True
+    return not (0 <= level < n_levels and all(math.isfinite(x) for x in numbers))
 
 
 def _read_csv(path: Path) -> list[dict]:

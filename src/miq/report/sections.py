@@ -195,7 +195,10 @@ def failures_section(data: RunData, limit: int = 500) -> str:
     failed = data.failed
     if not failed:
         return "<h2>Failures</h2><p>None.</p>"
-    rows = [[r["file"], r["error"].split(": ", 1)[-1]] for r in failed[:limit]]
+    rows = [
+        [r["file"], r["error"].split(": ", 1)[-1] or "no usable level (no patch could be rated)"]
+        for r in failed[:limit]
+    ]
     more = (
         f"<p class='note'>{len(failed) - limit} more in results.csv.</p>"
         if len(failed) > limit
