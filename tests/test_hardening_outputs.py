@@ -205,3 +205,163 @@ def test_resume_after_adding_an_earlier_file_keeps_every_name(tmp_path, field):
     assert len(set(after.values())) == 3
     for name, data in before.items():  # the earlier outputs are untouched
         assert (out / "overlays" / name).read_bytes() == data
+
+
+# --- 3. a file counts as done only when all its outputs are written ------------------------
+
+
+@pytest.fixture
+def three(tmp_path, field):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for i, name in enumerate(("a.tif", "b.tif", "c.tif")):
+        tifffile.imwrite(inp / name, np.roll(field, 40 * i, axis=1))
+    return inp
+
+
+def _disk_full(monkeypatch, fragment: str) -> None:
+    """Make ``fsync`` of any file whose path contains ``fragment`` fail as on a full disk
+    (after its bytes were written: the worst moment)."""
+    real = os.fsync
+
+    def fsync(fd):
+        if fragment in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def _reference(three, tmp_path) -> bytes:
+    ref = tmp_path / "ref"
+    assert main(["predict", str(three), "-o", str(ref), "-q", "--overlays", "all"]) == 0
+    return _csv(ref)
+
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+
+
+@pytest.mark.parametrize("fragment", ["masks/.b_level", "overlays/.b.jpg"])
+def test_a_file_whose_outputs_did_not_fit_is_done_again_on_resume(
+    three, tmp_path, monkeypatch, capsys, fragment
+):
+    expected = _reference(three, tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    _disk_full(monkeypatch, fragment)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "b.tif: cannot write outputs" in err and "No space left on device" in err
+    assert fragment.replace("/.", "/") in err and "Traceback" not in err
+    journal = (out / JOURNAL_NAME).read_text()
+    assert "b.tif" not in journal and journal.count("\n") == 2  # a and c only
+    monkeypatch.undo()  # the disk is freed
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == expected
+    assert (out / "masks" / "b_level_per_patch.tif").exists()
+    assert (out / "overlays" / "b.jpg").exists()
+    assert not [p for p in out.rglob("*.part")]
+
+
+def test_a_full_disk_while_journaling_is_one_line_and_resume_finishes(
+    three, tmp_path, monkeypatch, capsys
+):
+    expected = _reference(three, tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    _disk_full(monkeypatch, JOURNAL_NAME)
+    assert main(args) == 1
+    err = capsys.readouterr().err.splitlines()
+    journal_lines = [line for line in err if JOURNAL_NAME in line]
+    assert len(journal_lines) == 1 and "No space left on device" in journal_lines[0]
+    assert _csv(out) == expected  # results.csv is complete all the same
+    assert (out / JOURNAL_NAME).read_bytes() == b""  # every append was cut back off
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == expected
+    assert all(json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines())
+
+
+@pytest.mark.parametrize("fragment", ["results.csv", "run.json", MANIFEST_NAME])
+def test_a_full_disk_at_the_end_of_a_run_is_one_line_and_resume_finishes(
+    three, tmp_path, monkeypatch, capsys, fragment
+):
+    expected = _reference(three, tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0  # a first run
+    os.remove(out / "results.csv")
+    _disk_full(monkeypatch, fragment)
+    assert main([*args, "--overwrite"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and fragment in err[0] and "No space left on device" in err[0], err
+    if (out / "results.csv").exists():
+        assert _csv(out) == expected  # never a torn results.csv
+    assert main([*args, "--resume"]) == 2  # still full: one line again
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == expected
+    assert not [p for p in out.rglob("*.part")]
+
+
+def test_a_torn_journal_line_is_cut_off_on_resume(three, tmp_path):
+    expected = _reference(three, tmp_path)
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    lines = (out / JOURNAL_NAME).read_bytes().splitlines(keepends=True)
+    (out / JOURNAL_NAME).write_bytes(lines[0] + lines[1][: len(lines[1]) // 2])
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == expected
+    assert (out / JOURNAL_NAME).read_text().count("\n") == 3
+
+
+# --- 5. temp files, odd output paths, links --------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+def test_temp_files_of_a_killed_run_do_not_survive(three, tmp_path, flag):
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    for name in ("masks/.a_level_per_patch.tif.k3j_x9q0.part", ".results.csv.abcdefgh.part"):
+        (out / name).write_bytes(b"half")
+    assert main([*args, flag]) == 0
+    assert not [p for p in out.rglob("*.part")]
+
+
+@pytest.mark.parametrize("where", ["file/sub", "file/sub/deeper", "file"])
+def test_an_output_path_through_a_file_is_one_line(three, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("x")
+    code = main(["predict", str(three), "-o", str(tmp_path / where), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("link", ["masks", "overlays", JOURNAL_NAME])
+@pytest.mark.parametrize("flag", ["--resume", "--overwrite"])
+def test_links_inside_the_output_folder_are_never_followed(three, tmp_path, capsys, link, flag):
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep")
+    target = out / link
+    if target.is_dir():
+        import shutil
+
+        shutil.copytree(target, elsewhere / link)
+        shutil.rmtree(target)
+    else:
+        target.replace(elsewhere / link)
+    target.symlink_to(elsewhere / link)
+    before = _files(elsewhere)
+    capsys.readouterr()
+    assert main([*args, flag]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "symbolic link" in err and link in err
+    assert _files(elsewhere) == before
