@@ -207,7 +207,8 @@ def best_focus_files(
         command="best-focus",
         settings={"fine_measure": fine_measure, "plateau": plateau, "save_best": save_best},
         overwrite=overwrite,
-    )
+        inputs=[f for s in stacks for f in (s if isinstance(s, list | tuple) else [s])],
+    )  # locked until closed below (or, on an error, when the folder is dropped)
     curves = focus_curves(
         stacks,
         model,
@@ -291,4 +292,5 @@ def best_focus_files(
     )
     folder.record_new_files()
     folder.save()
+    folder.close()
     return curves
