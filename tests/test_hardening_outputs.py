@@ -365,3 +365,22 @@ def test_links_inside_the_output_folder_are_never_followed(three, tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "symbolic link" in err and link in err
     assert _files(elsewhere) == before
+
+
+def test_output_names_from_a_tampered_manifest_never_lead_outside(tmp_path, field):
+    inp = tmp_path / "in"
+    inp.mkdir()
+    tifffile.imwrite(inp / "a.tif", field)
+    tifffile.imwrite(inp / "b.tif", field[::-1])
+    out = tmp_path / "deep" / "out"
+    args = ["predict", str(inp), "-o", str(out), "-q", "--overlays", "all"]
+    assert main(args) == 0
+    expected = _csv(out)
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    manifest["names"] = {str(inp / "a.tif"): "../../evil", str(inp / "b.tif"): ".."}
+    (out / MANIFEST_NAME).write_text(json.dumps(manifest))
+    (out / JOURNAL_NAME).write_text("")  # both files are rated again
+    assert main([*args, "--resume"]) == 0
+    assert _csv(out) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "in"]
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]

@@ -166,8 +166,7 @@ class OutputFolder:
                     f"{out}: --resume with other settings than the interrupted run ({different}); "
                     "run again with the same options, or use --overwrite to start afresh"
                 )
-            names = manifest.get("names")
-            names = names if isinstance(names, dict) else {}
+            names = _valid_names(manifest.get("names"))
             folder = cls(out, command, settings, manifest.get("files", []), names, lock)
             folder.save()
             return folder
@@ -200,7 +199,7 @@ class OutputFolder:
         except BaseException:
             _unlock(out, lock)
             raise
-        names = manifest.get("names") if isinstance(manifest.get("names"), dict) else {}
+        names = _valid_names(manifest.get("names"))
         settings = manifest.get("settings", {})
         return cls(out, str(manifest.get("command")), settings, files, names, lock)
 
@@ -264,6 +263,22 @@ def _read_manifest(out: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) and manifest.get("format") == _FORMAT else None
+
+
+def _valid_names(names) -> dict[str, str]:
+    """The output names of a manifest that are plain file names (a name with a path
+    separator, ``..`` or a NUL would lead outputs elsewhere: dropped, the input is named
+    afresh)."""
+    if not isinstance(names, dict):
+        return {}
+    return {
+        key: name
+        for key, name in names.items()
+        if isinstance(key, str)
+        and isinstance(name, str)
+        and name.strip(".")
+        and not any(c in name for c in "/\\\0")
+    }
 
 
 def _differences(before: dict, now: dict, prefix: str = "") -> str:
