@@ -384,3 +384,27 @@ def test_output_names_from_a_tampered_manifest_never_lead_outside(tmp_path, fiel
     assert _csv(out) == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "in"]
     assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["out"]
+
+
+def test_resume_with_a_recalibrated_copy_of_the_model_is_refused(tmp_path, field, capsys):
+    import shutil
+
+    from miq.model.package import resolve_model_path
+
+    bundled = resolve_model_path(None).parent
+    first, second = tmp_path / "model_a", tmp_path / "model_b"
+    shutil.copytree(bundled, first)
+    shutil.copytree(bundled, second)
+    meta = json.loads((second / "model.json").read_text())
+    meta["calibration"] = {**(meta.get("calibration") or {}), "image_temperature": 3.0}
+    (second / "model.json").write_text(json.dumps(meta))  # same name, same ONNX weights
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    out = tmp_path / "out"
+    args = ["predict", str(tmp_path / "a.tif"), "-o", str(out), "-q"]
+    assert main([*args, "-m", str(first)]) == 0
+    before = _csv(out)
+    capsys.readouterr()
+    assert main([*args, "-m", str(second), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume with other settings" in err and "model.calibration" in err
+    assert _csv(out) == before

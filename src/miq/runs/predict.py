@@ -253,7 +253,13 @@ def _result_settings(model, options: AssessOptions, outputs, select, well_patter
 
     return {
         "miq_version": __version__,
-        "model": {"name": model.name, "onnx_sha256": model.package.weight_sha256("onnx")},
+        "model": {  # the weights and what model.json says changes their ratings
+            "name": model.name,
+            "onnx_sha256": model.package.weight_sha256("onnx"),
+            "calibration": model.package.describe("calibration"),
+            "um_per_level": model.um_per_level,
+            "pixel_size_um": model.pixel_size_um,
+        },
         "in_focus_levels": options.in_focus_levels,
         "in_focus_threshold": options.in_focus_threshold,
         "pixel_size_um": options.pixel_size_um,
