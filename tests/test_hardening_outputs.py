@@ -408,3 +408,20 @@ def test_resume_with_a_recalibrated_copy_of_the_model_is_refused(tmp_path, field
     err = capsys.readouterr().err
     assert "--resume with other settings" in err and "model.calibration" in err
     assert _csv(out) == before
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, field, monkeypatch, capsys):
+    """A read-only file system (simulated: the tests may run as root, whom modes do not stop)."""
+    tifffile.imwrite(tmp_path / "a.tif", field)
+    real = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).startswith(str(tmp_path / "ro")) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real(path, flags, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", read_only)
+    code = main(["predict", str(tmp_path / "a.tif"), "-o", str(tmp_path / "ro"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Read-only file system" in err, err
