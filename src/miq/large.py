@@ -22,10 +22,11 @@ from .assessment import (
     rate_patch_rows,
 )
 from .errors import ImageContentError
+from .io.budget import band_bytes, over_budget, plane_bytes
 from .io.lazy import LazyPlane
 from .tiling import patch_grid
 
-__all__ = ["LARGE_PLANE_PIXELS", "assess_banded"]
+__all__ = ["LARGE_PLANE_PIXELS", "assess_banded", "reading_plan", "read_plane"]
 
 LARGE_PLANE_PIXELS = 64 * 2**20  # 64 MP (8192²): larger planes are rated in bands
 PREVIEW_SIDE = 4096  # px: a banded plane keeps a subsampled preview this size for its overlay
@@ -35,6 +36,91 @@ def _bands(starts: np.ndarray, patch: int, rows_per_band: int) -> Iterator[tuple
     """(first grid row, end grid row, first pixel row) of each band of patch rows."""
     for first in range(0, len(starts), rows_per_band):
         yield first, min(first + rows_per_band, len(starts)), int(starts[first])
+
+
+def reading_plan(source, *, scale: float = 1.0, patch_size: int = 84) -> str:
+    """How to read and rate an open `miq.io.ImageSource` within its ``memory_budget`` (bytes),
+    decided from what the file declares before its pixels are read:
+
+    * ``"whole"``: every plane at once (`ImageSource.planes`, which refuses a file over the
+      budget), when that fits, or when the file cannot be read plane by plane;
+    * ``"planes"``: one plane at a time (`read_plane`), each read whole: memory ∝ one plane;
+    * ``"bands"``: planes of more than `LARGE_PLANE_PIXELS`, or too large for the budget when
+      held whole, read and rated in bands (`assess_banded`; not resampled).
+
+    ``scale``: output px per input px of the resampling the planes get (1 = none).
+
+    Raises
+    ------
+    ImageContentError : (one line naming the file, the size needed and the option that would
+        help) a plane that cannot be rated within the budget, whole or in bands.
+    ImageReadError : unreadable file.
+    """
+    lazy = source.lazy_planes()
+    if not lazy:
+        return "whole"
+    budget = source.memory_budget
+    (h, w), itemsize = lazy[0].shape, lazy[0].dtype.itemsize
+    large = h * w > LARGE_PLANE_PIXELS
+    one = plane_bytes(h, w, itemsize, scale)
+    if not large and source.whole_bytes() + one - plane_bytes(h, w, itemsize) <= budget:
+        return "whole"
+    if (not large or scale != 1.0) and one <= budget:  # a resampled plane is held whole
+        return "planes"
+    if scale != 1.0:
+        resampled = f"{round(w * scale)}×{round(h * scale)}"
+        what = f"a plane of {w}×{h} px resampled ×{scale:.3g} to {resampled} px"
+        hint = "or check its pixel size (--pixel-size, --ignore-file-pixel-size)"
+        raise over_budget(source.name, what, one, budget, hint)
+    rows = _band_rows(lazy[0], patch_size) * patch_size
+    chunk = int(getattr(lazy[0].data, "chunk_pixels", w))
+    grid = patch_grid((h, w), patch_size)
+    factor = _preview_factor(h, w)
+    preview = -(-h // factor) * -(-w // factor)
+    need = band_bytes(rows, w, itemsize, chunk, len(grid.ys) * len(grid.xs), preview)
+    if need > budget:
+        what = f"a plane of {w}×{h} px ({lazy[0].dtype}) read in bands of {rows} rows"
+        hint = ""
+        if chunk * itemsize > budget // 4:
+            tile = f"{lazy[0].data.chunk_rows}×{lazy[0].data.chunk_cols}"
+            what += f" (stored in tiles or chunks of {tile} px, each decoded whole)"
+            hint = "or re-save it with smaller tiles or chunks"
+        raise over_budget(source.name, what, need, budget, hint)
+    return "bands"
+
+
+def read_plane(plane: LazyPlane, label: str) -> np.ndarray:
+    """A lazily read plane read whole (Y, X), in its own pixel type.
+
+    Raises
+    ------
+    ImageReadError : (one line naming ``label``) corrupt or unreadable data.
+    """
+    from .errors import ImageReadError, MiqError
+
+    h, w = plane.shape
+    try:
+        return np.asarray(plane.data[0:h, 0:w])
+    except MiqError:
+        raise
+    except MemoryError:
+        raise ImageReadError(f"{label}: plane too large to load into memory") from None
+    except Exception as exc:  # a lazily read chunk can be corrupt
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        raise ImageReadError(
+            f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {msg[:200]})"
+        ) from None
+
+
+def _band_rows(plane: LazyPlane, patch: int, rows_per_band: int = 4) -> int:
+    """Patch rows per band: at least ``rows_per_band`` and one storage chunk tall, so that each
+    chunk is decoded about once per pass."""
+    return max(rows_per_band, -(-getattr(plane.data, "chunk_rows", 1) // patch))
+
+
+def _preview_factor(h: int, w: int) -> int:
+    """Rows and columns 0, f, 2f … of a banded plane are kept for its overlay."""
+    return max(1, -(-max(h, w) // PREVIEW_SIDE))
 
 
 def assess_banded(
@@ -59,9 +145,8 @@ def assess_banded(
     if h < p or w < p:
         raise ImageContentError(f"{name}: image is {w}×{h} px, smaller than one {p}×{p} patch")
     grid = patch_grid((h, w), p)
-    preview_factor = max(1, -(-max(h, w) // PREVIEW_SIDE))  # rows/columns 0, f, 2f … kept
-    # bands at least one storage chunk tall, so that each chunk is decoded about once per pass
-    rows_per_band = max(rows_per_band, -(-getattr(plane.data, "chunk_rows", 1) // p))
+    preview_factor = _preview_factor(h, w)  # rows/columns 0, f, 2f … kept
+    rows_per_band = _band_rows(plane, p, rows_per_band)
     band_rows = rows_per_band * p
     lo, hi, n_bad = np.inf, -np.inf, 0
     for y in range(0, h, band_rows):  # pass 1: range and finiteness, as check_plane does
@@ -89,7 +174,7 @@ def assess_banded(
         probs.append(band_probs)
         valid.append(band_valid)
     result = assessment_from_probabilities(
-        grid, np.concatenate(probs), np.concatenate(valid), model, options
+        grid, np.concatenate(probs), np.concatenate(valid), model, options, name
     )
     result.banded = True
     result.preview = np.stack(preview)

@@ -136,7 +136,11 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         model,
         options=options,
         outputs=OutputOptions(args.masks, args.overlays, args.overlay_size),
-        read=ReadOptions(args.axes, samples_as_channels=args.channel is not None),
+        read=ReadOptions(
+            args.axes,
+            samples_as_channels=args.channel is not None,
+            memory_budget=args.memory_budget,
+        ),
         resume=args.resume,
         overwrite=overwrite,
         well_pattern=args.well_pattern,
@@ -295,7 +299,7 @@ def measure(args: argparse.Namespace) -> int:
         args.output,
         options=options,
         overwrite=args.overwrite,
-        read=ReadOptions(args.axes),
+        read=ReadOptions(args.axes, memory_budget=args.memory_budget),
         on_error=error,
     )
     print(f"classical focus measures of {len(files)} files: {path}")
@@ -397,7 +401,7 @@ def best_focus(args: argparse.Namespace) -> int:
         args.output,
         model,
         overwrite=args.overwrite,
-        read=ReadOptions(args.axes),
+        read=ReadOptions(args.axes, memory_budget=args.memory_budget),
         fine_measure=args.fine_measure,
         plateau=args.plateau,
         options=_assess_options(args),

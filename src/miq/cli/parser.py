@@ -129,6 +129,27 @@ def add_axes(p: argparse.ArgumentParser) -> None:
     )
 
 
+def memory_size(text: str) -> int:
+    from ..io.budget import parse_memory_size
+
+    try:
+        return parse_memory_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_memory_budget(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--memory-budget",
+        type=memory_size,
+        default=2 * 2**30,
+        metavar="SIZE",
+        help="memory one file may take to read and rate, e.g. 512M, 2G, 8G (default 2G); "
+        "checked from each file's declared size before reading it: a file that needs more "
+        "gets an error row saying how much it would need",
+    )
+
+
 def add_quiet(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no result table on the terminal")
 
@@ -180,6 +201,7 @@ def add_rating_options(p: argparse.ArgumentParser) -> None:
     for flag, what in (("--channel", "channel"), ("--z", "z"), ("--t", "t")):
         p.add_argument(flag, type=index_set, default=None, metavar="I[,J...]", help=h[what])
     add_axes(p)
+    add_memory_budget(p)
     masks = ["per-patch", "per-pixel", "none"]
     p.add_argument("--masks", choices=masks, default="per-patch", help=h["masks"])
     p.add_argument("--no-masks", dest="masks", action="store_const", const="none")
@@ -261,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(p, "output folder (measures.csv)")
     add_pixel_size(p)
     add_axes(p)
+    add_memory_budget(p)
     add_overwrite(p)
 
     p = _command(sub, "demo")
@@ -389,6 +412,7 @@ def _add_best_focus(p: argparse.ArgumentParser) -> None:
     add_device(p)
     add_pixel_size(p)
     add_axes(p)
+    add_memory_budget(p)
     add_quiet(p)
     add_overwrite(p)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LazyPlane", "tiff_lazy_array", "split_lazy_planes"]
+__all__ = ["LazyPlane", "main_series", "tiff_lazy_array", "split_lazy_planes"]
 
 
 @dataclass
@@ -26,12 +26,20 @@ class LazyPlane:
 
 class _PlaneView:
     """A 2D window onto an N-D lazy array at fixed leading indices; ``chunk_rows`` is the
-    height of the array's storage chunks (rows decoded together), 1 when rows are independent."""
+    height of the array's storage chunks or tiles (rows decoded together), 1 when rows are
+    independent, ``chunk_cols`` their width; ``chunk_pixels`` the pixels one chunk holds (decoded at once; a chunk may span
+    several planes)."""
 
     def __init__(self, array, lead: tuple[int, ...]) -> None:
         self.array, self.lead = array, lead
         chunks = getattr(array, "chunksize", None) or getattr(array, "chunks", None)
-        self.chunk_rows = int(chunks[-2]) if chunks and len(chunks) >= 2 else 1
+        chunks = tuple(chunks) if chunks else ()
+        if len(chunks) >= 2 and all(isinstance(n, (int, np.integer)) for n in chunks[-2:]):
+            self.chunk_rows, self.chunk_cols = int(chunks[-2]), int(chunks[-1])
+            self.chunk_pixels = int(np.prod([int(n) for n in chunks], dtype=np.float64))
+        else:
+            self.chunk_rows, self.chunk_cols = 1, int(array.shape[-1])
+            self.chunk_pixels = self.chunk_cols
 
     def __getitem__(self, index) -> np.ndarray:
         return np.asarray(self.array[self.lead + tuple(index)])
@@ -56,10 +64,29 @@ class _ContiguousArray:
         return data.reshape(stop - start, w)[:, cols]
 
 
+def main_series(tif):
+    """The series of a TIFF that miq rates: the one with the largest planes (Y × X px), the
+    first of those (so a thumbnail or label image stored first is not rated in place of the
+    image; a file with one series, or series of one size, gives its first)."""
+    series = list(tif.series)
+    if len(series) == 1:
+        return series[0]
+
+    def plane_pixels(s) -> int:
+        shape = tuple(int(n) for n in s.shape)
+        axes = str(s.axes)
+        if "Y" in axes and "X" in axes and len(axes) == len(shape):
+            return shape[axes.index("Y")] * shape[axes.index("X")]
+        return int(np.prod(shape[-2:]))
+
+    return max(series, key=plane_pixels)  # max keeps the first of equals
+
+
 def tiff_lazy_array(tif, path: Path):
-    """A lazily read array of the first series: explicit row reads when the data is stored
-    plainly, else tifffile's zarr view (needs zarr); None when neither is possible."""
-    series = tif.series[0]
+    """A lazily read array of the rated series (`main_series`): explicit row reads when the
+    data is stored plainly, else tifffile's zarr view (needs zarr); None when neither is
+    possible."""
+    series = main_series(tif)
     if series.dataoffset is not None and len(series.shape) >= 2:
         return _ContiguousArray(path, series.dataoffset, series.shape, series.dtype), series.axes
     try:

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageContentError, ImageReadError, MiqError, install_hint
+from .budget import DEFAULT_MEMORY_BUDGET, describe, file_bytes, over_budget
 from .calibration import imagej_calibration, ngff_calibration, ome_calibration
 from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
-from .lazy import LazyPlane, split_lazy_planes, tiff_lazy_array
+from .lazy import LazyPlane, main_series, split_lazy_planes, tiff_lazy_array
+from .pillow import read_pillow
 from .planes import Plane, axis_hint, fit_axes, parse_axes, samples_as_planes, split_planes
 
 __all__ = ["ImageSource", "ReadOptions", "read_planes", "read_pixel_size", "read_z_step"]
@@ -43,6 +45,8 @@ class ImageSource:
     kind : ``"tiff"``, ``"pillow"``, ``"zarr"`` or ``"bioio"`` (the reader chosen by content).
     axes_given : the axis order given at `open` (upper case), or None: the reader's.
     samples_as_channels : the default of `planes`' ``samples_as_channels``, given at `open`.
+    memory_budget : bytes reading and rating this file may take (`miq.io.budget`), given at
+        `open`: `planes` refuses a file whose planes would not fit, before reading them.
     """
 
     def __init__(
@@ -51,9 +55,11 @@ class ImageSource:
         kind: str,
         axes: str | None = None,
         samples_as_channels: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         self.path, self.kind = path, kind
         self.axes_given, self.samples_as_channels = axes, samples_as_channels
+        self.memory_budget = int(memory_budget)
         self._tiff = None  # tifffile.TiffFile, kept open
         self._bioimage = None  # bioio.BioImage
         self._pillow: tuple[np.ndarray, str] | None = None  # a PNG/JPEG/BMP read whole
@@ -68,6 +74,7 @@ class ImageSource:
         axes: str | None = None,
         *,
         samples_as_channels: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> ImageSource:
         """Open an image file, its reader chosen by its content.
 
@@ -76,10 +83,11 @@ class ImageSource:
         path : image file or OME-Zarr folder.
         axes : the file's axis order, one letter per dimension from T, Z, C, Y, X, S (e.g.
             ``"YXZ"`` for a stack stored Z last, ``"ZYX"``, ``"CZYX"``, ``"TYX"``, ``"YXS"``),
-            replacing the axes the reader reports (for TIFF, those of tifffile's first series,
-            singleton dimensions squeezed). None: the reader's.
+            replacing the axes the reader reports (for TIFF, those of its series with the
+            largest planes, singleton dimensions squeezed). None: the reader's.
         samples_as_channels : the default of `planes`' ``samples_as_channels``: rate the colour
             samples of an RGB image as channels.
+        memory_budget : bytes reading and rating the file may take (default 2 GiB).
 
         Raises
         ------
@@ -102,7 +110,7 @@ class ImageSource:
             kind = "zarr"
         else:
             kind = _sniff(p)
-        source = cls(p, kind, axes, samples_as_channels)
+        source = cls(p, kind, axes, samples_as_channels, memory_budget)
         if source.kind == "tiff":
             import tifffile
 
@@ -150,11 +158,13 @@ class ImageSource:
         Raises
         ------
         ImageReadError : corrupt or unreadable data.
-        ImageContentError : readable but unsupported content (RGB, complex, more than 5-D).
+        ImageContentError : readable but unsupported content (RGB, complex, more than 5-D), or
+            planes that would not fit in the memory budget (`whole_bytes`), before reading.
         """
         key = self._planes_key(native_integers, samples_as_channels)
         if key not in self._planes:
             try:
+                self._check_whole(native_integers)
                 array, axes = _reading(self.path, self._array_and_axes)
                 self._planes[key] = split_planes(
                     np.asarray(array), axes, self.path, native_integers, samples_as_channels=key[1]
@@ -207,10 +217,11 @@ class ImageSource:
         return None
 
     def layout(self) -> tuple[tuple[int, ...], str]:
-        """(shape, axes) of the image as its planes are split: the reader's shape (tifffile's
-        first series, bioio's dims; PNG/JPEG/BMP read whole) with the axes given at `open`, or
-        else the reader's (a TIFF's planar samples of integer or float data other than 8-bit,
-        or samples of a grey image, are planes, not colours). No pixel data read for TIFF.
+        """(shape, axes) of the image as its planes are split: the reader's shape (the TIFF
+        series with the largest planes, `main_series`; bioio's dims; PNG/JPEG/BMP read whole)
+        with the axes given at `open`, or else the reader's (a TIFF's planar samples of integer
+        or float data other than 8-bit, or samples of a grey image, are planes, not colours).
+        No pixel data read for TIFF.
 
         Raises
         ------
@@ -232,6 +243,30 @@ class ImageSource:
         except MiqError:
             return None
         return axis_hint(shape, axes, min_side)
+
+    def whole_bytes(self, native_integers: bool = True) -> int:
+        """Bytes that reading every plane at once (`planes`) and rating one of them takes, as
+        the file declares its shape and pixel type (`miq.io.budget.file_bytes`); no pixel data
+        read. Raises `ImageReadError` for an unreadable file."""
+        shape, axes, dtype = _reading(self.path, self._declared)
+        return file_bytes(shape, axes, dtype, native_integers, copied=self.kind != "tiff")
+
+    def _declared(self) -> tuple[tuple[int, ...], str, np.dtype]:
+        """(shape, axes, pixel type) as the file declares them."""
+        shape, axes = self.layout()
+        if self._tiff is not None:
+            return shape, axes, np.dtype(main_series(self._tiff).dtype)
+        if self._bioimage is not None:
+            return shape, axes, np.dtype(self._bioimage.dtype)
+        return shape, axes, self._read_pillow()[0].dtype
+
+    def _check_whole(self, native_integers: bool) -> None:
+        """`ImageContentError` when reading every plane at once would exceed the budget."""
+        need = self.whole_bytes(native_integers)
+        if need > self.memory_budget:
+            shape, _, dtype = self._declared()
+            what = f"reading the whole {describe(shape, dtype)} at once"
+            raise over_budget(self.name, what, need, self.memory_budget)
 
     def largest_plane_pixels(self) -> int:
         """Pixels of one plane as the file declares it (0 when it cannot be read lazily)."""
@@ -276,7 +311,7 @@ class ImageSource:
 
     def _reader_layout(self) -> tuple[tuple[int, ...], str]:
         if self._tiff is not None:
-            series = self._tiff.series[0]
+            series = main_series(self._tiff)
             return tuple(int(n) for n in series.shape), _tiff_axes(self._tiff)
         if self._bioimage is not None:
             dims = self._bioimage.dims
@@ -288,7 +323,7 @@ class ImageSource:
         """The pixel data and the axes to split them by."""
         shape, axes = self.layout()
         if self._tiff is not None:
-            array = self._tiff.series[0].asarray()
+            array = main_series(self._tiff).asarray()
         elif self._bioimage is not None:
             array = np.asarray(self._bioimage.data)
         else:
@@ -301,7 +336,7 @@ class ImageSource:
 
     def _read_pillow(self) -> tuple[np.ndarray, str]:
         if self._pillow is None:
-            self._pillow = _read_pillow(self.path)
+            self._pillow = read_pillow(self.path, self.memory_budget)
         return self._pillow
 
     def __repr__(self) -> str:
@@ -311,15 +346,22 @@ class ImageSource:
 @dataclass(frozen=True)
 class ReadOptions:
     """How a command reads its input files: ``axes`` (the axis order of plain TIFFs, e.g.
-    ``"YXZ"``; None: as the file says) and ``samples_as_channels`` (rate the colours of RGB
-    images as channels c = 0, 1, 2)."""
+    ``"YXZ"``; None: as the file says), ``samples_as_channels`` (rate the colours of RGB
+    images as channels c = 0, 1, 2) and ``memory_budget`` (bytes one file may take to read and
+    rate; ``--memory-budget``)."""
 
     axes: str | None = None
     samples_as_channels: bool = False
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
     def open(self, path: str | os.PathLike) -> ImageSource:
         """`ImageSource.open` with these options."""
-        return ImageSource.open(path, self.axes, samples_as_channels=self.samples_as_channels)
+        return ImageSource.open(
+            path,
+            self.axes,
+            samples_as_channels=self.samples_as_channels,
+            memory_budget=self.memory_budget,
+        )
 
 
 def read_planes(
@@ -444,21 +486,9 @@ def _bioimage(path: Path, *, zarr: bool):
 
 
 def _tiff_axes(tif) -> str:
-    """The axes of a TIFF's first series, its samples that are not colours as planes
-    (`samples_as_planes`)."""
-    series = tif.series[0]
+    """The axes of a TIFF's rated series (`main_series`), its samples that are not colours
+    as planes (`samples_as_planes`)."""
+    series = main_series(tif)
     photometric = int(getattr(series.keyframe, "photometric", 2))
     itemsize = np.dtype(series.dtype).itemsize
     return samples_as_planes(series.axes, photometric, itemsize, ome=tif.is_ome)
-
-
-def _read_pillow(path: Path) -> tuple[np.ndarray, str]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode in ("RGB", "RGBA", "P", "CMYK", "LA", "YCbCr"):
-            arr = np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
-            return arr, "YXS"
-        if im.mode == "I;16" or im.mode.startswith("I;16"):
-            return np.asarray(im, dtype=np.uint16), "YX"
-        return np.asarray(im), "YX"

@@ -18,6 +18,7 @@ import numpy as np
 from ..assessment import AssessOptions, ImageAssessment, assess
 from ..errors import ImageReadError, MiqError
 from ..io import ImageSource, ReadOptions
+from ..io.lazy import LazyPlane
 from ..messages import collapse_errors
 from ..plates import plate_position
 from ..resampling import resample_to_pixel_size
@@ -153,26 +154,43 @@ def _rate_source(
     keep_image: bool,
     select: PlaneSelection | None,
 ) -> list[PlaneResult]:
-    """Rate the planes of an open file with options fixed for it: in bands when a plane is too
-    large to load, else whole."""
+    """Rate the planes of an open file with options fixed for it, within its memory budget
+    (`miq.large.reading_plan`): all planes read at once, one plane at a time, or in bands when
+    a plane is too large to load."""
     from .. import large
+    from ..resampling import rescale_factor
 
     name = source.name
-    if options.pixel_size_um is None and not _planes_read(source):
+    try:
+        scale = 1.0
+        if options.pixel_size_um is not None:
+            scale = rescale_factor(options.pixel_size_um, model.pixel_size_um)
+        plan = large.reading_plan(source, scale=scale, patch_size=model.patch_size)
+    except MiqError as exc:
+        return [PlaneResult(name, -1, -1, error=str(exc))]
+    if plan == "planes" and not _planes_read(source):  # memory ∝ one plane
+
+        def rate_one(plane, label: str) -> ImageAssessment:
+            data = large.read_plane(plane, label)
+            return assess(data, model, options=options, name=label)
+
+        return _rate_planes(name, source.lazy_planes(), select, rate_one, keep_image=keep_image)
+    if plan == "bands" and not _planes_read(source):
         lazy = source.lazy_planes()
-        if lazy and lazy[0].shape[0] * lazy[0].shape[1] > large.LARGE_PLANE_PIXELS:
+        if scale == 1.0:  # a pixel size within 2 % of the model's: nothing to resample
+            options = dataclasses.replace(options, pixel_size_um=None)
 
-            def rate_banded(plane, label: str) -> ImageAssessment:
-                try:
-                    return large.assess_banded(plane, model, options=options, name=label)
-                except MiqError:
-                    raise
-                except Exception as exc:  # a lazily read chunk can be corrupt
-                    raise ImageReadError(
-                        f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {exc})"
-                    ) from None
+        def rate_banded(plane, label: str) -> ImageAssessment:
+            try:
+                return large.assess_banded(plane, model, options=options, name=label)
+            except MiqError:
+                raise
+            except Exception as exc:  # a lazily read chunk can be corrupt
+                raise ImageReadError(
+                    f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {exc})"
+                ) from None
 
-            return _rate_planes(name, lazy, select, rate_banded)
+        return _rate_planes(name, lazy, select, rate_banded)
     try:
         planes = source.planes(native_integers=True)
     except MiqError as exc:
@@ -214,7 +232,8 @@ def _rate_planes(
         common = dict(n_planes=len(planes), t=plane.t, time_series=time_series)
         try:
             a = rate(plane, label)
-            image = plane.data if keep_image else None
+            # a plane read on demand is kept as such (read again for its overlay), not its pixels
+            image = (plane if isinstance(plane, LazyPlane) else plane.data) if keep_image else None
             results.append(PlaneResult(name, plane.c, plane.z, a, image=image, **common))
         except MiqError as exc:
             results.append(PlaneResult(name, plane.c, plane.z, error=str(exc), **common))
@@ -261,7 +280,7 @@ def read_ahead(job: FileJob) -> ImageSource | MiqError | None:
     except MiqError as exc:
         return exc
     try:
-        if source.largest_plane_pixels() <= large.LARGE_PLANE_PIXELS:
+        if large.reading_plan(source) == "whole":  # fits the memory budget
             source.planes(native_integers=True)
     except MiqError:
         pass  # assess_file reports it, from the same source
@@ -289,8 +308,9 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
         file_results = [PlaneResult(os.fspath(job.path), -1, -1, error=str(source_or_error))]
         position = plate_position(job.path, job.well_pattern, read_file=False)
         hint = None
-    else:
-        with source_or_error as source:
+    else:  # closed once the outputs are written: planes rated one at a time are read again
+        source = source_or_error
+        try:
             file_results = assess_file(
                 source,
                 model,
@@ -301,6 +321,9 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
             )
             position = plate_position(job.path, job.well_pattern, source=source)
             hint = _axis_hint(source, file_results, model.patch_size)
+        except BaseException:
+            source.close()
+            raise
     failed_file = bool(file_results and file_results[0].c == -1)
     failed_planes = 0
     errors: list[str] = []
@@ -320,6 +343,8 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
             errors.append(r.error)
             complete = False
         r.image = None
+    if not isinstance(source_or_error, MiqError):
+        source_or_error.close()
     rows = [result_row(r, model.n_levels, position) for r in file_results]
     errors = collapse_errors(errors)  # one line per file and kind of error, with a count
     if hint:
@@ -368,6 +393,10 @@ def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str
         )
         return [*written, r.overlay]
     image = r.image
+    if isinstance(image, LazyPlane):  # rated one plane at a time: read again
+        from ..large import read_plane
+
+        image = read_plane(image, r.file)
     if a.scale != 1.0:  # patch maps are resampled
         image = resample_to_pixel_size(image, a.pixel_size_um, model.pixel_size_um)
     r.overlay = write_overlay(job.out, stem, image, a, title, max_side=want.overlay_size)
