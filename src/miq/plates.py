@@ -13,7 +13,9 @@ Recognised name patterns (case-insensitive; the first that matches wins):
 * ``_A01f00`` / ``_D03f00d0`` — CellProfiler/Cellomics style well + field;
 * ``_A01_`` / ``-A01.`` … — a bare well between separators (site unknown).
 
-Wells run A–P (rows, 384-well plates and smaller) × 1–48 (columns). A custom regular expression
+Names match wells A–P (rows, 384-well plates and smaller) × 1–48 (columns); plate metadata
+and custom patterns reach the 32 rows of a 1536-well plate, labelled A–Z, AA–AF (as the standard
+layout does). A custom regular expression
 with named groups ``well`` (e.g. ``B07``) or ``row`` (letter or number) and ``col``, and
 optionally ``site``, replaces the built-in patterns.
 """
@@ -31,7 +33,18 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .io import ImageSource
 
-__all__ = ["WellSite", "parse_well", "plate_position", "well_aggregates", "WELL_COLUMNS"]
+__all__ = [
+    "WellSite",
+    "parse_well",
+    "plate_position",
+    "well_aggregates",
+    "WELL_COLUMNS",
+    "row_label",
+    "split_well",
+]
+
+#: rows of the largest plate (1536 wells: A–Z, AA–AF) and its columns
+MAX_ROWS, MAX_COLUMNS = 32, 48
 
 _BUILT_IN = [
     re.compile(r"r(?P<row>\d{1,2})c(?P<col>\d{1,2})f(?P<site>\d{1,3})", re.I),
@@ -55,7 +68,33 @@ class WellSite:
 
 
 def _row_index(text: str) -> int:
-    return int(text) - 1 if text.isdigit() else ord(text.upper()) - ord("A")
+    """0-based row of a row number (1-based) or label (A … Z, AA … AF); −1 for anything else."""
+    if text.isdigit():
+        return int(text) - 1
+    text = text.upper()
+    if not text.isascii() or not text.isalpha() or len(text) > 2:
+        return -1
+    index = 0
+    for char in text:  # bijective base 26: A = 1 … Z = 26, AA = 27
+        index = index * 26 + ord(char) - ord("A") + 1
+    return index - 1
+
+
+def row_label(row: int) -> str:
+    """The label of a 0-based plate row: A … Z, then AA, AB … (row 31 = AF, 1536-well plates)."""
+    label, n = "", int(row) + 1
+    while n > 0:
+        n, rem = divmod(n - 1, 26)
+        label = chr(ord("A") + rem) + label
+    return label
+
+
+def split_well(well: str) -> tuple[int, int]:
+    """(0-based row, 1-based column) of a well label such as ``"B07"`` or ``"AF48"``."""
+    match = re.fullmatch(r"([A-Za-z]{1,2})(\d{1,3})", well)
+    if not match:
+        raise ValueError(f"not a well label: {well!r}")
+    return _row_index(match.group(1)), int(match.group(2))
 
 
 def parse_well(name: str, pattern: str | re.Pattern | None = None) -> WellSite | None:
@@ -72,7 +111,7 @@ def parse_well(name: str, pattern: str | re.Pattern | None = None) -> WellSite |
             continue
         groups = m.groupdict()
         if groups.get("well"):
-            well_match = re.fullmatch(r"([A-Za-z])(\d{1,2})", groups["well"])
+            well_match = re.fullmatch(r"([A-Za-z]{1,2})(\d{1,2})", groups["well"])
             if not well_match:
                 continue
             row_text, col_text = well_match.groups()
@@ -89,9 +128,9 @@ def parse_well(name: str, pattern: str | re.Pattern | None = None) -> WellSite |
 
 def _well(row: int, col: int, site: int | None) -> WellSite | None:
     """WellSite from a 0-based row and 1-based column; None outside a 1536-well plate."""
-    if not (0 <= row < 32 and 1 <= col <= 48):
+    if not (0 <= row < MAX_ROWS and 1 <= col <= MAX_COLUMNS):
         return None
-    return WellSite(f"{chr(ord('A') + row)}{col:02d}", row, col, site)
+    return WellSite(f"{row_label(row)}{col:02d}", row, col, site)
 
 
 def _zarr_field_position(path: Path) -> WellSite | None:
@@ -103,10 +142,13 @@ def _zarr_field_position(path: Path) -> WellSite | None:
     row_name, col_name = well_dir.parent.name, well_dir.name
     if not col_name.isdigit() or not (row_name.isalpha() or row_name.isdigit()):
         return None
-    images = [i.get("path") for i in zarr_attributes(well_dir).get("well", {}).get("images", [])]
-    site = images.index(path.name) if path.name in images else None
-    row = _row_index(row_name) if len(row_name) == 1 or row_name.isdigit() else -1
-    return _well(row, int(col_name), site)
+    well = zarr_attributes(well_dir).get("well")  # malformed metadata: no site, never a crash
+    images = well.get("images") if isinstance(well, dict) else None
+    names = (
+        [i.get("path") for i in images if isinstance(i, dict)] if isinstance(images, list) else []
+    )
+    site = names.index(path.name) if path.name in names else None
+    return _well(_row_index(row_name), int(col_name), site)
 
 
 def _ome_tiff_position(ome_xml: str | None) -> WellSite | None:
@@ -189,6 +231,14 @@ WELL_COLUMNS = [
 ]
 
 
+def _well_order(well: str) -> tuple:
+    """Plate order of a well label (A01 … AF48); labels of other shapes last, by name."""
+    try:
+        return (0, *split_well(well), "")
+    except ValueError:
+        return (1, 0, 0, well)
+
+
 def well_aggregates(rows: list[dict]) -> list[dict]:
     """Per-well summary of results rows (dicts with ``well``, ``level``, ``level_mean``,
     ``in_focus``, ``certainty``, ``empty``, ``error``): fields, rated fields, empty fields
@@ -199,7 +249,7 @@ def well_aggregates(rows: list[dict]) -> list[dict]:
         if row.get("well"):
             wells.setdefault(row["well"], []).append(row)
     out = []
-    for well in sorted(wells, key=lambda w: (w[0], int(w[1:]))):
+    for well in sorted(wells, key=_well_order):
         members = wells[well]
         rated = [r for r in members if not r.get("error") and str(r.get("empty")) != "1"]
         n_empty = sum(not r.get("error") and str(r.get("empty")) == "1" for r in members)

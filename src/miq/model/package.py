@@ -61,6 +61,14 @@ class Calibration:
     fitted: bool = False
 
 
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """``model.json`` of a bundled model's name (``"default"``, ``"fast"``; a path of that name
     wins), a model folder, its ``model.json`` or its ``model.onnx``; None is the default model."""
@@ -105,28 +113,81 @@ class ModelPackage:
             )
         self.path = path
         self._metadata = metadata
+        # every entry miq uses is checked here, before any weights are loaded or image read
+        self.patch_size = self._integer("patch_size", 8, 1024)
+        self.n_levels = self._integer("n_levels", 2, 256)
+        self.um_per_level = self._number("um_per_level", metadata.get("um_per_level"))
+        self.levels = self._level_table(metadata.get("level_defocus_um"))
+        optics = self._entry("optics", dict)
+        self._has_optics = bool(optics)
         try:
-            self.patch_size = int(metadata["patch_size"])
-            self.n_levels = int(metadata["n_levels"])
-            self.um_per_level = float(metadata["um_per_level"])
-            optics = metadata.get("optics") or {}
-            self.optics = Optics(**optics)
-            self._has_optics = bool(optics)
-            self.architecture = str(metadata.get("architecture", ""))
-            self.architecture_kwargs = dict(metadata.get("architecture_kwargs") or {})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"{path}: malformed model.json ({type(exc).__name__}: {exc})"
-            ) from None
-        defocus = metadata.get("level_defocus_um")
-        self.levels = LevelTable(defocus_um=tuple(defocus)) if defocus else LevelTable()
+            self.optics = Optics(**{k: self._optics_value(k, v) for k, v in optics.items()})
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: malformed 'optics' entry ({exc})") from None
+        self.architecture = self._entry("architecture", str)
+        self.architecture_kwargs = self._entry("architecture_kwargs", dict)
         self.name = str(metadata.get("name", path.parent.name))
         self.n_parameters = metadata.get("n_parameters")
-        self.calibration = self._read_calibration(metadata.get("calibration") or {})
+        self.calibration = self._read_calibration(self._entry("calibration", dict))
+        weights = self._entry("weights", dict)
+        if not any(kind in weights for kind in WEIGHT_KINDS):
+            raise ModelError(f"{path}: 'weights' lists no {' or '.join(WEIGHT_KINDS)} file")
         self._weights: dict[str, bytes] = {}
         for kind in WEIGHT_KINDS:
-            if kind in (metadata.get("weights") or {}):
+            if kind in weights:
                 self._weights[kind] = self._verified(kind)
+
+    def _malformed(self, key: str, what: str, value) -> ModelError:
+        shown = json.dumps(value, allow_nan=True)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        return ModelError(f"{self.path}: {key!r} must be {what}, got {shown}")
+
+    def _integer(self, key: str, low: int, high: int) -> int:
+        """The whole-number entry ``key`` of model.json, checked to lie in [low, high]."""
+        value = self._metadata.get(key)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok or (isinstance(value, float) and math.isfinite(value) and value.is_integer())
+        if not ok or not low <= value <= high:
+            raise self._malformed(key, f"a whole number from {low} to {high}", value)
+        return int(value)
+
+    def _number(self, key: str, value, *, positive: bool = True) -> float:
+        """``value`` (the entry ``key``) as a finite float (> 0 when ``positive``)."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and (value > 0 or not positive)
+        if not ok:
+            what = "a finite number" + (" > 0" if positive else "")
+            raise self._malformed(key, what, value)
+        return float(value)
+
+    def _entry(self, key: str, kind: type):
+        """The optional entry ``key`` of type ``kind`` (its empty value when absent)."""
+        value = self._metadata.get(key)
+        if value is None:
+            return kind()
+        if not isinstance(value, kind):
+            raise self._malformed(key, {dict: "an object", str: "a string"}[kind], value)
+        return value
+
+    def _level_table(self, defocus) -> LevelTable:
+        """``level_defocus_um``: absent, or n_levels finite numbers (µm), increasing."""
+        if not defocus:
+            return LevelTable()
+        what = f"a list of {self.n_levels} increasing finite numbers (µm)"
+        if not isinstance(defocus, list) or len(defocus) != self.n_levels:
+            raise self._malformed("level_defocus_um", what, defocus)
+        values = [self._number("level_defocus_um", v, positive=False) for v in defocus]
+        if any(b <= a for a, b in zip(values, values[1:])):
+            raise self._malformed("level_defocus_um", what, defocus)
+        return LevelTable(defocus_um=tuple(values))
+
+    def _optics_value(self, key: str, value):
+        if key == "psf_width_px":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            if not ok:
+                raise self._malformed(f"optics.{key}", "a whole number", value)
+            return value
+        return self._number(f"optics.{key}", value)
 
     @classmethod
     def open(cls, model: str | os.PathLike | None = None) -> ModelPackage:
@@ -209,40 +270,53 @@ class ModelPackage:
             fh.write(json.dumps(metadata, indent=2))
 
     def _verified(self, kind: str) -> bytes:
+        """The bytes of the ``kind`` weight file, after checking that model.json names it by a
+        path inside the model folder and records its sha256, and that the sha256 matches."""
         label = "ONNX" if kind == "onnx" else kind
-        try:
-            info = self._metadata["weights"][kind]
-            name = info["file"]
-        except (KeyError, TypeError):
-            raise ModelError(f"{self.path}: metadata lists no {label} weights") from None
+        info = self._metadata["weights"][kind]
+        name = info.get("file") if isinstance(info, dict) else None
+        if not isinstance(name, str) or not name:
+            raise self._malformed(f"weights.{kind}.file", "a file name", name)
         weights = self.path.parent / name
+        relative = Path(name)
+        if relative.is_absolute() or ".." in relative.parts or relative.drive:
+            raise ModelError(
+                f"{self.path}: {label} weights {name!r} are not inside the model folder; "
+                "give a file name relative to model.json"
+            )
+        expected = info.get("sha256")
+        if not (isinstance(expected, str) and len(expected) == 64 and _is_hex(expected)):
+            raise ModelError(
+                f"{self.path}: no valid sha256 recorded for the {label} weights {name!r}; a "
+                "model folder must record the sha256 of every weight file (miq train and miq "
+                "export write it)"
+            )
         try:
             payload = weights.read_bytes()
         except OSError as exc:
             raise ModelError(
                 f"{self.path}: {label} weights missing ({exc.strerror or exc})"
             ) from None
-        expected = info.get("sha256")
-        if expected and hashlib.sha256(payload).hexdigest() != expected:
+        if hashlib.sha256(payload).hexdigest() != expected.lower():
             raise ModelError(
                 f"{weights}: sha256 does not match model.json: corrupt or replaced file"
             )
         return payload
 
     def _read_calibration(self, entry: dict) -> Calibration:
-        try:
-            bias = np.asarray(entry.get("class_bias", np.zeros(self.n_levels)), dtype=np.float64)
-            patch_t = float(entry.get("patch_temperature", 1.0))
-            image_t = float(entry.get("image_temperature", 1.0))
-        except (TypeError, ValueError, AttributeError):
-            raise ModelError(f"{self.path}: malformed 'calibration' entry") from None
-        if bias.shape != (self.n_levels,) or not min(patch_t, image_t) > 0:
+        """The ``calibration`` entry: K finite biases, finite temperatures > 0."""
+        bias = entry.get("class_bias")
+        if bias is None:
+            bias = [0.0] * self.n_levels
+        if not isinstance(bias, list) or len(bias) != self.n_levels:
             raise ModelError(
-                f"{self.path}: 'calibration' does not fit a {self.n_levels}-level model"
+                f"{self.path}: 'calibration' does not fit a {self.n_levels}-level model "
+                f"('class_bias' must list {self.n_levels} numbers)"
             )
-        if not (np.isfinite(bias).all() and math.isfinite(patch_t) and math.isfinite(image_t)):
-            raise ModelError(f"{self.path}: 'calibration' has values that are not finite")
-        return Calibration(bias, patch_t, image_t, bool(entry))
+        values = [self._number("calibration.class_bias", b, positive=False) for b in bias]
+        patch_t = self._number("calibration.patch_temperature", entry.get("patch_temperature", 1.0))
+        image_t = self._number("calibration.image_temperature", entry.get("image_temperature", 1.0))
+        return Calibration(np.asarray(values, dtype=np.float64), patch_t, image_t, bool(entry))
 
     def __repr__(self) -> str:
         return f"ModelPackage({self.name!r}, {self.path})"

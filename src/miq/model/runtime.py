@@ -47,7 +47,7 @@ class FocusModel:
         if device == "cuda" and not _onnxruntime_has_cuda():
             self._run = _torch_cuda_runner(package)
         else:
-            self._run = _onnx_runner(payload, package.weight_file("onnx"), device, threads)
+            self._run = _onnx_runner(payload, package.weight_file("onnx"), device, threads, package)
         self.package = package
         self.path = package.path
         self.name = package.name
@@ -106,8 +106,16 @@ def _onnxruntime_has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _onnx_runner(payload: bytes, onnx_path: Path, device: str, threads: int | None):
-    """patches (B, 1, P, P) float32 → probabilities (B, K), by ONNX Runtime on ``device``."""
+def _onnx_runner(
+    payload: bytes,
+    onnx_path: Path,
+    device: str,
+    threads: int | None,
+    package: ModelPackage | None = None,
+):
+    """patches (B, 1, P, P) float32 → probabilities (B, K), by ONNX Runtime on ``device``.
+    The network's declared input and output shapes are checked against ``package``'s
+    ``patch_size`` and ``n_levels`` (`miq.errors.ModelError`, one line, when they differ)."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -125,7 +133,27 @@ def _onnx_runner(payload: bytes, onnx_path: Path, device: str, threads: int | No
             f"{onnx_path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})"
         ) from None
     input_name = session.get_inputs()[0].name
+    if package is not None:
+        _check_shapes(session, onnx_path, package)
     return lambda batch: session.run(None, {input_name: batch})[0]
+
+
+def _check_shapes(session, onnx_path: Path, package: ModelPackage) -> None:
+    """The ONNX network takes (B, 1, P, P) patches and gives (B, K) probabilities, with P and
+    K as model.json says (dimensions the network leaves open are not checked)."""
+    p, k = package.patch_size, package.n_levels
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    want = [(inputs, [None, 1, p, p], "input"), (outputs, [None, k], "output")]
+    for nodes, expected, what in want:
+        shape = list(nodes[0].shape) if nodes else []
+        fixed = len(shape) == len(expected) and all(
+            e is None or not isinstance(s, int) or s == e for s, e in zip(shape, expected)
+        )
+        if not fixed:
+            raise ModelError(
+                f"{onnx_path}: the network's {what} has shape {shape}, but model.json says "
+                f"patch_size {p} and n_levels {k}"
+            )
 
 
 def _torch_cuda_runner(package: ModelPackage):

@@ -91,10 +91,27 @@ def _certainty_scatter(data: RunData):
     return fig
 
 
+def _placed(wells: list[dict]) -> list[tuple[int, int, dict]]:
+    """(0-based row, 1-based column, row of wells.csv) of each well with a plate label (A01 …
+    AF48); others (e.g. written by an older miq) are left off the map."""
+    from ..plates import split_well
+
+    placed = []
+    for w in wells:
+        try:
+            row, col = split_well(str(w.get("well", "")))
+        except ValueError:
+            continue
+        if row >= 0 and col >= 1:
+            placed.append((row, col, w))
+    return placed
+
+
 def plate_shape(wells: list[dict]) -> tuple[int, int]:
     """(rows, columns) of the smallest standard plate (96, 384, 1536 wells) holding the wells."""
-    max_row = max(ord(w["well"][0].upper()) - ord("A") + 1 for w in wells)
-    max_col = max(int(w["well"][1:]) for w in wells)
+    positions = [(row, col) for row, col, _ in _placed(wells)] or [(0, 1)]
+    max_row = max(row for row, _ in positions) + 1
+    max_col = max(col for _, col in positions)
     for rows, cols in ((8, 12), (16, 24), (32, 48)):
         if max_row <= rows and max_col <= cols:
             return rows, cols
@@ -104,11 +121,13 @@ def plate_shape(wells: list[dict]) -> tuple[int, int]:
 def _plate_heatmap(wells: list[dict], key: str, title: str, cmap, vmin: float, vmax: float):
     from matplotlib.colors import ListedColormap
 
+    from ..plates import row_label
+
     rows, cols = plate_shape(wells)
     grid = np.full((rows, cols), np.nan)
-    for w in wells:
+    for row, col, w in _placed(wells):
         if w.get(key, "") != "":
-            grid[ord(w["well"][0].upper()) - ord("A"), int(w["well"][1:]) - 1] = float(w[key])
+            grid[row, col - 1] = float(w[key])
     if isinstance(cmap, np.ndarray):
         cmap = ListedColormap(cmap / 255.0)
     fig = _figure(min(1.6 + cols * 0.3, 14.0), min(1.0 + rows * 0.3, 9.0))
@@ -131,7 +150,7 @@ def _plate_heatmap(wells: list[dict], key: str, title: str, cmap, vmin: float, v
                         color="white" if dark else "black",
                     )
     ax.set_xticks(range(cols), [str(c + 1) for c in range(cols)], fontsize=7)
-    ax.set_yticks(range(rows), [chr(ord("A") + r) for r in range(rows)], fontsize=7)
+    ax.set_yticks(range(rows), [row_label(r) for r in range(rows)], fontsize=7)
     ax.xaxis.tick_top()
     ax.set_title(title, fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8)

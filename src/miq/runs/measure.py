@@ -52,7 +52,7 @@ def measure_files(
         for f in files:
             try:
                 with read.open(f) as source:
-                    planes = source.planes()
+                    planes = source.planes(native_integers=True)  # exact DN, any width
                     recorded = source.pixel_size_um
             except MiqError as exc:
                 planes, failures = [], failures + 1
