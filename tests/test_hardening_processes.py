@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,56 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# --- named pipes and other special files -----------------------------------------------------
+
+
+@contextmanager
+def _deadline(seconds: int):
+    """Fail (instead of hanging the test suite) when the block takes longer than ``seconds``."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_refused_without_being_opened(tmp_path):
+    """A FIFO named on the command line (and one inside a folder) is one error line each and
+    the batch goes on; on the old code opening it waited for a writer forever."""
+    from miq.errors import ImageReadError
+    from miq.io import ImageSource, find_images
+
+    images = _images(tmp_path / "in", 1)
+    os.mkfifo(images / "pipe.tif")
+    os.mkfifo(tmp_path / "named.tif")
+    out = tmp_path / "out"
+    command = ["predict", str(tmp_path / "named.tif"), str(images), "-o", str(out), "-q"]
+    try:  # a subprocess: the old code hung in a thread that no signal can stop
+        done = subprocess.run(
+            [sys.executable, "-m", "miq", *command], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("miq predict hangs on a named pipe")
+    assert done.returncode == 1  # the pipes are refused, the image is rated
+    err = done.stderr.splitlines()
+    assert len(err) == 2 and all("named pipe (FIFO)" in line for line in err)
+    assert (out / "results.csv").read_text().count("\n") == 2
+    with _deadline(20):
+        with pytest.raises(ImageReadError, match="named pipe"):  # the API does not open it
+            ImageSource.open(tmp_path / "named.tif")
+        refused: list[str] = []
+        found = find_images([tmp_path / "named.tif", images], on_refused=refused.append)
+    assert found == [images / "img_000.tif"]
+    assert refused == [
+        f"{tmp_path / 'named.tif'}: a named pipe (FIFO), not an image file; skipped",
+        f"{images / 'pipe.tif'}: a named pipe (FIFO), not an image file; skipped",
+    ]

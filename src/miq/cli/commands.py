@@ -56,7 +56,7 @@ def train(args: argparse.Namespace) -> int:
     from ..training.train import TrainConfig, train
 
     missing: list[str] = []
-    files = find_images(args.images, on_missing=missing.append)
+    files = find_images(args.images, on_missing=missing.append, on_refused=error)
     for m in missing:
         error(f"{m}: no such file, folder or matching image")
     files = _without_excluded(files, args.exclude)
@@ -184,11 +184,15 @@ def _assess_options(args: argparse.Namespace, **more):
 
 def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list[Path], list[str]]:
     """Expand files/folders/globs, leaving out anything inside the ``output`` folder (a run's
-    own masks and overlays are never inputs); report each input that matched nothing."""
+    own masks and overlays are never inputs); report each input that matched nothing, and each
+    named pipe, socket or device (never opened: they count as missing)."""
     from ..io import find_images
 
     missing: list[str] = []
-    files = find_images(inputs, on_missing=missing.append)
+    refused: list[str] = []
+    files = find_images(inputs, on_missing=missing.append, on_refused=refused.append)
+    for line in refused:
+        error(line)
     if output is not None:
         out = Path(output).resolve()
         for item in inputs:  # a file named explicitly: say why it is not rated
@@ -199,7 +203,7 @@ def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list
         files = [f for f in files if not f.resolve().is_relative_to(out)]
     for m in missing:
         error(f"{m}: no such file, or no image in that folder / matching that pattern")
-    return files, missing
+    return files, missing + refused
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -262,7 +266,9 @@ def simulate(args: argparse.Namespace) -> int:
     if not depths:
         error("give --z-um and/or --level")
         return EXIT_USAGE
-    files = find_images(args.images, on_missing=lambda m: error(f"{m}: no such image"))
+    files = find_images(
+        args.images, on_missing=lambda m: error(f"{m}: no such image"), on_refused=error
+    )
     failed = 0
     for f in files:
         try:

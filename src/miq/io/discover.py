@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 __all__ = [
     "find_images",
     "file_stem",
+    "special_file_kind",
     "is_zarr",
     "zarr_attributes",
     "zarr_plate_fields",
@@ -57,33 +59,82 @@ def zarr_plate_fields(path: str | os.PathLike) -> list[Path] | None:
     return fields
 
 
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_file_kind(path: str | os.PathLike) -> str | None:
+    """What ``path`` is, in words, when it exists but is neither a regular file nor a folder
+    (``"a named pipe (FIFO)"``, ``"a socket"``, a device); None otherwise, also when it does
+    not exist. Symbolic links are followed. Never opens it: opening a named pipe waits, forever,
+    for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((kind for test, kind in _SPECIAL_KINDS if test(mode)), "a special file")
+
+
 def find_images(
-    inputs: Iterable[str | os.PathLike], on_missing: Callable[[str], None] | None = None
+    inputs: Iterable[str | os.PathLike],
+    on_missing: Callable[[str], None] | None = None,
+    on_refused: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Expand files, folders (recursive, image suffixes only) and glob patterns into a sorted,
     de-duplicated file list. Inputs that match nothing are reported through ``on_missing``.
 
     An explicitly named file is kept whatever its extension (its content decides later).
+    Named pipes, sockets and devices (named, matched or with an image suffix in a folder) are
+    left out without being opened, each reported once through ``on_refused`` (one line:
+    ``"PATH: a named pipe (FIFO), not an image file; skipped"``).
     """
     found: list[Path] = []
+    refused: list[Path] = []
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
+        n_refused = len(refused)
         if is_zarr(p):
             matches = _zarr_images(p)
         elif p.is_dir():
-            matches = _images_in_folder(p)
+            matches = _images_in_folder(p, refused)
         elif p.exists():
-            matches = [p]
+            matches = [p] if _regular(p, refused) else []
         elif glob.has_magic(text):
             matches = []
             for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
-                matches.extend(_zarr_images(m) if is_zarr(m) else [m] if m.is_file() else [])
+                matches.extend(
+                    _zarr_images(m) if is_zarr(m) else [m] if _regular(m, refused) else []
+                )
         else:
             matches = []
-        if not matches and on_missing is not None:
+        if not matches and len(refused) == n_refused and on_missing is not None:
             on_missing(text)
         found.extend(matches)
+    if on_refused is not None:
+        for f in _unique(refused):
+            on_refused(f"{f}: {special_file_kind(f)}, not an image file; skipped")
+    return _unique(found)
+
+
+def _regular(path: Path, refused: list[Path]) -> bool:
+    """True for a regular file (or a link to one); a named pipe, socket or device is added to
+    ``refused`` instead (a folder or missing path: neither)."""
+    if path.is_file():
+        return True
+    if special_file_kind(path):
+        refused.append(path)
+    return False
+
+
+def _unique(found: list[Path]) -> list[Path]:
+    """The paths without repeats of one file (by resolved path), in their order."""
     seen: set[Path] = set()
     unique = []
     for f in found:
@@ -100,9 +151,10 @@ def _zarr_images(path: Path) -> list[Path]:
     return [path] if fields is None else fields
 
 
-def _images_in_folder(folder: Path) -> list[Path]:
+def _images_in_folder(folder: Path, refused: list[Path]) -> list[Path]:
     """Image files (by suffix) and OME-Zarr images under a folder, recursively, sorted by path;
-    a zarr folder is not searched inside (a plate gives its fields)."""
+    a zarr folder is not searched inside (a plate gives its fields). Special files with an image
+    suffix go to ``refused``."""
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root)
@@ -113,7 +165,7 @@ def _images_in_folder(folder: Path) -> list[Path]:
         found.extend(
             here / f
             for f in files
-            if Path(f).suffix.lower() in IMAGE_SUFFIXES and (here / f).is_file()
+            if Path(f).suffix.lower() in IMAGE_SUFFIXES and _regular(here / f, refused)
         )
     return sorted(found)
 

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ImageContentError, ImageReadError, MiqError, install_hint
 from .budget import DEFAULT_MEMORY_BUDGET, describe, file_bytes, over_budget
 from .calibration import imagej_calibration, ngff_calibration, ome_calibration
-from .discover import IMAGE_SUFFIXES, is_zarr, zarr_plate_fields
+from .discover import IMAGE_SUFFIXES, is_zarr, special_file_kind, zarr_plate_fields
 from .lazy import LazyPlane, main_series, split_lazy_planes, tiff_lazy_array
 from .pillow import read_pillow
 from .planes import Plane, axis_hint, fit_axes, parse_axes, samples_as_planes, split_planes
@@ -418,6 +418,9 @@ def read_z_step(path: str | os.PathLike) -> float | None:
 
 def _sniff(p: Path) -> str:
     """The reader for a file's content; ImageReadError for anything else."""
+    special = special_file_kind(p)
+    if special:  # never opened: opening a named pipe waits for a writer, forever
+        raise ImageReadError(f"{p}: {special}, not an image file")
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
