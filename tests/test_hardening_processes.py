@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 
+from miq.cli import main
 from miq.runs.journal import JOURNAL_NAME
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
@@ -223,3 +224,53 @@ def test_a_named_pipe_is_refused_without_being_opened(tmp_path):
         f"{tmp_path / 'named.tif'}: a named pipe (FIFO), not an image file; skipped",
         f"{images / 'pipe.tif'}: a named pipe (FIFO), not an image file; skipped",
     ]
+
+
+# --- CSV cells that spreadsheets would run as formulas ---------------------------------------
+
+
+def test_csv_cells_are_never_formulas_and_numbers_stay_numbers(tmp_path):
+    import csv
+
+    from miq.io import read_rows_csv, write_rows_csv
+
+    values = [
+        '=HYPERLINK("http://x","y")',
+        "+1+2",
+        "-2+3",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        "'=x",
+        "-a\rb",
+    ]
+    numbers = ["-1", "-0.5", "-1e-05", "1e+06", -1, -0.25, 0]
+    plain = ["plain.tif", "it's.tif", "", "a=b.tif", "a\rb,c"]  # a CR kept inside its cell
+    rows = [{"v": v} for v in values + numbers + plain]
+    write_rows_csv(tmp_path / "t.csv", ["v"], rows)
+    with open(tmp_path / "t.csv", encoding="utf-8", newline="") as fh:
+        cells = [row[0] for row in csv.reader(fh)][1:]
+    assert cells[: len(values)] == ["'" + v for v in values]  # each one read as text
+    assert cells[len(values) :] == [str(v) for v in numbers + plain]  # unchanged
+    assert [r["v"] for r in read_rows_csv(tmp_path / "t.csv")] == [str(r["v"]) for r in rows]
+
+
+def test_results_csv_neutralises_file_names_and_errors(tmp_path, monkeypatch):
+    """A file named ``=…`` (rated) and one named ``-…`` (unreadable: its error message starts
+    with its name) never start a results.csv cell with a formula character; ``c`` = -1 stays a
+    number; the report reads the names back as they are."""
+    from miq.report.run import load_run
+
+    images = _images(tmp_path, 1)
+    monkeypatch.chdir(images)
+    os.rename("img_000.tif", "=1+2.tif")
+    Path("-bad.tif").write_bytes(b"II*\x00 truncated")
+    assert main(["predict", "-o", "out", "-q", "--", "=1+2.tif", "-bad.tif"]) == 1
+    text = Path("out/results.csv").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    assert lines[1].startswith("'=1+2.tif,0,0,0,")
+    assert lines[2].startswith("'-bad.tif,0,-1,-1,")
+    assert ",'-bad.tif: " in lines[2]  # the error cell
+    rows = load_run("out").rows
+    assert [r["file"] for r in rows] == ["=1+2.tif", "-bad.tif"]
+    assert rows[1]["error"].startswith("-bad.tif: ")

@@ -7,7 +7,7 @@
   given by users (`parse_axes`) and the hint at a likely axis mix-up (`axis_hint`);
 * `.lazy`: planes read on demand, for planes too large to load;
 * `.discover`: inputs (files, folders, globs, OME-Zarr plates) to a file list, output names;
-* `.write`: atomic writes and CSV tables.
+* `.write`: atomic writes and CSV tables (cells neutralised against spreadsheet formulas).
 """
 
 from .discover import (
@@ -20,7 +20,7 @@ from .discover import (
 )
 from .planes import Plane, axis_hint, check_plane, parse_axes, to_unit_range, unit_map
 from .source import ImageSource, ReadOptions, read_pixel_size, read_planes, read_z_step
-from .write import atomic_write, umask, write_rows_csv
+from .write import atomic_write, read_rows_csv, umask, write_rows_csv
 
 __all__ = [
     "ImageSource",
@@ -35,6 +35,7 @@ __all__ = [
     "find_images",
     "atomic_write",
     "write_rows_csv",
+    "read_rows_csv",
     "read_pixel_size",
     "read_z_step",
     "file_stem",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "write_rows_csv", "umask"]
+__all__ = ["atomic_write", "write_rows_csv", "read_rows_csv", "csv_cell", "csv_text", "umask"]
 
 
 def umask() -> int:
@@ -60,10 +61,38 @@ def _valid_utf8(value):
     return value
 
 
+# text a spreadsheet reads as a formula (OWASP "CSV injection"): its first character
+_FORMULA_START = frozenset("=+-@\t\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|nan)", re.I)
+_NEUTRALISED = re.compile("'+[=+\\-@\t\r]")
+
+
+def csv_cell(value):
+    """A table value as written to a CSV cell: text that a spreadsheet would run as a formula
+    (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, such as a file named
+    ``=HYPERLINK(…).tif``) gets a leading ``'``, which spreadsheets read as "this is text";
+    numbers (``-1``, ``-0.5``, ``-1e-05``) and everything else are kept as they are. Text that
+    already starts with quotes before such a character gets one more, so that `csv_text`
+    gives back exactly the value."""
+    if not isinstance(value, str):
+        return value
+    start = value.lstrip("'")[:1]
+    if start and start in _FORMULA_START and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def csv_text(cell: str) -> str:
+    """The value of a CSV cell written by `csv_cell` (its neutralising quote removed)."""
+    return cell[1:] if _NEUTRALISED.match(cell) else cell
+
+
 def write_rows_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[dict]) -> None:
     """Write dict rows as a UTF-8, comma-separated CSV atomically (missing values empty).
 
-    Always valid UTF-8: bytes of non-UTF-8 file names appear as ``\\xNN``.
+    Always valid UTF-8: bytes of non-UTF-8 file names appear as ``\\xNN``. Text cells that a
+    spreadsheet would read as a formula are neutralised with a leading ``'`` (`csv_cell`);
+    `read_rows_csv` reads them back as written.
     """
     import csv
     import io
@@ -71,6 +100,38 @@ def write_rows_csv(path: str | os.PathLike, columns: list[str], rows: Iterable[d
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows({k: _valid_utf8(v) for k, v in row.items()} for row in rows)
+    for row in rows:
+        cells = {k: csv_cell(_valid_utf8(v)) for k, v in row.items()}
+        if any(isinstance(v, str) and "\r" in v for v in cells.values()):
+            buffer.write(_quoted_line([cells.get(k, "") for k in columns]))
+        else:
+            writer.writerow(cells)
     with atomic_write(path, "w") as fh:
         fh.write(buffer.getvalue())
+
+
+def _quoted_line(values: list) -> str:
+    """One CSV line as `csv.writer` writes it, except that a cell holding a carriage return is
+    quoted too (the writer quotes only the characters of its line terminator, ``\\n``, and a
+    reader would split the row at the ``\\r``)."""
+    cells = []
+    for value in values:
+        text = "" if value is None else str(value)
+        if any(c in text for c in ',"\n\r'):
+            text = '"' + text.replace('"', '""') + '"'
+        cells.append(text)
+    return ",".join(cells) + "\n"
+
+
+def read_rows_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV table written by `write_rows_csv`, as dicts of text (cells neutralised
+    against spreadsheet formulas given back as they were: `csv_text`).
+
+    Raises OSError, UnicodeDecodeError or csv.Error for a file that cannot be read."""
+    import csv
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        return [
+            {k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
+            for row in csv.DictReader(fh)
+        ]

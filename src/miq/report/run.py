@@ -68,8 +68,9 @@ def _failed(row: dict, n_levels: int) -> bool:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+    from ..io import read_rows_csv  # formula-neutralised cells read back as the values
+
+    return read_rows_csv(path)
 
 
 def load_run(run_dir: str | os.PathLike) -> RunData:
