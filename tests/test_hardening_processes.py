@@ -274,3 +274,23 @@ def test_results_csv_neutralises_file_names_and_errors(tmp_path, monkeypatch):
     rows = load_run("out").rows
     assert [r["file"] for r in rows] == ["=1+2.tif", "-bad.tif"]
     assert rows[1]["error"].startswith("-bad.tif: ")
+
+
+# --- every printed line is one line ----------------------------------------------------------
+
+
+def test_a_file_name_cannot_forge_a_line(tmp_path, capsys):
+    """File names holding line breaks print as escapes in the table, the error lines and the
+    summary: one line each (on the old code the table's name and the output path broke lines)."""
+    images = _images(tmp_path / "in", 1)
+    os.rename(images / "img_000.tif", images / "a\nmiq: error: forged.tif")
+    (images / "b\rmiq: error: forged.tif").write_bytes(b"II*\x00 truncated")
+    out = tmp_path / "out\nmiq: error: forged"
+    assert main(["predict", str(images), "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    stdout, stderr = captured.out.splitlines(), captured.err.splitlines()
+    assert len(stdout) == 4  # the table's header, its two rows, the summary
+    assert len(stderr) == 1 and stderr[0].startswith("miq: error: ")
+    assert not any(line.startswith("miq: error: forged") for line in stdout + stderr)
+    assert "a\\nmiq: error: forged.tif" in stdout[1] + stdout[2]
+    assert "b\\rmiq: error: forged.tif" in stderr[0]

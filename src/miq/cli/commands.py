@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .show import print_results_table
+from .show import print_results_table, say
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
 
@@ -20,15 +20,11 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
 def error(msg: str) -> None:
     """One ``miq: error:`` line on stderr (newlines in file names shown as escapes)."""
-    from ..messages import one_line
-
-    print(f"miq: error: {one_line(msg)}", file=sys.stderr)
+    say(f"miq: error: {msg}", file=sys.stderr)
 
 
 def _warn(msg: str) -> None:
-    from ..messages import one_line
-
-    print(f"miq: warning: {one_line(msg)}", file=sys.stderr)
+    say(f"miq: warning: {msg}", file=sys.stderr)
 
 
 def _note_missing_plots() -> None:
@@ -109,7 +105,7 @@ def train(args: argparse.Namespace) -> int:
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
     meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)
-    print(f"model written: {meta.parent}")
+    say(f"model written: {meta.parent}")
     return EXIT_OK
 
 
@@ -160,7 +156,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         else ""
     )
     empty = f" ({n_empty} empty: nothing above the noise)" if n_empty else ""
-    print(
+    say(
         f"{n_ok} planes rated from {summary.n_files} files{resumed}{empty}; "
         f"{summary.n_failed_files} files and {summary.n_failed_planes} planes failed; "
         f"results: {summary.csv_path}"
@@ -168,7 +164,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
     if getattr(args, "report", False):
         from ..report import write_report
 
-        print(f"report: {write_report(args.output)}")
+        say(f"report: {write_report(args.output)}")
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
 
 
@@ -244,7 +240,7 @@ def demo(args: argparse.Namespace) -> int:
         with atomic_write(path) as fh:
             tifffile.imwrite(fh, plane)
         files.append(path)
-    print(
+    say(
         f"demo: bundled BBBC022 Hoechst field, simulated at 0, 4, 10 and 18 um defocus "
         f"(true levels 0, 2, 5, 9) -> {inputs}"
     )
@@ -286,7 +282,7 @@ def simulate(args: argparse.Namespace) -> int:
             failed += 1
             continue
         for out in written:
-            print(out)
+            say(out)
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
@@ -308,7 +304,7 @@ def measure(args: argparse.Namespace) -> int:
         read=ReadOptions(args.axes, memory_budget=args.memory_budget),
         on_error=error,
     )
-    print(f"classical focus measures of {len(files)} files: {path}")
+    say(f"classical focus measures of {len(files)} files: {path}")
     return EXIT_SOME_FAILED if failures or missing else EXIT_OK
 
 
@@ -367,7 +363,7 @@ def evaluate(args: argparse.Namespace) -> int:
     print(format_table(evaluation.metrics))
     _note_missing_plots()
     n_failed = sum(bool(r.error) for r in evaluation.results)
-    print(
+    say(
         f"{len(truth.items) - n_failed} images evaluated, {n_failed} failed; results: {args.output}"
     )
     return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
@@ -415,10 +411,10 @@ def best_focus(args: argparse.Namespace) -> int:
         on_error=report,
     )
     if not args.quiet:
-        print(f"{'stack':<60} {'c':>2} {'best z':>6}  rule")
+        say(f"{'stack':<60} {'c':>2} {'best z':>6}  rule")
         for curve in curves:
-            print(f"{curve.stack[-60:]:<60} {curve.c:>2} {curve.best_z:>6}  {curve.rule}")
-    print(f"{len(curves)} stack channels; results: {Path(args.output) / 'best_focus.csv'}")
+            say(f"{curve.stack[-60:]:<60} {curve.c:>2} {curve.best_z:>6}  {curve.rule}")
+    say(f"{len(curves)} stack channels; results: {Path(args.output) / 'best_focus.csv'}")
     _note_missing_plots()
     return EXIT_SOME_FAILED if errors or missing else EXIT_OK
 
@@ -427,7 +423,7 @@ def report(args: argparse.Namespace) -> int:
     from ..report import write_report
 
     path = write_report(args.run_dir, args.output, montage_size=args.montage)
-    print(f"report: {path} (PNG versions in {path.parent / 'report'})")
+    say(f"report: {path} (PNG versions in {path.parent / 'report'})")
     return EXIT_OK
 
 
@@ -435,7 +431,7 @@ def export_bioimageio(args: argparse.Namespace) -> int:
     from ..export import export_bioimageio
 
     path = export_bioimageio(args.output, args.model)
-    print(f"bioimage.io package: {path}")
+    say(f"bioimage.io package: {path}")
     return EXIT_OK
 
 
@@ -453,7 +449,7 @@ def calibrate(args: argparse.Namespace) -> int:
     except MiqError as exc:
         error(str(exc))
         return EXIT_SOME_FAILED
-    print(f"calibration written to {args.model}")
+    say(f"calibration written to {args.model}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
 
 
