@@ -5,8 +5,8 @@ differs. In this process, a thread reads the next file while the current one is 
 thread unless the model was loaded with more. A file whose worker raises or dies becomes one
 error row; the run goes on.
 
-* ``workers=N`` — N local processes (``spawn``: safe with ONNX Runtime's threads), one file at
-  a time each. A worker that dies (e.g. killed for memory) is replaced and the one file it was
+* ``workers=N`` — N local processes (``spawn``: safe with ONNX Runtime's threads), each rating
+  one file with the next queued behind it. A worker that dies (e.g. killed for memory) is replaced and the one file it was
   rating is retried once; the workers die with the parent process, however it ends.
 * ``scheduler=ADDRESS`` — a Dask distributed scheduler (``tcp://host:8786``) or a
   ``distributed.Client``; needs the ``dask`` extra. The workers must see the input files and the
@@ -146,49 +146,64 @@ def _run_processes(
     workers: int,
     task: Callable[[FileJob, ModelSpec], FileOutcome] = rate_in_worker,
 ) -> Iterator[tuple[int, FileOutcome]]:
-    """Rate the jobs in ``workers`` local processes, one file at a time each.
+    """Rate the jobs in ``workers`` local processes.
 
-    A worker is given its next file only when it has returned the last, so the parent always
-    knows which file each worker is rating. When a worker dies (killed for memory, a crash in
-    native code) only that file is charged: it is rated again in a new worker, and reported as
-    "worker process died twice" when it kills that one too; the other workers go on
-    undisturbed. The workers end with this generator, and with this process however it ends
-    (`_die_with_parent`). ``task(job, spec)``: what a worker runs (a module-level function)."""
+    Each worker holds at most `_QUEUED` files, sent down its own pipe and rated in the order
+    sent, so the parent always knows which file each worker is rating: the first it has not
+    returned. When a worker dies (killed for memory, a crash in native code) only that file is
+    charged: it is rated again in a new worker, and reported as "worker process died twice"
+    when it kills that one too; the files queued behind it go to the new worker free, and the
+    other workers go on undisturbed. The workers end with this generator, and with this process
+    however it ends (`_die_with_parent`). ``task(job, spec)``: what a worker runs (a
+    module-level function)."""
     context = multiprocessing.get_context("spawn")
     pending = deque(jobs)  # input order
     attempts: dict[int, int] = {}
     crew: list[_Worker] = []
+
+    def refill(worker: _Worker) -> None:
+        while pending and len(worker.queued) < _QUEUED:
+            index = pending.popleft()
+            worker.give(index, jobs[index])
+
     try:
         crew = [_Worker(context, spec, task) for _ in range(min(workers, len(jobs)))]
-        while pending or any(w.index is not None for w in crew):
-            for worker in crew:
-                if worker.index is None and pending:
-                    index = pending.popleft()
-                    worker.give(index, jobs[index])
-            busy = [w for w in crew if w.index is not None]
+        for worker in crew:
+            refill(worker)
+        while any(w.queued for w in crew):
+            busy = [w for w in crew if w.queued]
             ready = set(connection.wait([x for w in busy for x in (w.conn, w.process.sentinel)]))
             for slot, worker in enumerate(crew):
-                if worker.index is None or not {worker.conn, worker.process.sentinel} & ready:
+                if not worker.queued or not {worker.conn, worker.process.sentinel} & ready:
                     continue
-                index, outcome = worker.take()
-                if outcome is not None:
-                    yield index, outcome
-                    continue
-                # the worker died while rating this file: charge this file, and only it
-                attempts[index] = attempts.get(index, 0) + 1
-                if attempts[index] > 1:
-                    message = f"worker process died twice on this file ({worker.death()})"
-                    yield index, failed_outcome(jobs[index], message, spec.n_levels)
-                else:
-                    pending.appendleft(index)
-                crew[slot] = _Worker(context, spec, task)
+                finished, died = worker.collect()
+                charged: list[tuple[int, FileOutcome]] = []
+                if died:  # charge the file it was rating, and only it; the others wait again
+                    index = worker.queued.popleft()
+                    attempts[index] = attempts.get(index, 0) + 1
+                    if attempts[index] > 1:
+                        message = f"worker process died twice on this file ({worker.death()})"
+                        charged.append((index, failed_outcome(jobs[index], message, spec.n_levels)))
+                        pending.extendleft(reversed(worker.queued))
+                    else:
+                        pending.extendleft(reversed([index, *worker.queued]))
+                    worker.queued.clear()
+                    crew[slot] = worker = _Worker(context, spec, task)
+                refill(worker)  # before yielding: the worker rates while the outcomes are written
+                yield from finished
+                yield from charged
+            for worker in crew:
+                refill(worker)
     finally:
         _stop(crew)
 
 
+_QUEUED = 2  # files a worker holds: the one it rates and the next (it never waits for us)
+
+
 class _Worker:
-    """One local worker process and the pipe to it; ``index``: the file it is rating (None when
-    idle)."""
+    """One local worker process, the pipe to it, and the files sent to it that it has not
+    returned, in order (``queued[0]``: the one it is rating)."""
 
     def __init__(self, context, spec: ModelSpec, task) -> None:
         self.conn, child = context.Pipe(duplex=True)
@@ -197,35 +212,36 @@ class _Worker:
         )
         self.process.start()
         child.close()
-        self.index: int | None = None
+        self.queued: deque[int] = deque()
 
     def give(self, index: int, job: FileJob) -> None:
-        """Send a file to rate (a worker that died meanwhile is found by `take`)."""
-        self.index = index
+        """Send a file to rate (a worker that died meanwhile is found by `collect`)."""
+        self.queued.append(index)
         try:
             self.conn.send((index, job))
         except OSError:
             pass
 
-    def take(self) -> tuple[int, FileOutcome | None]:
-        """The file this worker was rating and its outcome; None as outcome when the worker
-        died (a result sent just before dying still counts)."""
-        index, self.index = self.index, None
+    def collect(self) -> tuple[list[tuple[int, FileOutcome]], bool]:
+        """The outcomes this worker has sent (taken off ``queued``), and whether it died; a
+        dead worker's pipe is closed."""
+        finished = []
+        died = False
         try:
-            if self.conn.poll():
-                done, outcome = self.conn.recv()
-                if done == index:
-                    return index, outcome
-        except (EOFError, OSError):
-            pass
-        except Exception:  # a result torn by the death of the worker (unpickling fails)
-            pass
-        self.process.join(5)
-        if self.process.exitcode is None:  # alive but its pipe is broken: stop it
-            self.process.kill()
-            self.process.join()
-        self.conn.close()
-        return index, None
+            while self.queued and self.conn.poll():
+                index, outcome = self.conn.recv()
+                self.queued.remove(index)
+                finished.append((index, outcome))
+        except Exception:  # EOF: it died (a result torn by its death fails to unpickle)
+            died = True
+        if died or self.process.exitcode is not None:
+            self.process.join(5)
+            if self.process.exitcode is None:  # alive but its pipe is broken: stop it
+                self.process.kill()
+                self.process.join()
+            self.conn.close()
+            return finished, True
+        return finished, False
 
     def death(self) -> str:
         """How the (ended) worker process ended, in words."""
@@ -244,7 +260,7 @@ def _stop(crew: list[_Worker]) -> None:
     terminated, so that their temporary files are removed; any still alive after 5 s is killed."""
     for worker in crew:
         try:
-            if worker.index is None:
+            if not worker.queued:
                 worker.conn.send(None)
             elif worker.process.exitcode is None:
                 worker.process.terminate()
