@@ -143,6 +143,25 @@ def test_a_dead_worker_charges_only_its_own_file(tmp_path):
     assert "SIGKILL" in messages["die1"]
 
 
+def test_workers_that_cannot_start_are_one_error(tmp_path, monkeypatch):
+    """No process can be started (EAGAIN: out of processes): one MiqError naming the option,
+    not a traceback."""
+    import errno
+    import multiprocessing.context
+
+    from miq.errors import MiqError
+    from miq.runs.file_job import FileJob
+    from miq.runs.workers import ModelSpec, _run_processes
+
+    def refuse(self):
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(multiprocessing.context.SpawnProcess, "start", refuse)
+    jobs = {i: FileJob(tmp_path / f"{i}.tif", str(i), tmp_path) for i in range(3)}
+    with pytest.raises(MiqError, match="cannot start a worker process .*use fewer --workers"):
+        list(_run_processes(jobs, ModelSpec(None, 1, "cpu", None), 2))
+
+
 @linux_only
 def test_a_worker_killed_from_outside_costs_nothing(tmp_path):
     """A worker killed mid-run (e.g. by the kernel for memory): its file is rated again in a new

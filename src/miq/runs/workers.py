@@ -206,11 +206,16 @@ class _Worker:
     returned, in order (``queued[0]``: the one it is rating)."""
 
     def __init__(self, context, spec: ModelSpec, task) -> None:
-        self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(
-            target=_worker_main, args=(child, spec, task, os.getpid()), name="miq-worker"
-        )
-        self.process.start()
+        try:
+            self.conn, child = context.Pipe(duplex=True)
+            self.process = context.Process(
+                target=_worker_main, args=(child, spec, task, os.getpid()), name="miq-worker"
+            )
+            self.process.start()
+        except OSError as exc:  # out of processes, memory or file descriptors
+            raise MiqError(
+                f"cannot start a worker process ({exc.strerror or exc}); use fewer --workers"
+            ) from None
         child.close()
         self.queued: deque[int] = deque()
 
