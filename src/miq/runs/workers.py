@@ -319,7 +319,9 @@ def _die_with_parent(parent_pid: int) -> None:
 
     On Linux the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); in every
     case also a watchdog thread that polls the parent's pid every 0.5 s (elsewhere the only
-    means). The parent may die before the signal is set: then exit at once."""
+    means). The parent may die before the signal is set: then exit at once. (The kernel sends
+    the signal when the *thread* that started the worker ends: `_run_processes` starts and
+    stops its workers from the thread that iterates it.)"""
     if sys.platform.startswith("linux"):
         try:
             import ctypes
