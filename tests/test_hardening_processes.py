@@ -82,7 +82,7 @@ def _wait_for(condition, timeout: float) -> bool:
 
 
 @linux_only
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_workers_die_with_their_parent(tmp_path, how):
     """Killing `miq predict --workers 2` (SIGKILL or SIGTERM) leaves no worker process and no
     resource tracker behind: on the old code they lived on indefinitely."""
