@@ -45,18 +45,66 @@ def zarr_attributes(path: str | os.PathLike) -> dict:
     return attrs.get("ome", attrs) if isinstance(attrs, dict) else {}
 
 
-def zarr_plate_fields(path: str | os.PathLike) -> list[Path] | None:
+def zarr_plate_fields(
+    path: str | os.PathLike, problems: list[str] | None = None
+) -> list[Path] | None:
     """The field images of an OME-Zarr HCS plate (``plate.zarr/A/1/0`` …) in plate order, or
-    None when ``path`` is not a plate."""
+    None when ``path`` is not a plate.
+
+    Malformed entries (wells or images that are not objects, a missing ``path``, a path that
+    is absolute, has ``..`` or leads outside the plate) are left out, never read; one line for
+    the plate saying what was wrong is appended to ``problems``."""
     plate = zarr_attributes(path).get("plate")
     if not isinstance(plate, dict):
         return None
-    fields = []
-    for well in plate.get("wells", []):
-        well_dir = Path(path) / well["path"]
-        images = zarr_attributes(well_dir).get("well", {}).get("images", [])
-        fields.extend(well_dir / image["path"] for image in images)
+    root = Path(path)
+    fields: list[Path] = []
+    bad: list[str] = []
+    wells = plate.get("wells", [])
+    if not isinstance(wells, list):
+        bad.append("'wells' is not a list")
+        wells = []
+    for i, well in enumerate(wells):
+        well_dir = _plate_member(root, root, well, f"wells[{i}]", bad)
+        if well_dir is None:
+            continue
+        images = zarr_attributes(well_dir).get("well", {})
+        images = images.get("images", []) if isinstance(images, dict) else None
+        if not isinstance(images, list):
+            bad.append(f"{well_dir.relative_to(root)}: 'images' is not a list")
+            continue
+        for j, image in enumerate(images):
+            where = f"{well_dir.relative_to(root)} images[{j}]"
+            field = _plate_member(root, well_dir, image, where, bad)
+            if field is not None:
+                fields.append(field)
+    if bad and problems is not None:
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        left = "those entries skipped" if fields else "no field to rate"
+        problems.append(f"{root}: malformed OME-Zarr plate metadata ({bad[0]}{more}); {left}")
     return fields
+
+
+def _plate_member(root: Path, parent: Path, entry, where: str, bad: list[str]) -> Path | None:
+    """``parent / entry["path"]`` when ``entry`` is an object whose ``path`` is a relative path
+    that stays inside the plate ``root``; else None, with what was wrong added to ``bad``."""
+    name = entry.get("path") if isinstance(entry, dict) else None
+    if not isinstance(entry, dict):
+        bad.append(f"{where} is not an object")
+    elif not isinstance(name, str) or not name.strip():
+        bad.append(f"{where} has no 'path'")
+    elif Path(name).is_absolute() or ".." in Path(name).parts or Path(name).drive:
+        bad.append(f"{where} path {name!r} leads outside the plate")
+    else:
+        member = parent / name
+        try:
+            inside = member.resolve().is_relative_to(root.resolve())
+        except (OSError, RuntimeError):
+            inside = False
+        if inside:
+            return member
+        bad.append(f"{where} path {name!r} leads outside the plate (a link?)")
+    return None
 
 
 _SPECIAL_KINDS = (
@@ -92,34 +140,38 @@ def find_images(
     An explicitly named file is kept whatever its extension (its content decides later).
     Named pipes, sockets and devices (named, matched or with an image suffix in a folder) are
     left out without being opened, each reported once through ``on_refused`` (one line:
-    ``"PATH: a named pipe (FIFO), not an image file; skipped"``).
+    ``"PATH: a named pipe (FIFO), not an image file; skipped"``), and so is each OME-Zarr plate
+    with malformed metadata (its valid fields are kept; `zarr_plate_fields`).
     """
     found: list[Path] = []
     refused: list[Path] = []
+    problems: list[str] = []  # malformed plates, one line each
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
-        n_refused = len(refused)
+        n_refused = len(refused) + len(problems)
         if is_zarr(p):
-            matches = _zarr_images(p)
+            matches = _zarr_images(p, problems)
         elif p.is_dir():
-            matches = _images_in_folder(p, refused)
+            matches = _images_in_folder(p, refused, problems)
         elif p.exists():
             matches = [p] if _regular(p, refused) else []
         elif glob.has_magic(text):
             matches = []
             for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
                 matches.extend(
-                    _zarr_images(m) if is_zarr(m) else [m] if _regular(m, refused) else []
+                    _zarr_images(m, problems) if is_zarr(m) else [m] if _regular(m, refused) else []
                 )
         else:
             matches = []
-        if not matches and len(refused) == n_refused and on_missing is not None:
+        if not matches and len(refused) + len(problems) == n_refused and on_missing is not None:
             on_missing(text)
         found.extend(matches)
     if on_refused is not None:
         for f in _unique(refused):
             on_refused(f"{f}: {special_file_kind(f)}, not an image file; skipped")
+        for line in dict.fromkeys(problems):
+            on_refused(line)
     return _unique(found)
 
 
@@ -145,13 +197,16 @@ def _unique(found: list[Path]) -> list[Path]:
     return unique
 
 
-def _zarr_images(path: Path) -> list[Path]:
-    """An OME-Zarr image itself, or the fields of an HCS plate."""
-    fields = zarr_plate_fields(path)
+def _zarr_images(path: Path, problems: list[str] | None = None) -> list[Path]:
+    """An OME-Zarr image itself, or the fields of an HCS plate (what is malformed in the
+    plate's metadata: one line in ``problems``)."""
+    fields = zarr_plate_fields(path, problems)
     return [path] if fields is None else fields
 
 
-def _images_in_folder(folder: Path, refused: list[Path]) -> list[Path]:
+def _images_in_folder(
+    folder: Path, refused: list[Path], problems: list[str] | None = None
+) -> list[Path]:
     """Image files (by suffix) and OME-Zarr images under a folder, recursively, sorted by path;
     a zarr folder is not searched inside (a plate gives its fields). Special files with an image
     suffix go to ``refused``."""
@@ -160,7 +215,7 @@ def _images_in_folder(folder: Path, refused: list[Path]) -> list[Path]:
         here = Path(root)
         for d in list(dirs):
             if is_zarr(here / d):
-                found.extend(_zarr_images(here / d))
+                found.extend(_zarr_images(here / d, problems))
                 dirs.remove(d)
         found.extend(
             here / f

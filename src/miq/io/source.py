@@ -149,8 +149,8 @@ class ImageSource:
     ) -> list[Plane]:
         """Every 2D plane of the file, with its (t, c, z) indices, in storage order.
 
-        float32 (Y, X) in the file's units, or with ``native_integers`` 8- and 16-bit integer
-        planes in their own dtype (no copy; rating maps every plane to [0, 1] itself). With
+        float32 (Y, X) in the file's units, or with ``native_integers`` integer planes (any width)
+        in their own dtype (no copy; rating maps every plane to [0, 1] itself). With
         ``samples_as_channels`` (None: as given at `open`), the colour samples of an RGB(A)
         image are its channels (c = 0, 1, 2 for red, green, blue); otherwise colour images are
         refused. Read once per combination of the two and kept until `close`.
@@ -376,7 +376,7 @@ def read_planes(
     Parameters
     ----------
     path : image file (format detected from its content).
-    native_integers : keep 8- and 16-bit integer planes in their own dtype instead of float32.
+    native_integers : keep integer planes (any width) in their own dtype instead of float32.
     axes : the file's axis order (e.g. ``"YXZ"``), replacing the reader's (see
         `ImageSource.open`).
     samples_as_channels : rate the colour samples of an RGB(A) image as channels c = 0, 1, 2
