@@ -327,3 +327,48 @@ def test_memory_page_documents_every_bomb():
     for case in ("100 000 time points", "10⁶ × 10⁶", "one tile", "4000 pages", "PhysicalSizeX"):
         assert case in page
     assert "--memory-budget" in page
+
+
+def test_best_focus_and_measure_read_one_plane_at_a_time_within_the_budget(tmp_path, model):
+    """A stack whose planes do not fit at once is read one plane at a time by best-focus and
+    measure too (same results as whole), and refused in one line when one plane does not fit."""
+    from miq.io import ReadOptions
+    from miq.runs import best_focus_files, measure_files
+
+    stack = np.stack([_field(s) for s in range(3)])
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    small = ReadOptions(memory_budget=900_000)  # one 256² plane fits, three do not
+    with small.open(path) as source:
+        with pytest.raises(Exception, match="memory budget"):
+            source.planes(native_integers=True)  # what both commands read before
+    runs = {}
+    for name, read in (("whole", ReadOptions()), ("planes", small)):
+        errors: list[str] = []
+        best_focus_files([path], tmp_path / f"bf_{name}", model, read=read, on_error=errors.append)
+        measure_files([path], tmp_path / f"m_{name}", read=read, on_error=errors.append)
+        assert errors == []
+        runs[name] = [
+            (tmp_path / f"bf_{name}" / "curves.csv").read_bytes(),
+            (tmp_path / f"m_{name}" / "measures.csv").read_bytes(),
+        ]
+    assert runs["whole"] == runs["planes"]
+    errors = []
+    tiny = ReadOptions(memory_budget=300_000)  # not even one plane
+    assert (
+        best_focus_files([path], tmp_path / "bf_tiny", model, read=tiny, on_error=errors.append)
+        == []
+    )
+    _, failures = measure_files([path], tmp_path / "m_tiny", read=tiny, on_error=errors.append)
+    assert failures == 1
+    assert len(errors) == 2 and all("memory budget" in e and "\n" not in e for e in errors)
+
+
+def test_evaluate_takes_the_memory_budget(tmp_path, sample_image, capsys):
+    path = tmp_path / "field.tif"
+    tifffile.imwrite(path, np.tile(sample_image, (2, 2)))  # 2048² uint16
+    out = tmp_path / "ev"
+    args = ["evaluate", "--synthetic", str(path), "--seeds", "1", "-o", str(out)]
+    assert main([*args, "--memory-budget", "16M"]) != 0
+    err = capsys.readouterr().err
+    assert "memory budget of 16.0 MiB" in err and "--memory-budget" in err

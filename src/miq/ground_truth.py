@@ -23,6 +23,7 @@ import numpy as np
 
 from .errors import MiqError
 from .io import ImageSource
+from .io.budget import DEFAULT_MEMORY_BUDGET
 from .optics import LevelTable, Optics, degrade
 
 __all__ = [
@@ -67,19 +68,20 @@ class Item:
 
 
 @lru_cache(maxsize=2)
-def _read(path: str) -> tuple[list, float | None]:
+def _read(path: str, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list, float | None]:
     """Planes of a file and the pixel size it records (µm), the file opened once and cached so
-    that the items of one stack or synthetic series read it once."""
-    with ImageSource.open(path) as source:
+    that the items of one stack or synthetic series read it once; refused (one line) when its
+    planes would not fit in ``memory_budget`` bytes."""
+    with ImageSource.open(path, memory_budget=memory_budget) as source:
         return source.planes(native_integers=True), source.pixel_size_um  # exact DN
 
 
-def _planes(path: str) -> list:
-    return _read(path)[0]
+def _planes(path: str, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> list:
+    return _read(path, memory_budget)[0]
 
 
-def _plane_loader(path: Path, index: int) -> Callable[[], np.ndarray]:
-    return lambda: _planes(str(path))[index].data
+def _plane_loader(path: Path, index: int, memory_budget: int) -> Callable[[], np.ndarray]:
+    return lambda: _planes(str(path), memory_budget)[index].data
 
 
 def _parse_bool(text: str, where: str) -> bool:
@@ -98,8 +100,10 @@ def manifest_items(
     um_per_level: float = 2.0,
     n_levels: int = 11,
     in_focus_levels: int = 3,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Item]:
-    """Items from a manifest CSV.
+    """Items from a manifest CSV (``memory_budget``: bytes one file may take to read, see
+    `miq.io.budget`).
 
     Columns: ``file`` (required; relative paths are relative to the manifest's folder), and at
     least one of ``level`` (integer), ``defocus_um`` (µm, sign ignored), ``in_focus`` (1/0).
@@ -150,7 +154,9 @@ def manifest_items(
         file = Path(row["file"])
         if not file.is_absolute():
             file = path.parent / file
-        found = _file_items(file, want_c, want_z, name, level, defocus, in_focus, where)
+        found = _file_items(
+            file, want_c, want_z, name, level, defocus, in_focus, where, memory_budget
+        )
         if stack_row:
             if len(found) != 1 or stack_z is None:
                 raise ManifestError(
@@ -176,10 +182,12 @@ def _set_best_planes(items: list[Item], where: Path) -> None:
             m.best_z = best.z
 
 
-def _file_items(file: Path, want_c, want_z, dataset, level, defocus, in_focus, where) -> list[Item]:
+def _file_items(
+    file: Path, want_c, want_z, dataset, level, defocus, in_focus, where, memory_budget: int
+) -> list[Item]:
     """Items for the planes of one manifest file (only plane c / z when given)."""
     try:
-        planes = _planes(str(file))
+        planes = _planes(str(file), memory_budget)
     except MiqError as exc:  # unreadable: an item that reports the error when rated
         error = exc
 
@@ -192,8 +200,9 @@ def _file_items(file: Path, want_c, want_z, dataset, level, defocus, in_focus, w
         if (want_c is not None and plane.c != want_c) or (want_z is not None and plane.z != want_z):
             continue
         label = str(file) if len(planes) == 1 else f"{file} [c={plane.c}, z={plane.z}]"
-        item = Item(label, dataset, _plane_loader(file, index), level, defocus, in_focus)
-        item.pixel_size_um = _read(str(file))[1]
+        loader = _plane_loader(file, index, memory_budget)
+        item = Item(label, dataset, loader, level, defocus, in_focus)
+        item.pixel_size_um = _read(str(file), memory_budget)[1]
         out.append(item)
     if not out:
         raise ManifestError(f"{where}: {file} has no plane c={want_c}, z={want_z}")
@@ -207,8 +216,10 @@ def stack_items(
     *,
     dataset: str | None = None,
     in_focus_um: float | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Item]:
-    """Items for every plane of a focal stack (each channel is its own stack).
+    """Items for every plane of a focal stack (each channel is its own stack; its planes
+    refused in one line when they would not fit in ``memory_budget`` bytes).
 
     defocus_um = |z − best_z| · ``z_step_um``; in_focus = defocus_um ≤ ``in_focus_um`` when that
     is given (otherwise unknown). No level is assigned: a stack's optics (NA, pixel size) rarely
@@ -217,7 +228,7 @@ def stack_items(
     file = Path(path)
     if not z_step_um > 0:
         raise ManifestError(f"{file}: z step must be positive, got {z_step_um}")
-    planes = _planes(str(file))
+    planes = _planes(str(file), memory_budget)
     zs = sorted({p.z for p in planes})
     if len(zs) < 2:
         raise ManifestError(f"{file}: a focal stack needs several z planes, found {len(zs)}")
@@ -232,14 +243,14 @@ def stack_items(
             Item(
                 f"{file} [c={plane.c}, z={plane.z}]",
                 name,
-                _plane_loader(file, index),
+                _plane_loader(file, index, memory_budget),
                 None,
                 defocus,
                 in_focus,
                 stack=f"{file} [c={plane.c}]",
                 z=plane.z,
                 best_z=best_z,
-                pixel_size_um=_read(str(file))[1],
+                pixel_size_um=_read(str(file), memory_budget)[1],
             )
         )
     return items
@@ -265,8 +276,10 @@ def synthetic_items(
     seeds: int = 2,
     in_focus_levels: int = 3,
     use_file_pixel_size: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Item]:
-    """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds.
+    """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds
+    (a file whose planes would not fit in ``memory_budget`` bytes is refused in one line).
 
     Defocus = the level table's nominal µm; sensor model of `miq.optics.degrade` with noise
     seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range. A plane
@@ -279,7 +292,7 @@ def synthetic_items(
     items = []
     for f in files:
         path = Path(f)
-        planes, recorded = _read(str(path))
+        planes, recorded = _read(str(path), memory_budget)
         size, _, resample = pixel_size_rule(
             None, recorded, use_file_pixel_size, optics.pixel_size_um
         )
@@ -292,7 +305,7 @@ def synthetic_items(
                     def load(
                         path=path, index=index, z_um=z_um, rng=1000 * level + seed, px=recorded
                     ):
-                        data = _planes(str(path))[index].data
+                        data = _planes(str(path), memory_budget)[index].data
                         if px:
                             data = resample_to_pixel_size(data, px, optics.pixel_size_um)
                         return degrade(to_camera_range(data), z_um, optics=optics, rng=rng)
@@ -331,10 +344,12 @@ def collect_items(
     in_focus_levels: int = 3,
     in_focus_um: float | None = None,
     use_file_pixel_size: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     on_error: Callable[[str], None] | None = None,
 ) -> GroundTruth:
     """Items and provenance from manifests, focal stacks (``(file, z step µm, best plane)``) and
     in-focus files to defocus synthetically with the model's own optics and levels.
+    ``memory_budget``: bytes one file may take to read (`miq.io.budget`; ``--memory-budget``).
 
     A manifest or stack that cannot be read is reported through ``on_error`` and counted; a
     synthetic file that cannot be read raises `miq.errors.MiqError`.
@@ -363,6 +378,7 @@ def collect_items(
                 um_per_level=model.um_per_level,
                 n_levels=model.n_levels,
                 in_focus_levels=in_focus_levels,
+                memory_budget=memory_budget,
             )
         )
         if found:
@@ -371,7 +387,7 @@ def collect_items(
     for path, z_step, best in stacks:
         found = read(
             lambda path=path, z_step=z_step, best=best: stack_items(
-                path, z_step, best, in_focus_um=in_focus_um
+                path, z_step, best, in_focus_um=in_focus_um, memory_budget=memory_budget
             )
         )
         if not found:
@@ -393,6 +409,7 @@ def collect_items(
             levels=levels,
             in_focus_levels=in_focus_levels,
             use_file_pixel_size=use_file_pixel_size,
+            memory_budget=memory_budget,
         )
         info["synthetic"] = {
             "kind": "synthetic defocus of in-focus images",

@@ -24,9 +24,10 @@ from .assessment import (
 from .errors import ImageContentError
 from .io.budget import band_bytes, over_budget, plane_bytes
 from .io.lazy import LazyPlane
+from .io.planes import Plane, plane_pixels
 from .tiling import patch_grid
 
-__all__ = ["LARGE_PLANE_PIXELS", "assess_banded", "reading_plan", "read_plane"]
+__all__ = ["LARGE_PLANE_PIXELS", "assess_banded", "reading_plan", "read_plane", "whole_planes"]
 
 LARGE_PLANE_PIXELS = 64 * 2**20  # 64 MP (8192²): larger planes are rated in bands
 PREVIEW_SIDE = 4096  # px: a banded plane keeps a subsampled preview this size for its overlay
@@ -110,6 +111,35 @@ def read_plane(plane: LazyPlane, label: str) -> np.ndarray:
         raise ImageReadError(
             f"{label}: corrupt or unreadable image data ({type(exc).__name__}: {msg[:200]})"
         ) from None
+
+
+def whole_planes(source, *, scale: float = 1.0, patch_size: int = 84) -> Iterator[Plane]:
+    """Every plane of an open `miq.io.ImageSource` read whole, as
+    ``source.planes(native_integers=True)`` gives them (integers of any width in their own
+    type), within its ``memory_budget``: all at once when they fit, else one at a time (memory
+    ∝ one plane). For commands that need each plane whole (best-focus, measure); ``scale``:
+    the resampling the planes get (output px per input px).
+
+    Raises
+    ------
+    ImageContentError : (one line naming the file, the size needed and the option that would
+        help) a plane that cannot be held whole within the budget, before it is read.
+    ImageReadError : unreadable file or plane.
+    """
+    if reading_plan(source, scale=scale, patch_size=patch_size) == "whole":
+        yield from source.planes(native_integers=True)
+        return
+    lazy = source.lazy_planes()
+    (h, w), dtype = lazy[0].shape, lazy[0].dtype
+    need = plane_bytes(h, w, dtype.itemsize, scale)
+    if need > source.memory_budget:
+        what = f"a plane of {w}×{h} px ({dtype}) held whole"
+        raise over_budget(source.name, what, need, source.memory_budget)
+    several = len(lazy) > 1
+    for plane in lazy:
+        label = f"{source.name} [c={plane.c}, z={plane.z}]" if several else source.name
+        data = plane_pixels(read_plane(plane, label), native_integers=True)
+        yield Plane(data, c=plane.c, z=plane.z, t=plane.t)
 
 
 def _band_rows(plane: LazyPlane, patch: int, rows_per_band: int = 4) -> int:

@@ -339,6 +339,7 @@ def evaluate(args: argparse.Namespace) -> int:
             in_focus_levels=args.in_focus_levels,
             in_focus_um=args.in_focus_um,
             use_file_pixel_size=not args.ignore_file_pixel_size,
+            memory_budget=args.memory_budget,
             on_error=error,
         )
     except MiqError as exc:

@@ -322,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     add_output(p, "output folder")
+    add_memory_budget(p)
     p.add_argument(
         "--manifest",
         action="append",

@@ -17,6 +17,7 @@ __all__ = [
     "check_plane",
     "fit_axes",
     "parse_axes",
+    "plane_pixels",
     "samples_as_planes",
     "to_unit_range",
     "unit_map",
@@ -241,14 +242,20 @@ def split_planes(
             )
         role[free] = k
     planes: list[Plane] = []
-    flat = arr.reshape((-1,) + arr.shape[-2:])
-    keep = native_integers and flat.dtype.kind in "ui"
-    dtype = flat.dtype if keep else np.float32
-    flat = flat if keep else _float32_safe(_integers_float32_safe(flat))
+    flat = plane_pixels(arr.reshape((-1,) + arr.shape[-2:]), native_integers)
     for flat_index, index in enumerate(np.ndindex(*shape) if shape else [()]):
         c, z, t = (int(index[role[r]]) if r in role else 0 for r in ("c", "z", "t"))
-        planes.append(Plane(flat[flat_index].astype(dtype, copy=False), c=c, z=z, t=t))
+        planes.append(Plane(flat[flat_index], c=c, z=z, t=t))
     return planes
+
+
+def plane_pixels(arr: np.ndarray, native_integers: bool = False) -> np.ndarray:
+    """Pixels as `Plane` holds them (one plane (Y, X) or a stack of them): float32 (values
+    kept finite and distinct, see `Plane`), or integers of any width left as they are with
+    ``native_integers``. No copy when nothing changes."""
+    if native_integers and arr.dtype.kind in "ui":
+        return arr
+    return _float32_safe(_integers_float32_safe(arr)).astype(np.float32, copy=False)
 
 
 def _colour_refusal(path: Path, axes: str, samples: int) -> str:

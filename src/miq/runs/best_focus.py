@@ -75,6 +75,7 @@ def focus_curves(
     """
     from tqdm import tqdm
 
+    from ..large import whole_planes
     from ..measures import MEASURES
     from ..model.runtime import default_model
     from ..resampling import rescale_factor
@@ -98,37 +99,43 @@ def focus_curves(
         for index, path in enumerate(members):
             try:
                 source = read.open(path)
-                planes = source.planes(native_integers=True)  # exact DN, any width
             except MiqError as exc:
                 if on_error:
                     on_error(str(exc))
                 continue
             with source:
-                if len(members) == 1:
-                    z_step = source.z_step_um
-                file_options, size, origin = options.for_file(
-                    source.pixel_size_um, model.pixel_size_um
-                )
-                if pixel is None:
-                    pixel = (size, origin, rescale_factor(size, model.pixel_size_um) != 1.0)
-                for plane in planes:
-                    z = index if len(members) > 1 else plane.z
-                    label = f"{path} [c={plane.c}, z={plane.z}]" if len(planes) > 1 else str(path)
-                    builder = builders.setdefault(
-                        (plane.t, plane.c),
-                        FocusCurveBuilder(
-                            model,
-                            fine_measure=fine_measure,
-                            plateau=plateau,
-                            options=options,
-                            keep_best=keep_best,
-                        ),
+                try:
+                    if len(members) == 1:
+                        z_step = source.z_step_um
+                    file_options, size, origin = options.for_file(
+                        source.pixel_size_um, model.pixel_size_um
                     )
-                    try:
-                        builder.add(z, plane.data, label, tag=str(path), options=file_options)
-                    except MiqError as exc:
-                        if on_error:
-                            on_error(str(exc))
+                    scale = rescale_factor(size, model.pixel_size_um)
+                    several = len(source.lazy_planes() or source.planes(native_integers=True)) > 1
+                    # all planes at once when they fit the memory budget, else one at a time
+                    for plane in whole_planes(source, scale=scale, patch_size=model.patch_size):
+                        if pixel is None:
+                            pixel = (size, origin, scale != 1.0)
+                        z = index if len(members) > 1 else plane.z
+                        label = f"{path} [c={plane.c}, z={plane.z}]" if several else str(path)
+                        builder = builders.setdefault(
+                            (plane.t, plane.c),
+                            FocusCurveBuilder(
+                                model,
+                                fine_measure=fine_measure,
+                                plateau=plateau,
+                                options=options,
+                                keep_best=keep_best,
+                            ),
+                        )
+                        try:
+                            builder.add(z, plane.data, label, tag=str(path), options=file_options)
+                        except MiqError as exc:
+                            if on_error:
+                                on_error(str(exc))
+                except MiqError as exc:  # unreadable, or over the memory budget
+                    if on_error:
+                        on_error(str(exc))
         for (t, c), builder in sorted(builders.items()):
             found = builder.finish()
             if found is None:
@@ -208,89 +215,89 @@ def best_focus_files(
         settings={"fine_measure": fine_measure, "plateau": plateau, "save_best": save_best},
         overwrite=overwrite,
         inputs=[f for s in stacks for f in (s if isinstance(s, list | tuple) else [s])],
-    )  # locked until closed below (or, on an error, when the folder is dropped)
-    curves = focus_curves(
-        stacks,
-        model,
-        fine_measure=fine_measure,
-        plateau=plateau,
-        options=options,
-        keep_best=save_best,
-        read=read,
-        on_error=on_error,
-        progress=progress,
     )
-    summary_rows, plane_rows = [], []
-    stems: dict[str, int] = {}
-    draw = plots_available()
-    for curve in curves:
-        stem = _stem(curve)
-        stems[stem] = stems.get(stem, 0) + 1
-        if stems[stem] > 1:
-            stem = f"{stem}_{stems[stem]}"
-        summary_rows.append(
-            {
-                "stack": curve.stack,
-                "t": curve.t,
-                "c": curve.c,
-                "best_z": curve.best_z,
-                "best_file": curve.best_file,
-                "rule": curve.rule,
-                "n_planes": len(curve.z),
-                "best_level_mean": f"{curve.level_mean[curve.best]:.4g}",
-                "best_certainty": f"{curve.certainty[curve.best]:.4g}",
-                "z_step_um": "" if curve.z_step_um is None else f"{curve.z_step_um:.4g}",
-                "pixel_size_um": ""
-                if curve.pixel_size_um is None
-                else f"{curve.pixel_size_um:.6g}",
-                "pixel_size_from": curve.pixel_size_from,
-                "resampled": int(curve.resampled),
-            }
+    with folder:  # locked until the end, however it ends
+        curves = focus_curves(
+            stacks,
+            model,
+            fine_measure=fine_measure,
+            plateau=plateau,
+            options=options,
+            keep_best=save_best,
+            read=read,
+            on_error=on_error,
+            progress=progress,
         )
-        for i, z in enumerate(curve.z):
-            plane_rows.append(
+        summary_rows, plane_rows = [], []
+        stems: dict[str, int] = {}
+        draw = plots_available()
+        for curve in curves:
+            stem = _stem(curve)
+            stems[stem] = stems.get(stem, 0) + 1
+            if stems[stem] > 1:
+                stem = f"{stem}_{stems[stem]}"
+            summary_rows.append(
                 {
                     "stack": curve.stack,
                     "t": curve.t,
                     "c": curve.c,
-                    "z": z,
-                    "file": curve.files[i],
-                    "level_mean": f"{curve.level_mean[i]:.6g}",
-                    "certainty": f"{curve.certainty[i]:.6g}",
-                    curve.fine_measure: f"{curve.fine[i]:.8g}",
-                    "best": int(i == curve.best),
+                    "best_z": curve.best_z,
+                    "best_file": curve.best_file,
+                    "rule": curve.rule,
+                    "n_planes": len(curve.z),
+                    "best_level_mean": f"{curve.level_mean[curve.best]:.4g}",
+                    "best_certainty": f"{curve.certainty[curve.best]:.4g}",
+                    "z_step_um": "" if curve.z_step_um is None else f"{curve.z_step_um:.4g}",
+                    "pixel_size_um": ""
+                    if curve.pixel_size_um is None
+                    else f"{curve.pixel_size_um:.6g}",
+                    "pixel_size_from": curve.pixel_size_from,
+                    "resampled": int(curve.resampled),
                 }
             )
-        if draw:
-            _curve_png(curve, out / "curves" / f"{stem}.png")
-        if save_best:  # the plane as read: integers in their own type, floats as float32
-            with atomic_write(out / "best" / f"{stem}.tif") as fh:
-                tifffile.imwrite(fh, curve.best_data, metadata={"axes": "YX"})
-    write_rows_csv(
-        out / "best_focus.csv",
-        [
-            "stack",
-            "t",
-            "c",
-            "best_z",
-            "best_file",
-            "rule",
-            "n_planes",
-            "best_level_mean",
-            "best_certainty",
-            "z_step_um",
-            "pixel_size_um",
-            "pixel_size_from",
-            "resampled",
-        ],
-        summary_rows,
-    )
-    write_rows_csv(
-        out / "curves.csv",
-        ["stack", "t", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
-        plane_rows,
-    )
-    folder.record_new_files()
-    folder.save()
-    folder.close()
+            for i, z in enumerate(curve.z):
+                plane_rows.append(
+                    {
+                        "stack": curve.stack,
+                        "t": curve.t,
+                        "c": curve.c,
+                        "z": z,
+                        "file": curve.files[i],
+                        "level_mean": f"{curve.level_mean[i]:.6g}",
+                        "certainty": f"{curve.certainty[i]:.6g}",
+                        curve.fine_measure: f"{curve.fine[i]:.8g}",
+                        "best": int(i == curve.best),
+                    }
+                )
+            if draw:
+                _curve_png(curve, out / "curves" / f"{stem}.png")
+            if save_best:  # the plane as read: integers in their own type, floats as float32
+                with atomic_write(out / "best" / f"{stem}.tif") as fh:
+                    tifffile.imwrite(fh, curve.best_data, metadata={"axes": "YX"})
+        write_rows_csv(
+            out / "best_focus.csv",
+            [
+                "stack",
+                "t",
+                "c",
+                "best_z",
+                "best_file",
+                "rule",
+                "n_planes",
+                "best_level_mean",
+                "best_certainty",
+                "z_step_um",
+                "pixel_size_um",
+                "pixel_size_from",
+                "resampled",
+            ],
+            summary_rows,
+        )
+        write_rows_csv(
+            out / "curves.csv",
+            ["stack", "t", "c", "z", "file", "level_mean", "certainty", fine_measure, "best"],
+            plane_rows,
+        )
+        folder.record_new_files()
+        folder.save()
     return curves
