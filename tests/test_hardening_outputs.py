@@ -263,6 +263,24 @@ def test_a_file_whose_outputs_did_not_fit_is_done_again_on_resume(
     assert not [p for p in out.rglob("*.part")]
 
 
+def test_outputs_written_before_a_failed_one_are_removed_by_overwrite(
+    three, tmp_path, monkeypatch, capsys
+):
+    """The level mask of b was written, its certainty mask was not: the level mask is recorded,
+    so --overwrite removes it (it was left behind, unlisted)."""
+    out = tmp_path / "out"
+    args = ["predict", str(three), "-o", str(out), "-q", "--overlays", "none"]
+    _disk_full(monkeypatch, "masks/.b_certainty")
+    assert main(args) == 1
+    assert (out / "masks" / "b_level_per_patch.tif").exists()
+    manifest = json.loads((out / MANIFEST_NAME).read_text())
+    assert "masks/b_level_per_patch.tif" in manifest["files"]
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*args, "--overwrite", "--masks", "none"]) == 0
+    assert not (out / "masks").exists()
+
+
 def test_a_full_disk_while_journaling_is_one_line_and_resume_finishes(
     three, tmp_path, monkeypatch, capsys
 ):

@@ -335,13 +335,15 @@ def rate_file(job: FileJob, model, preread: ImageSource | MiqError | None = None
                 failed_planes += 1
             errors.append(r.error)
             continue
+        written: list[str] = []  # known even when a later output fails: recorded, removable
         try:
-            outputs += _write_plane_outputs(job, r, model, warnings)
+            _write_plane_outputs(job, r, model, warnings, written)
         except (OSError, MiqError) as exc:
             r.error = f"{r.file}: cannot write outputs ({exc})"
             failed_planes += 1
             errors.append(r.error)
             complete = False
+        outputs += written
         r.image = None
     if not isinstance(source_or_error, MiqError):
         source_or_error.close()
@@ -367,9 +369,11 @@ def _axis_hint(source: ImageSource, results: list[PlaneResult], patch_size: int)
         return None
 
 
-def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str]) -> list[str]:
-    """Masks and overlay of one rated plane (as the job asks); sets ``r.overlay``; returns the
-    files written (relative to the output folder)."""
+def _write_plane_outputs(
+    job: FileJob, r: PlaneResult, model, warnings: list[str], written: list[str]
+) -> None:
+    """Masks and overlay of one rated plane (as the job asks); sets ``r.overlay``; appends
+    each file to ``written`` (relative to the output folder) as soon as it is written."""
     stem = output_stem(r, job.stem)
     a, want = r.assessment, job.outputs
     overlay = want.wants_overlay(a)
@@ -380,18 +384,18 @@ def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str
             f"at 1/{a.preview_factor} scale"
         )
     preview, a.preview = a.preview, None
-    written = []
     if want.masks != "none":
         per_patch = a.banded or want.masks == "per-patch"
-        written += write_masks(job.out, stem, a, per_patch=per_patch)
+        write_masks(job.out, stem, a, per_patch=per_patch, written=written)
     if not overlay:
-        return written
+        return
     title = Path(r.file).name
     if a.banded:
         r.overlay = write_overlay(
             job.out, stem, preview, a, title, a.preview_factor, want.overlay_size
         )
-        return [*written, r.overlay]
+        written.append(r.overlay)
+        return
     image = r.image
     if isinstance(image, LazyPlane):  # rated one plane at a time: read again
         from ..large import read_plane
@@ -400,7 +404,7 @@ def _write_plane_outputs(job: FileJob, r: PlaneResult, model, warnings: list[str
     if a.scale != 1.0:  # patch maps are resampled
         image = resample_to_pixel_size(image, a.pixel_size_um, model.pixel_size_um)
     r.overlay = write_overlay(job.out, stem, image, a, title, max_side=want.overlay_size)
-    return [*written, r.overlay]
+    written.append(r.overlay)
 
 
 def failed_outcome(job: FileJob, message: str, n_levels: int) -> FileOutcome:

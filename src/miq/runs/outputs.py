@@ -77,10 +77,17 @@ def output_stem(result, base: str) -> str:
     return f"{base}{time}_c{result.c}_z{result.z}"
 
 
-def write_masks(out_dir: Path, stem: str, a: ImageAssessment, per_patch: bool = False) -> list[str]:
+def write_masks(
+    out_dir: Path,
+    stem: str,
+    a: ImageAssessment,
+    per_patch: bool = False,
+    written: list[str] | None = None,
+) -> list[str]:
     """Level, certainty and validity maps, per pixel (``{stem}_level.tif`` …), or with
     ``per_patch`` one pixel per patch (``{stem}_level_per_patch.tif`` …, grid rows × columns);
-    returns their paths relative to ``out_dir``."""
+    returns their paths relative to ``out_dir``, each appended to ``written`` as soon as it is
+    written (so that a caller knows them when a later one fails)."""
     import tifffile
 
     from ..tiling import paint
@@ -96,7 +103,7 @@ def write_masks(out_dir: Path, stem: str, a: ImageAssessment, per_patch: bool = 
         "patch_left_px": [int(x) for x in a.grid.xs],
         "image_shape_px": [int(n) for n in a.grid.image_shape],
     }
-    written = []
+    written = [] if written is None else written
     for kind, values in maps.items():
         data = values if per_patch else paint(values, a.grid)
         suffix = "_per_patch" if per_patch else ""
