@@ -25,11 +25,19 @@ from miq.io import ImageSource, read_planes
 from miq.io.budget import DEFAULT_MEMORY_BUDGET, parse_memory_size
 
 LIMIT = 4 * 2**30  # address space of a bomb's process: interpreter, onnxruntime, bioio ≈ 1.5 GiB
+# Peak RSS of the child itself: VmHWM (per address space, fresh after exec). ru_maxrss is not:
+# Linux carries it over exec from the forked copy of the test process (hundreds of MB late in a
+# test session), so it is only the fallback where /proc is missing.
 _CHILD = (
-    "import resource, sys\n"
+    "import re, resource, sys\n"
     "from miq.cli import main\n"
     "rc = main(sys.argv[1:])\n"
-    "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "try:\n"
+    "    status = open('/proc/self/status').read()\n"
+    "    peak = int(re.search(r'VmHWM:\\s*(\\d+) kB', status)[1])\n"
+    "except (OSError, TypeError):\n"
+    "    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "print('MAXRSS_KB', peak, file=sys.stderr)\n"
     "sys.exit(rc)\n"
 )
 
