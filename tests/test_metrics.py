@@ -111,3 +111,76 @@ def test_log_loss_and_ranked_probability_score_goldens():
     # uniform, truth at level 0: Σ_k (1 − (k+1)/11)² for k = 0..10
     expected = sum((1 - (k + 1) / 11) ** 2 for k in range(11))
     assert ranked_probability_score(uniform, [0]) == pytest.approx(expected)
+
+
+def _fields(n_fields: int, per_field: int, seed: int):
+    """Correct/incorrect outcomes whose rate differs from field to field (uniform 0.5–0.9)."""
+    rng = np.random.default_rng(seed)
+    rate = rng.uniform(0.5, 0.9, n_fields)
+    correct = rng.random((n_fields, per_field)) < rate[:, None]
+    return correct.ravel(), np.repeat(np.arange(n_fields), per_field)
+
+
+def test_group_bootstrap_interval_contains_value_and_shrinks_with_fields():
+    from miq.metrics import group_bootstrap
+
+    widths = []
+    for n_fields in (10, 160):
+        correct, groups = _fields(n_fields, 22, seed=n_fields)
+        b = group_bootstrap(lambda i, g, c=correct: c[i].mean(), groups, n_resamples=500)
+        assert b.n_groups == n_fields and b.n_resamples == 500
+        assert b.value[0] == pytest.approx(correct.mean())
+        assert b.low[0] < b.value[0] < b.high[0]
+        widths.append(b.high[0] - b.low[0])
+        # about the normal interval of a mean of field means (sd of the field rates / √n)
+        field_means = correct.reshape(n_fields, -1).mean(axis=1)
+        expected = 2 * 1.96 * field_means.std() / np.sqrt(n_fields)
+        assert widths[-1] == pytest.approx(expected, rel=0.3)
+    assert widths[1] < widths[0] / 3  # 16× the fields: about a quarter of the width
+
+
+def test_group_bootstrap_resamples_whole_fields():
+    from miq.metrics import group_bootstrap, group_resamples
+
+    # every field all right or all wrong: a resample of single images would keep its mean near
+    # 0.5 for 4 fields of 50 images; resampling fields gives 0, 0.25, ... 1
+    correct = np.repeat([1.0, 0.0, 1.0, 0.0], 50)
+    groups = np.repeat(["a", "b", "c", "d"], 50)
+    draws = group_resamples(groups, 200, seed=1)
+    means = {float(correct[i].mean()) for i, _ in draws}
+    assert means <= {0.0, 0.25, 0.5, 0.75, 1.0} and len(means) >= 3
+    for index, label in draws:  # 200 images; a field drawn twice is two groups of 50
+        assert index.size == 200 and np.bincount(label).tolist() == [50] * 4
+    b = group_bootstrap(lambda i, g: correct[i].mean(), groups, resamples=draws)
+    assert b.low[0] <= 0.25 and b.high[0] >= 0.75
+    # identical fields: no spread at all
+    same = group_bootstrap(lambda i, g: np.ones(i.size).mean(), groups, n_resamples=50)
+    assert same.low[0] == same.high[0] == 1.0
+    # one field: the interval is the value
+    one = group_bootstrap(lambda i, g: correct[i].mean(), np.zeros(200), n_resamples=20)
+    assert one.low[0] == one.value[0] == one.high[0] == 0.5
+
+
+def test_bootstrap_field_ce_stays_apart_from_ece_when_errors_cancel():
+    from miq.metrics import calibration, group_bootstrap, group_calibration_error
+
+    # 40 fields at confidence 0.7: half right 9 in 10, half 5 in 10 -> pooled ECE 0, field CE 0.2
+    confidence = np.full(400, 0.7)
+    correct = np.concatenate([np.arange(10) < (9 if k % 2 else 5) for k in range(40)])
+    groups = np.repeat(np.arange(40), 10)
+
+    def both(i, g):
+        return [
+            calibration(confidence[i], correct[i]).ece,
+            group_calibration_error(confidence[i], correct[i], g),
+        ]
+
+    b = group_bootstrap(both, groups, n_resamples=300, seed=2)
+    assert b.value[0] == pytest.approx(0.0) and b.value[1] == pytest.approx(0.2)
+    assert b.low[1] == pytest.approx(0.2) and b.high[1] == pytest.approx(0.2)  # every field 0.2
+    assert b.high[0] < 0.1  # the pooled ECE stays near 0: the two kinds of field cancel
+    # a statistic undefined on some resamples (NaN) is left out of them, not propagated
+    nan_some = group_bootstrap(
+        lambda i, g: np.nan if correct[i].all() else 1.0, groups, n_resamples=20
+    )
+    assert nan_some.low[0] == nan_some.high[0] == 1.0

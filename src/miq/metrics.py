@@ -6,6 +6,9 @@ al. (2018) — the threshold that maximises F on a random 10 % validation split 
 other 90 %, repeated over many splits. Calibration: expected calibration error and the
 reliability-diagram table, and the calibration error per group of images (e.g. per field).
 Probabilistic level predictions: log loss and ranked probability score (proper scores).
+Uncertainty: percentile bootstrap intervals that resample whole groups (fields of view), since
+the images of one field (its levels, seeds and channels) share its content and are not
+independent.
 
 Score convention: every score passed here grows with defocus ("higher = blurrier"); the positive
 class of the binary task is *out of focus* (the image a QC run must flag).
@@ -31,6 +34,9 @@ __all__ = [
     "group_calibration_error",
     "log_loss",
     "ranked_probability_score",
+    "GroupBootstrap",
+    "group_resamples",
+    "group_bootstrap",
 ]
 
 
@@ -232,3 +238,72 @@ def ranked_probability_score(probabilities, true_levels) -> float:
     y = np.asarray(true_levels, dtype=int)
     cdf_true = (np.arange(p.shape[1])[None, :] >= y[:, None]).astype(np.float64)
     return float(np.mean(np.sum((np.cumsum(p, axis=1) - cdf_true) ** 2, axis=1)))
+
+
+@dataclass(frozen=True)
+class GroupBootstrap:
+    """A statistic on all images (``value``) and its percentile interval [``low``, ``high``] over
+    resamples of whole groups; arrays of one entry per statistic when it returns several."""
+
+    value: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    n_groups: int
+    n_resamples: int
+    level: float
+
+
+def group_resamples(groups, n_resamples: int = 1000, seed: int = 0):
+    """Bootstrap resamples of whole groups: ``n_resamples`` pairs ``(index, label)``.
+
+    ``groups``: a group label per image (e.g. its field of view). Each resample draws as many
+    groups as there are, with replacement, and takes every image of each drawn group; ``index``
+    are the image indices, ``label`` a group label per resampled image in which a group drawn
+    twice counts as two groups (for per-group statistics such as `group_calibration_error`).
+    The same ``groups`` and ``seed`` give the same resamples: statistics of several models
+    computed on them are paired.
+    """
+    _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)] if g.size else []
+    sizes = np.array([len(m) for m in members])
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_resamples):
+        picked = rng.integers(0, len(members), len(members))
+        index = np.concatenate([members[k] for k in picked])
+        out.append((index, np.repeat(np.arange(len(picked)), sizes[picked])))
+    return out
+
+
+def group_bootstrap(
+    statistic,
+    groups,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    resamples=None,
+) -> GroupBootstrap:
+    """Percentile bootstrap interval of ``statistic`` over groups (fields of view).
+
+    ``statistic(index, label)`` computes one number or a 1-D array of numbers from the images
+    ``index`` (indices into the caller's arrays), grouped by ``label`` (a label per image); it is
+    called once on all images with their own groups, then on each of `group_resamples`
+    (``resamples``, when given, are used instead: to share them between calls). Resamples where a
+    statistic is undefined (NaN, e.g. a ROC-AUC without both classes) are left out of its
+    interval. With a single group every resample is the whole set: the interval is the value.
+    """
+    g = np.asarray(groups).ravel()
+    _, own = np.unique(g, return_inverse=True)
+    value = np.atleast_1d(np.asarray(statistic(np.arange(g.size), own), dtype=np.float64))
+    draws = resamples if resamples is not None else group_resamples(g, n_resamples, seed)
+    values = np.array(
+        [np.atleast_1d(np.asarray(statistic(i, lab), dtype=np.float64)) for i, lab in draws]
+    ).reshape(len(draws), value.size)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.full(value.size, np.nan), np.full(value.size, np.nan)
+    for k in range(value.size):
+        v = values[:, k][np.isfinite(values[:, k])]
+        if v.size:
+            low[k], high[k] = np.quantile(v, [alpha, 1.0 - alpha])
+    return GroupBootstrap(value, low, high, int(np.unique(g).size), len(draws), level)
