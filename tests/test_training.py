@@ -426,3 +426,39 @@ def test_training_with_image_distillation(tmp_path, in_focus_file):
             tmp_path / "m2",
             TrainConfig(image_group_size=4, image_loss_weight=1.0, image_distill_weight=0.5),
         )
+
+
+def test_training_sources_are_brought_to_the_model_pixel_size_and_dequantised(tmp_path):
+    """A file recording 0.325 µm/px is area-averaged to 0.65 µm/px (half the side) before
+    defocus is simulated; 8-bit planes get a ±0.5 DN dither, 16-bit ones with a wide range not."""
+    import tifffile
+
+    from miq.training.synthetic import _source_probabilities, load_sources
+
+    rng = np.random.default_rng(0)
+    fine = rng.integers(0, 4000, (400, 300)).astype(np.uint16)
+    tifffile.imwrite(
+        tmp_path / "fine.ome.tif",
+        fine,
+        ome=True,
+        metadata={"axes": "YX", "PhysicalSizeX": 0.325, "PhysicalSizeY": 0.325},
+    )
+    coarse8 = rng.integers(0, 60, (200, 200)).astype(np.uint8)
+    (tmp_path / "sub").mkdir()
+    tifffile.imwrite(tmp_path / "sub" / "eight.tif", coarse8)
+    lines: list[str] = []
+    paths = [str(tmp_path / "fine.ome.tif"), str(tmp_path / "sub" / "eight.tif")]
+    fine_src, eight_src = load_sources(paths, 84, pixel_size_um=0.65, log=lines.append)
+    assert fine_src.data.shape == (200, 150)
+    assert len(lines) == 1 and "0.325 µm/px resampled to 0.65 µm/px" in lines[0]
+    (kept,) = load_sources(paths[:1], 84, pixel_size_um=0.65, use_file_pixel_size=False)
+    assert kept.data.shape == (400, 300)
+    # 60 quantised values without the dither; with it, almost every pixel its own (the darkest
+    # 1 % are clipped to 0 by the relative-intensity scaling)
+    assert len(np.unique(eight_src.data)) > 0.95 * eight_src.data.size
+    assert {fine_src.group, eight_src.group} == {tmp_path.name, "sub"}
+    # sqrt weighting: a folder of 9 planes weighs 3× a folder of 1, not 9×
+    sources = [eight_src] * 9 + [fine_src]
+    p = _source_probabilities(sources, "sqrt")
+    assert np.isclose(p[:9].sum(), 0.75) and np.isclose(p[9], 0.25)
+    assert _source_probabilities(sources, "plane") is None

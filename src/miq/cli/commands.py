@@ -101,6 +101,8 @@ def train(args: argparse.Namespace) -> int:
         image_loss_temperature=args.image_loss_temperature,
         image_loss=args.image_loss,
         image_distill_weight=args.image_distill_weight,
+        use_file_pixel_size=not args.ignore_file_pixel_size,
+        source_weighting=args.source_weighting,
         optics=_optics(args),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None

@@ -447,4 +447,17 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     add_threads(p, "torch CPU threads")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--init-from", default=None, metavar="WEIGHTS", help=h["init_from"])
+    p.add_argument(
+        "--source-weighting",
+        choices=["sqrt", "plane"],
+        default="sqrt",
+        help="how real samples pick their image: sqrt (default: each folder weighted by the "
+        "square root of its number of planes) or plane (every plane alike)",
+    )
+    p.add_argument(
+        "--ignore-file-pixel-size",
+        action="store_true",
+        help="take every training file to be at the optics' pixel size, whatever it records "
+        "(default: files recording another pixel size are resampled to it first)",
+    )
     add_optics(p)

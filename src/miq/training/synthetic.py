@@ -9,6 +9,7 @@ and offset, quantised to integer DN. Nothing is pre-rendered; every batch is new
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,10 +23,12 @@ __all__ = ["Source", "SimulationConfig", "DefocusBatches", "load_sources"]
 
 @dataclass
 class Source:
-    """An in-focus training image: ``data`` float32 (Y, X) relative intensity (0 = background)."""
+    """An in-focus training image: ``data`` float32 (Y, X) relative intensity (0 = background);
+    ``group``: the collection it belongs to (its folder), for `DefocusBatches`' weighting."""
 
     data: np.ndarray
     name: str
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,18 +72,78 @@ def relative_intensity(image: np.ndarray) -> np.ndarray:
     return np.clip((data - lo) / (hi - lo), 0.0, None).astype(np.float32)
 
 
-def load_sources(paths: list[str], min_side: int) -> list[Source]:
-    """Read every plane of every file as a training source (planes smaller than min_side skipped)."""
-    from ..io import read_planes
+def load_sources(
+    paths: list[str],
+    min_side: int,
+    *,
+    pixel_size_um: float | None = None,
+    use_file_pixel_size: bool = True,
+    seed: int = 0,
+    log=None,
+) -> list[Source]:
+    """Every plane of every file as a training source (planes smaller than ``min_side`` px, or
+    constant, skipped).
 
+    Each file is brought to the model's pixel size ``pixel_size_um`` (µm/px) from the pixel size
+    it records (`miq.resampling.pixel_size_rule`, the rule rating uses: area-averaging when the
+    file is finer, bicubic when coarser; files that record nothing, or ``use_file_pixel_size``
+    False, are taken as already at it), so that the simulated defocus is what the optics give
+    at that pixel size. Integer planes whose values span at most 256 steps (8-bit files, dim
+    16-bit ones) get a uniform dither of ±0.5 DN (seeded by ``seed``) before they are
+    scaled, so that their quantisation steps do not become sharp contours in the relative
+    intensity; pixels clipped at the type's limits stay as they are (flat, as recorded).
+    ``log``: called with one line per resampled file.
+    """
+    from ..io import ImageSource
+    from ..resampling import pixel_size_rule, resample_to_pixel_size
+
+    rng = np.random.default_rng(seed)
     sources = []
     for path in paths:
-        for plane in read_planes(path):
-            if min(plane.data.shape) >= min_side and plane.data.max() > plane.data.min():
-                sources.append(
-                    Source(relative_intensity(plane.data), f"{path}[c={plane.c},z={plane.z}]")
-                )
+        with ImageSource.open(path) as source:
+            recorded = source.pixel_size_um
+            planes = source.planes(native_integers=True)
+        size, _, resample = (
+            pixel_size_rule(None, recorded, use_file_pixel_size, pixel_size_um)
+            if pixel_size_um is not None
+            else (None, "", False)
+        )
+        if resample and log:
+            log(f"{path}: {size:.4g} µm/px resampled to {pixel_size_um:.4g} µm/px")
+        for plane in planes:
+            data = _dequantised(plane.data, rng)
+            if resample:
+                data = resample_to_pixel_size(data, size, pixel_size_um)
+            if min(data.shape) >= min_side and data.max() > data.min():
+                name = f"{path}[c={plane.c},z={plane.z}]"
+                sources.append(Source(relative_intensity(data), name, Path(path).parent.name))
     return sources
+
+
+def _dequantised(data: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Integer DN with at most 256 distinct steps between their minimum and maximum, as float32
+    with a uniform dither of ±0.5 DN (the value a coarse quantiser recorded stands for an
+    interval); other data as float32 unchanged."""
+    if data.dtype.kind not in "ui" or data.size == 0:
+        return np.asarray(data, dtype=np.float32)
+    lo, hi = int(data.min()), int(data.max())
+    values = data.astype(np.float32)
+    if hi - lo > 255:
+        return values
+    return values + rng.uniform(-0.5, 0.5, data.shape).astype(np.float32)
+
+
+def _source_probabilities(sources: list[Source], weighting: str) -> np.ndarray | None:
+    """Probability of each source plane under ``weighting`` (see `DefocusBatches`); None when
+    every plane is alike (drawn uniformly)."""
+    if weighting not in ("plane", "sqrt"):
+        raise ValueError(f"source_weighting must be 'plane' or 'sqrt', got {weighting!r}")
+    groups = [s.group for s in sources]
+    if weighting == "plane" or len(set(groups)) < 2:
+        return None
+    size = {g: groups.count(g) for g in set(groups)}
+    weights = np.array([np.sqrt(size[g]) / size[g] for g in groups])
+    return weights / weights.sum()
 
 
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.ndarray:
@@ -97,6 +160,10 @@ class DefocusBatches:
     optics, levels : simulator optics and level table.
     patch_size : model input side in px.
     procedural_fraction : share of samples drawn from procedural fields.
+    source_weighting : how a real sample picks its source plane: ``"plane"`` (every plane
+        alike) or ``"sqrt"`` (each group of sources, e.g. a folder, weighted by the square root
+        of its number of planes, shared alike among them: a large collection of similar fields
+        counts more than a single image, not in proportion).
     seed : seeds all randomness.
     """
 
@@ -110,6 +177,7 @@ class DefocusBatches:
         patch_size: int = 84,
         procedural_fraction: float = 0.3,
         procedural_pool: int = 64,
+        source_weighting: str = "plane",
         seed: int = 0,
     ) -> None:
         if not sources and procedural_fraction <= 0:
@@ -117,6 +185,7 @@ class DefocusBatches:
         self.rng = np.random.default_rng(seed)
         self.torch_gen = torch.Generator().manual_seed(seed)
         self.sources = sources
+        self.source_p = _source_probabilities(sources, source_weighting)
         self.optics, self.levels, self.config = optics, levels, config
         self.patch = patch_size
         self.margin = optics.psf_width_px // 2
@@ -153,7 +222,9 @@ class DefocusBatches:
         """A random content image: a procedural field or a real source plane."""
         if self.pool and self.rng.random() < self.procedural_fraction:
             return self.pool[int(self.rng.integers(len(self.pool)))]
-        return self.sources[int(self.rng.integers(len(self.sources)))].data
+        if self.source_p is None:
+            return self.sources[int(self.rng.integers(len(self.sources)))].data
+        return self.sources[int(self.rng.choice(len(self.sources), p=self.source_p))].data
 
     def sample_z(self, labels: np.ndarray) -> np.ndarray:
         """Defocus in µm for each level label (jittered; the top level is open-ended)."""

@@ -57,6 +57,12 @@ class TrainConfig:
     # (cross-entropy against it) instead of the true level; needs a teacher
     image_distill_weight: float = 0.0
     threads: int | None = None
+    # bring each training file to the optics' pixel size from the size it records (area-
+    # averaging when finer) before defocus is simulated; False: every file taken as at it
+    use_file_pixel_size: bool = True
+    # how real samples pick their source plane: "plane" (all alike) or "sqrt" (each folder of
+    # sources weighted by the square root of its number of planes)
+    source_weighting: str = "sqrt"
     patch_size: int = 84
     optics: Optics = field(default_factory=Optics)
     levels: LevelTable = field(default_factory=LevelTable)
@@ -187,7 +193,13 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     margin_side = config.patch_size + 2 * (config.optics.psf_width_px // 2)
-    sources = load_sources(image_paths, min_side=config.patch_size)
+    sources = load_sources(
+        image_paths,
+        min_side=config.patch_size,
+        pixel_size_um=config.optics.pixel_size_um if config.use_file_pixel_size else None,
+        seed=config.seed,
+        log=log,
+    )
     log(
         f"training sources: {len(sources)} planes from {len(image_paths)} files; "
         f"procedural fraction {config.procedural_fraction}; crop {margin_side}px"
@@ -199,6 +211,7 @@ def train(
         config=config.simulation,
         patch_size=config.patch_size,
         procedural_fraction=config.procedural_fraction,
+        source_weighting=config.source_weighting,
         seed=config.seed,
     )
     val_x, val_y = _validation_batch(batches, 512, seed=config.seed + 1_000_003)
