@@ -1,40 +1,101 @@
-"""miq against the classical focus measures on the real data of ../shared/data (one table).
+"""miq models against the classical focus measures on the data of ../shared/data, with 95 %
+bootstrap intervals over fields of view.
 
-Datasets (never a field used in training: see benchmarks/common.py):
+Data sets (each skipped in one line when absent; whether a model saw one in training is read from
+its model.json and printed with the set):
 
-* synthetic held-out — every held-out in-focus plane defocused by the simulator to each of the 11
-  levels (2 noise seeds): levels, Spearman with defocus, in/out F-score (levels 0–2 = in focus).
+* held-out-fields/<source> — every plane of ../shared/data/held-out-fields (no model trains or
+  calibrates on them; BBBC013 rows E–H: 48 fields × 2 channels) defocused by the simulator to
+  each level with ``--seeds`` noise seeds. A field is one site (both channels together).
+* 8 held-out planes — the in-focus planes of ``HELD_OUT`` (benchmarks/common.py), synthetic the
+  same way; a field is one ``HELD_OUT`` pattern (all channels of a field of view together).
+* held out by laboratory — every plane of the ``HELD_OUT_LAB`` sources (cellprofiler-fly),
+  synthetic the same way; a field is one position (POS number). The next models are trained
+  without them; the bundled v2 and fast-v1 saw two of its three positions (marked).
 * BBBC006 real in/out — the 8 BBBC006 z00 fields (~32 µm out of focus: level 10, out of focus)
-  and the 8 held-out in-focus planes (level 0, in focus).
+  and the 8 held-out in-focus planes (level 0, in focus); fields = files (fly planes: positions).
 * BBBC006 z10 vs z00 — real, sharper z10 images against z00 (ordering: AUC = P(z10 rated
   sharper than z00)); z10's exact defocus is undocumented, so no level accuracy.
 * deconwolf DAPI stack — 40 planes, 0.3 µm apart, best plane 19 (NA 1.45 widefield).
 * DFNN microtubule stack — 31 single-plane files, 0.05 µm apart, best plane Abs0051.
+  (One stack each: no intervals.)
 
-The NEUBIAS Golgi stack is left out: its best plane is not documented and the data README's
-"plane 8–9" disagrees with every sharpness measure (all peak at 17–18).
+The NEUBIAS Golgi stack is left out: its best plane is not documented.
 
-Usage: python -m benchmarks.accuracy [--model DIR] [--seeds 2] [--splits 100] [-o OUT]
+Per model: exact and within-one accuracy, ECE, field CE (|accuracy − mean top probability| over
+each field's images, averaged over fields: over- and under-confidence on different fields do not
+cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and Spearman of its expected
+level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
+(PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
+``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
+(seed 0; the same resamples for every method). The F-score of the 10/90 protocol (Bray et al.
+2012: threshold tuned on a random 10 %, F on the other 90 %) is ``mean ± sd`` over ``--splits``
+splits, as before, for the models and the measures; best-plane errors on the stacks.
+
+Each image is simulated once and rated by every model (models must share levels and optics).
+
+Usage: python -m benchmarks.accuracy [--model default --model fast | --model DIR ...]
+       [--seeds 2] [--splits 100] [--bootstrap 1000] [--limit-fields N] [--datasets TEXT ...]
+       [-o OUT]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import re
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import miq
-from benchmarks.common import SHARED_DATA, held_out_files, shared_data_missing
-from miq.evaluation import BEST_FOCUS, MODEL, evaluate
-from miq.ground_truth import manifest_items, stack_items, synthetic_items
+from benchmarks.common import (
+    HELD_OUT_LAB,
+    SHARED_DATA,
+    field_of_view,
+    held_out_files,
+    held_out_lab_files,
+    new_held_out_files,
+    shared_data_missing,
+)
+from miq.errors import MiqError
+from miq.evaluation import BEST_FOCUS, MODEL, evaluate, run_items
+from miq.ground_truth import Item, manifest_items, stack_items, synthetic_items
+from miq.metrics import (
+    accuracy_within,
+    calibration,
+    f_score,
+    group_bootstrap,
+    group_calibration_error,
+    group_resamples,
+    roc_auc,
+    spearman,
+)
+from miq.model.package import BUNDLED_MODELS
 
 COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focus_score also
-# feeds the "miq best-focus" column: miq's in-focus plateau refined by FocusScore (focal stacks).
+# feeds the "miq best-focus" rows: miq's in-focus plateau refined by FocusScore (focal stacks).
 OTHERS = ("local_focus_score_20", "brenner", "correlation_20")
 REAL = SHARED_DATA / "real-defocus"
+MODEL_STATS = ("exact", "within_one", "ece", "field_ce", "f_fixed", "roc_auc", "spearman")
+MEASURE_STATS = ("roc_auc", "spearman")
+GROSS_HIGH, GROSS_LOW = 6, 2  # true ≥ 6 rated ≤ 2, or true ≤ 2 rated ≥ 6: a gross error
+
+
+@dataclasses.dataclass
+class DataSet:
+    """Items of one data set, the field of view of each, and what it is."""
+
+    name: str
+    items: list[Item]
+    fields: list[str]
+    files: list[Path]
+    info: dict
+    bootstrap: bool = True  # False for single focal stacks: one field, no interval
 
 
 def _manifest(path: Path, header: str, rows: list[str]) -> Path:
@@ -42,112 +103,489 @@ def _manifest(path: Path, header: str, rows: list[str]) -> Path:
     return path
 
 
-def build_items(model, seeds: int, workdir: Path) -> tuple[list, dict]:
+def _file_of(item: Item) -> str:
+    return item.name.split(" [", 1)[0].split(" @", 1)[0]
+
+
+def synthetic_set(name: str, files: list[Path], model, seeds: int, limit: int | None):
+    """Every plane of ``files`` defocused to each level (the first ``limit`` fields only)."""
+    by_field: dict[str, list[Path]] = {}
+    for f in files:
+        by_field.setdefault(field_of_view(f), []).append(f)
+    kept = sorted(by_field)[:limit] if limit else sorted(by_field)
+    items, fields, used = [], [], []
+    for field in kept:
+        for f in by_field[field]:
+            own = synthetic_items(
+                [f], dataset=name, seeds=seeds, optics=model.optics, levels=model.levels
+            )
+            items += own
+            fields += [field] * len(own)
+            used.append(f)
+    info = {
+        "kind": "synthetic defocus of in-focus planes",
+        "files": [str(f) for f in used],
+        "seeds": seeds,
+        "noise_seed_rule": "1000 * level + seed",
+        "n_fields": len(kept),
+    }
+    return DataSet(name, items, fields, used, info)
+
+
+def build_datasets(model, seeds: int, limit: int | None, workdir: Path) -> list[DataSet]:
+    """Every data set that exists under ../shared/data (one line on stderr for each missing)."""
+    sets: list[DataSet] = []
+
+    def skip(name: str, why: str) -> None:
+        print(f"{name}: skipped ({why})", file=sys.stderr)
+
+    new = new_held_out_files()
+    sources = sorted({f.parent.relative_to(SHARED_DATA) for f in new})
+    if not sources:
+        skip("held-out-fields", f"nothing under {SHARED_DATA / 'held-out-fields'}")
+    for source in sources:
+        files = [f for f in new if f.parent.relative_to(SHARED_DATA) == source]
+        sets.append(synthetic_set(str(source), files, model, seeds, limit))
+
+    held = held_out_files()
+    if held:
+        sets.append(synthetic_set("8 held-out planes", held, model, seeds, limit))
+    else:
+        skip("8 held-out planes", "no HELD_OUT file under in-focus/")
+    lab = held_out_lab_files()
+    if lab:
+        name = f"held out by lab: {', '.join(HELD_OUT_LAB)}"
+        sets.append(synthetic_set(name, lab, model, seeds, limit))
+    else:
+        skip("held out by lab", f"no {', '.join(HELD_OUT_LAB)} under in-focus/")
+
     z00 = sorted((REAL / "bbbc006-hoechst-z00").glob("*.tif"))
     z10 = sorted((REAL / "bbbc006-hoechst-z10").glob("*.png"))
-    held = held_out_files()
-    items, info = [], {}
-
-    name = "synthetic held-out"
-    items += synthetic_items(
-        held, dataset=name, seeds=seeds, optics=model.optics, levels=model.levels
-    )
-    info[name] = {"files": [str(f) for f in held], "seeds": seeds}
-
     name = "BBBC006 real in/out"
-    rows = [f"{f},32,0" for f in z00] + [f"{f},0,1" for f in held]
-    m = _manifest(workdir / "real_in_out.csv", "file,defocus_um,in_focus", rows)
-    items += manifest_items(m, dataset=name, um_per_level=model.um_per_level)
-    info[name] = {"manifest": m.read_text()}
-
+    if z00 and held:
+        rows = [f"{f},32,0" for f in z00] + [f"{f},0,1" for f in held]
+        m = _manifest(workdir / "real_in_out.csv", "file,defocus_um,in_focus", rows)
+        items = manifest_items(m, dataset=name, um_per_level=model.um_per_level)
+        fields = [field_of_view(_file_of(i)) for i in items]
+        sets.append(DataSet(name, items, fields, z00 + held, {"manifest": m.read_text()}))
+    else:
+        skip(name, "no BBBC006 z00 images or held-out planes")
     name = "BBBC006 z10 vs z00"
-    rows = [f"{f},1" for f in z10] + [f"{f},0" for f in z00]
-    m = _manifest(workdir / "z10_vs_z00.csv", "file,in_focus", rows)
-    items += manifest_items(m, dataset=name)
-    info[name] = {"manifest": m.read_text(), "note": "in_focus = 1 means 'sharper z10'"}
+    if z00 and z10:
+        rows = [f"{f},1" for f in z10] + [f"{f},0" for f in z00]
+        m = _manifest(workdir / "z10_vs_z00.csv", "file,in_focus", rows)
+        items = manifest_items(m, dataset=name)
+        info = {"manifest": m.read_text(), "note": "in_focus = 1 means 'sharper z10'"}
+        sets.append(DataSet(name, items, [_file_of(i) for i in items], z10 + z00, info))
+    else:
+        skip(name, "no BBBC006 z10 or z00 images")
 
     name = "deconwolf DAPI stack"
-    items += stack_items(REAL / "deconwolf-dapi-stack" / "dapi_001.tif", 0.3, 19, dataset=name)
-    info[name] = {"z_step_um": 0.3, "best_z": 19}
-
+    stack = REAL / "deconwolf-dapi-stack" / "dapi_001.tif"
+    if stack.exists():
+        items = stack_items(stack, 0.3, 19, dataset=name)
+        info = {"z_step_um": 0.3, "best_z": 19}
+        sets.append(DataSet(name, items, [i.stack for i in items], [stack], info, False))
+    else:
+        skip(name, f"{stack} not found")
     name = "DFNN microtubule stack"
-    rows = []
-    for f in sorted((REAL / "dfnn-microtubules" / "stack").glob("*.tif")):
-        index = int(re.search(r"Abs(\d+)", f.name).group(1))
-        rows.append(f"{f},{abs(index - 51) * 0.05:.2f},dfnn,{index}")
-    m = _manifest(workdir / "dfnn.csv", "file,defocus_um,stack,stack_z", rows)
-    items += manifest_items(m, dataset=name)
-    info[name] = {"z_step_um": 0.05, "best": "Abs0051"}
-    return items, info
+    planes = sorted((REAL / "dfnn-microtubules" / "stack").glob("*.tif"))
+    if planes:
+        rows = []
+        for f in planes:
+            index = int(re.search(r"Abs(\d+)", f.name).group(1))
+            rows.append(f"{f},{abs(index - 51) * 0.05:.2f},dfnn,{index}")
+        m = _manifest(workdir / "dfnn.csv", "file,defocus_um,stack,stack_z", rows)
+        items = manifest_items(m, dataset=name)
+        info = {"z_step_um": 0.05, "best": "Abs0051"}
+        sets.append(DataSet(name, items, [i.stack for i in items], planes, info, False))
+    else:
+        skip(name, "no DFNN stack planes")
+    return sets
 
 
-# (label, metric key, where it lives: "model" for model-only, else per method, format)
-ROWS = (
-    ("within-one", "within_one", "model"),
-    ("exact", "exact", "model"),
-    ("ECE", "ece", "model"),
-    ("F, no tuning", "f_fixed", "model"),
-    ("F (10/90 split)", "f_mean", "methods"),
-    ("ROC-AUC", "roc_auc", "methods"),
-    ("Spearman", "spearman", "methods"),
-    ("best-plane error", "best_plane_error_mean", "methods"),
+def rate_all(sets: list[DataSet], models: dict, measures: tuple[str, ...]) -> dict:
+    """Per model label, one `ItemResult` per item of ``sets`` (in order): each image is loaded
+    (simulated) once, rated by every model; the measures are computed once."""
+    from tqdm import tqdm
+
+    out = {label: [] for label in models}
+    items = [item for s in sets for item in s.items]
+    for item in tqdm(items, desc="rating", unit="image", file=sys.stderr):
+        try:
+            image = item.load()
+
+            def load(image=image):
+                return image
+
+        except MiqError as exc:
+
+            def load(exc=exc):
+                raise exc
+
+        cached = dataclasses.replace(item, load=load)
+        first = None
+        for label, model in models.items():
+            own = measures if first is None else ()
+            r = run_items([cached], model, measures=own, progress=False)[0]
+            r.item = item
+            if first is None:
+                first = r
+            else:
+                r.measures = dict(first.measures)
+            out[label].append(r)
+    return out
+
+
+def _arrays(results) -> dict:
+    """The numbers the bootstrap needs, over the results that did not fail."""
+    ok = [r for r in results if not r.error]
+    levels = [r.item.level for r in ok]
+    defocus = [r.item.defocus_um for r in ok]
+    labels = [r.item.in_focus for r in ok]
+    a = {"ok": ok}
+    if ok and all(v is not None for v in levels):
+        n = len([k for k in ok[0].model if k.startswith("prob_")])
+        a["truth"] = np.array(levels)
+        a["level"] = np.array([r.model["level"] for r in ok])
+        a["confidence"] = np.array([max(r.model[f"prob_{k}"] for k in range(n)) for r in ok])
+    if ok and all(v is not None for v in defocus):
+        a["rank_truth"] = np.array(defocus, dtype=float)
+    elif "truth" in a:
+        a["rank_truth"] = a["truth"].astype(float)
+    if ok and all(v is not None for v in labels):
+        a["out"] = np.array([not v for v in labels])
+        a["flagged"] = np.array([not r.model["in_focus"] for r in ok])
+    return a
+
+
+def model_statistic(a: dict):
+    """statistic(index, groups) → the MODEL_STATS of the model's ratings (NaN where unknown)."""
+    nan = float("nan")
+    score = np.array([r.score(MODEL) for r in a["ok"]])
+
+    def statistic(i, g):
+        out = dict.fromkeys(MODEL_STATS, nan)
+        if "truth" in a:
+            t, p, c = a["truth"][i], a["level"][i], a["confidence"][i]
+            out.update(
+                exact=accuracy_within(t, p, 0),
+                within_one=accuracy_within(t, p, 1),
+                ece=calibration(c, p == t).ece,
+                field_ce=group_calibration_error(c, p == t, g),
+            )
+        if "out" in a:
+            out.update(f_fixed=f_score(a["out"][i], a["flagged"][i]))
+            out.update(roc_auc=roc_auc(a["out"][i], score[i]))
+        if "rank_truth" in a:
+            out.update(spearman=spearman(a["rank_truth"][i], score[i]))
+        return [out[k] for k in MODEL_STATS]
+
+    return statistic
+
+
+def measure_statistic(a: dict, measures: tuple[str, ...]):
+    """statistic(index, groups) → ROC-AUC and Spearman of each measure, measure by measure."""
+    scores = {m: np.array([r.score(m) for r in a["ok"]]) for m in measures}
+
+    def statistic(i, g):
+        values = []
+        for m in measures:
+            s = scores[m][i]
+            values.append(roc_auc(a["out"][i], s) if "out" in a else float("nan"))
+            values.append(spearman(a["rank_truth"][i], s) if "rank_truth" in a else float("nan"))
+        return values
+
+    return statistic
+
+
+def _interval(b, k: int, bootstrap: bool) -> dict:
+    value = float(b.value[k])
+    if not bootstrap or value != value:
+        return {"value": None if value != value else value, "low": None, "high": None}
+    return {"value": value, "low": float(b.low[k]), "high": float(b.high[k])}
+
+
+def training_files(model) -> set[str] | None:
+    """folder/name of each in-focus file the model was trained on (None: not recorded)."""
+    files = model.package.describe("training", "files")
+    if files is None:
+        return None
+    return {f"{Path(f['path']).parent.name}/{Path(f['path']).name}" for f in files}
+
+
+def seen_in_training(s: DataSet, model) -> dict:
+    trained = training_files(model)
+    if trained is None:
+        return {"known": False}
+    seen = sorted(f.name for f in s.files if f"{f.parent.name}/{f.name}" in trained)
+    return {"known": True, "n_files": len(s.files), "seen": seen}
+
+
+def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
+    """Per data set: intervals of every model's and measure's statistics, F (10/90) and
+    best-plane errors from `evaluate`, gross errors, and what each model saw in training."""
+    out = {}
+    for s in sets:
+        first = next(iter(models))
+        results = [r for r in rated[first] if r.item.dataset == s.name]
+        a = _arrays(results)
+        if not a["ok"]:
+            continue
+        index_of = {id(it): k for k, it in enumerate(s.items)}
+        fields = np.array([s.fields[index_of[id(r.item)]] for r in a["ok"]])
+        draws = group_resamples(fields, n_boot if s.bootstrap else 0, seed=0)
+        entry = {
+            "n_images": len(results),
+            "n_failed": len(results) - len(a["ok"]),
+            "n_fields": int(np.unique(fields).size),
+            "intervals": s.bootstrap and np.unique(fields).size > 1,
+            "info": s.info,
+            "models": {},
+            "measures": {},
+        }
+        for label, model in models.items():
+            own = [r for r in rated[label] if r.item.dataset == s.name]
+            am = _arrays(own)
+            b = group_bootstrap(model_statistic(am), fields, resamples=draws)
+            m = {k: _interval(b, i, entry["intervals"]) for i, k in enumerate(MODEL_STATS)}
+            ev = evaluations[label][s.name]
+            own_methods = ev["methods"].get(MODEL, {})
+            m["f_split"] = {"mean": own_methods.get("f_mean"), "sd": own_methods.get("f_sd")}
+            m["best_plane_error"] = own_methods.get("best_plane_error_mean")
+            m["best_plane_error_best_focus"] = (
+                ev["methods"].get(BEST_FOCUS, {}).get("best_plane_error_mean")
+            )
+            if "truth" in am:
+                t, p = am["truth"], am["level"]
+                m["gross_errors"] = {
+                    f"true>={GROSS_HIGH} rated<={GROSS_LOW}": int(
+                        np.sum((t >= GROSS_HIGH) & (p <= GROSS_LOW))
+                    ),
+                    f"true<={GROSS_LOW} rated>={GROSS_HIGH}": int(
+                        np.sum((t <= GROSS_LOW) & (p >= GROSS_HIGH))
+                    ),
+                }
+                m["confusion"] = ev["model"].get("confusion")
+            m["seen_in_training"] = seen_in_training(s, model)
+            entry["models"][label] = m
+        b = group_bootstrap(measure_statistic(a, measures), fields, resamples=draws)
+        ev = evaluations[first][s.name]
+        for j, measure in enumerate(measures):
+            v = ev["methods"].get(measure, {})
+            entry["measures"][measure] = {
+                "roc_auc": _interval(b, 2 * j, entry["intervals"]),
+                "spearman": _interval(b, 2 * j + 1, entry["intervals"]),
+                "f_split": {"mean": v.get("f_mean"), "sd": v.get("f_sd")},
+                "best_plane_error": v.get("best_plane_error_mean"),
+            }
+        out[s.name] = entry
+    return out
+
+
+def _ci(x: dict) -> str:
+    if x is None or x.get("value") is None:
+        return "–"
+    if x.get("low") is None:
+        return f"{x['value']:.3f}"
+    return f"{x['value']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+
+def _f(x: dict) -> str:
+    if not x or x.get("mean") is None:
+        return "–"
+    return f"{x['mean']:.3f} ± {x['sd']:.3f}"
+
+
+def _planes(x) -> str:
+    return "–" if x is None else f"{x:.0f}"
+
+
+ROWS = (  # label, where (models / measures / both), cell
+    ("exact", "models", lambda m: _ci(m["exact"])),
+    ("within-one", "models", lambda m: _ci(m["within_one"])),
+    ("ECE", "models", lambda m: _ci(m["ece"])),
+    ("field CE", "models", lambda m: _ci(m["field_ce"])),
+    ("F, no tuning", "models", lambda m: _ci(m["f_fixed"])),
+    ("F (10/90 split)", "both", lambda m: _f(m["f_split"])),
+    ("ROC-AUC", "both", lambda m: _ci(m["roc_auc"])),
+    ("Spearman", "both", lambda m: _ci(m["spearman"])),
+    ("best-plane error (planes)", "both", lambda m: _planes(m["best_plane_error"])),
+    (
+        "best-plane error, `miq best-focus` rule",
+        "models",
+        lambda m: _planes(m["best_plane_error_best_focus"]),
+    ),
+    (
+        f"gross errors (true ≥ {GROSS_HIGH} → ≤ {GROSS_LOW} / true ≤ {GROSS_LOW} → ≥ {GROSS_HIGH})",
+        "models",
+        lambda m: " / ".join(map(str, m["gross_errors"].values())) if "gross_errors" in m else "–",
+    ),
 )
 
 
-def _cell(key: str, value, method_metrics: dict) -> str:
-    if value is None or value != value:
-        return "–"
-    if key == "f_mean":
-        return f"{value:.3f} ± {method_metrics['f_sd']:.3f}"
-    if key == "best_plane_error_mean":
-        return f"{value:.0f} planes"
-    return f"{value:.3f}"
+def _seen_line(entry: dict, labels: list[str]) -> str:
+    parts = []
+    for label in labels:
+        seen = entry["models"][label]["seen_in_training"]
+        if not seen["known"]:
+            parts.append(f"{label}: training files not recorded")
+        elif seen["seen"]:
+            parts.append(
+                f"**{label}: NOT held out** (trained on {len(seen['seen'])} of its "
+                f"{seen['n_files']} files: {', '.join(seen['seen'])})"
+            )
+        else:
+            parts.append(f"{label}: held out")
+    return "; ".join(parts)
 
 
-def table(metrics: dict, methods: tuple[str, ...]) -> str:
-    head = f"| data set | metric | {' | '.join(methods)} |"
-    lines = [head, "|" + "---|" * (len(methods) + 2)]
-    for dataset, m in metrics.items():
-        for label, key, where in ROWS:
-            if where == "model":
-                if key not in m["model"]:
-                    continue
-                cells = [f"{m['model'][key]:.3f}"] + ["–"] * (len(methods) - 1)
+def table(analysis: dict, labels: list[str], measures: tuple[str, ...]) -> str:
+    """Markdown: one table per data set, models then measures as columns."""
+    lines = []
+    for name, entry in analysis.items():
+        fields = f"{entry['n_fields']} field{'s' if entry['n_fields'] != 1 else ''}"
+        failed = f", {entry['n_failed']} failed" if entry["n_failed"] else ""
+        lines += [
+            f"**{name}** — {entry['n_images']} images, {fields}{failed}; "
+            + _seen_line(entry, labels),
+            "",
+            f"| metric | {' | '.join(labels)} | {' | '.join(measures)} |",
+            "|---" * (1 + len(labels) + len(measures)) + "|",
+        ]
+        for label, where, cell in ROWS:
+            cells = [cell(entry["models"][x]) for x in labels]
+            if where == "both":
+                cells += [cell(entry["measures"][x]) for x in measures]
             else:
-                values = [m["methods"].get(method, {}).get(key) for method in methods]
-                if all(v is None or v != v for v in values):
-                    continue
-                cells = [_cell(key, v, m["methods"].get(x, {})) for v, x in zip(values, methods)]
-            lines.append(f"| {dataset} | {label} | {' | '.join(cells)} |")
+                cells += ["–"] * len(measures)
+            if all(c == "–" for c in cells):
+                continue
+            lines.append(f"| {label} | {' | '.join(cells)} |")
+        lines.append("")
     return "\n".join(lines)
+
+
+def gross_lines(analysis: dict, labels: list[str]) -> list[str]:
+    """One line per model: its gross errors on every data set with true levels."""
+    out = []
+    for label in labels:
+        parts, total = [], 0
+        for name, entry in analysis.items():
+            g = entry["models"][label].get("gross_errors")
+            if g is None:
+                continue
+            high, low = g.values()
+            total += high + low
+            parts.append(f"{name} {high}/{low}")
+        out.append(
+            f"gross-error check, {label}: {total} in all (true ≥ {GROSS_HIGH} rated ≤ "
+            f"{GROSS_LOW} / true ≤ {GROSS_LOW} rated ≥ {GROSS_HIGH}: " + ", ".join(parts) + ")"
+        )
+    return out
+
+
+def _json_ready(value):
+    """NaN → None (JSON has no NaN), through dicts and lists; numpy numbers → Python ones."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="model folder (default: bundled)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="bundled model name or model folder (repeatable; default: every bundled model: "
+        f"{', '.join(BUNDLED_MODELS)})",
+    )
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
     parser.add_argument("--splits", type=int, default=100, help="random 10/90 F-score splits")
-    parser.add_argument("-o", "--output", default=None, help="evaluation folder (default: temp)")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the fields")
+    parser.add_argument(
+        "--limit-fields", type=int, default=None, help="first N fields of each synthetic set"
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", default=None, help="only data sets whose name contains one of"
+    )
+    parser.add_argument(
+        "-o", "--output", default=None, help="folder for accuracy.json and per-model evaluations"
+    )
     parser.add_argument("--all-measures", action="store_true", help="also LocalFocusScore, ...")
     args = parser.parse_args()
     if shared_data_missing():
         return 2
-    model = miq.load_model(args.model, threads=1)
-    measures = COMPARED + (OTHERS if args.all_measures else ())
     t0 = time.time()
+    names = args.model or list(BUNDLED_MODELS)
+    models = {}
+    for name in names:
+        model = miq.load_model(name, threads=1)
+        models[f"{name} ({model.name})" if name in BUNDLED_MODELS else model.name] = model
+    first = next(iter(models.values()))
+    for label, model in models.items():
+        if model.levels != first.levels or model.optics != first.optics:
+            sys.exit(f"{label}: its levels or optics differ from {first.name}'s; not comparable")
+    measures = COMPARED + (OTHERS if args.all_measures else ())
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.output or Path(tmp) / "evaluation")
-        items, info = build_items(model, args.seeds, Path(tmp))
-        print(f"model {model.name} ({model.path}); {len(items)} images", file=sys.stderr)
-        ev = evaluate(
-            items, out, model, measures=measures, n_splits=args.splits, datasets_info=info
-        )
-        print(table(ev.metrics, (MODEL, BEST_FOCUS, *measures)))
-        print(
-            f"\n(results in {out}; {time.time() - t0:.0f} s)"
-            if args.output
-            else f"\n({time.time() - t0:.0f} s; pass -o DIR to keep summary.json, plots and CSVs)"
-        )
+        sets = build_datasets(first, args.seeds, args.limit_fields, Path(tmp))
+        if args.datasets:
+            sets = [s for s in sets if any(d in s.name for d in args.datasets)]
+        n = sum(len(s.items) for s in sets)
+        print(f"{len(models)} model(s), {len(sets)} data sets, {n} images", file=sys.stderr)
+        rated = rate_all(sets, models, measures)
+        info = {s.name: s.info for s in sets}
+        root = Path(args.output) if args.output else Path(tmp) / "evaluation"
+        evaluations = {}
+        for k, (label, model) in enumerate(models.items()):
+            folder = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or f"model{k}"
+            ev = evaluate(
+                [r.item for r in rated[label]],
+                root / folder,
+                model,
+                measures=measures,
+                n_splits=args.splits,
+                datasets_info=info,
+                results=rated[label],
+                overwrite=True,
+                progress=False,
+            )
+            evaluations[label] = ev.metrics
+        analysis = analyse(sets, models, rated, evaluations, measures, args.bootstrap)
+    labels = list(models)
+    print(table(analysis, labels, measures))
+    print("\n".join(gross_lines(analysis, labels)))
+    wall = time.time() - t0
+    if args.output:
+        doc = {
+            "command": "python -m benchmarks.accuracy " + " ".join(sys.argv[1:]),
+            "wall_s": round(wall, 1),
+            "seeds": args.seeds,
+            "splits": args.splits,
+            "bootstrap": {
+                "resamples": args.bootstrap,
+                "seed": 0,
+                "level": 0.95,
+                "unit": "field of view (benchmarks.common.field_of_view)",
+                "method": "percentile",
+            },
+            "limit_fields": args.limit_fields,
+            "models": {label: {"name": m.name, "path": str(m.path)} for label, m in models.items()},
+            "measures": list(measures),
+            "datasets": analysis,
+        }
+        path = Path(args.output) / "accuracy.json"
+        text = json.dumps(_json_ready(doc), indent=2, default=str, allow_nan=False)
+        path.write_text(text, encoding="utf-8")
+        print(f"\n(accuracy.json and per-model evaluation folders in {args.output})")
+    print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min)")
     return 0
 
 

@@ -34,6 +34,9 @@ HELD_OUT = [
     "nuclear_protein_treated",  # NEUBIAS nuclear protein, treated field
     "nuclei_golgi",  # NEUBIAS nuclei + Golgi (2 channels)
 ]
+# Whole sources held out by laboratory from the next training runs (the bundled v2 and fast-v1
+# were trained with only HELD_OUT excluded: they saw cellprofiler-fly POS002 and POS076).
+HELD_OUT_LAB = ["cellprofiler-fly"]
 # Not a fluorescence image (a label mask): never used.
 NOT_IMAGES = ["mask2d"]
 
@@ -53,7 +56,42 @@ def held_out_files() -> list[Path]:
 
 
 def training_files() -> list[Path]:
-    return [p for p in in_focus_files() if not any(h in str(p) for h in HELD_OUT)]
+    """In-focus files for training: neither a HELD_OUT field nor a HELD_OUT_LAB source."""
+    return [p for p in in_focus_files() if not any(h in str(p) for h in HELD_OUT + HELD_OUT_LAB)]
+
+
+def held_out_lab_files() -> list[Path]:
+    """Every in-focus file of the HELD_OUT_LAB sources (a test held out by laboratory)."""
+    return [p for p in in_focus_files() if any(f"/{h}/" in str(p) for h in HELD_OUT_LAB)]
+
+
+def new_held_out_files() -> list[Path]:
+    """In-focus planes under ../shared/data/held-out-fields (no model may train or calibrate on
+    them), one folder per source."""
+    root = SHARED_DATA / "held-out-fields"
+    suffixes = (".tif", ".tiff", ".png")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+
+
+def field_of_view(path: str | Path) -> str:
+    """The field of view a file belongs to, so that all its channels are grouped together: the
+    HELD_OUT pattern it matches, a BBBC013 site (``Channel1-49-E-01`` and ``Channel2-49-E-01``
+    are field ``49-E-01``), a CellProfiler fly position (``POS218``), else the file itself (one
+    field per file; a multichannel file is one field)."""
+    import re
+
+    text = str(path)
+    for pattern in HELD_OUT:
+        if pattern in text:
+            return pattern
+    name = Path(text).name
+    match = re.match(r"Channel\d+-(\d+-[A-Z]-\d+)\.", name)
+    if match:
+        return f"{Path(text).parent.name}:{match.group(1)}"
+    match = re.search(r"POS\d+", name)
+    if match:
+        return f"{Path(text).parent.name}:{match.group(0)}"
+    return text
 
 
 def shared_data_missing() -> bool:

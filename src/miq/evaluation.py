@@ -270,10 +270,13 @@ def evaluate(
     overwrite: bool = False,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
+    results: list[ItemResult] | None = None,
 ) -> Evaluation:
     """Rate ``items``, compute per-dataset metrics and write the result folder (see module doc).
 
     ``datasets_info``: what each dataset is (source, optics, seeds...), copied into summary.json.
+    ``results``: ``items`` already rated by ``model`` (`run_items`), e.g. with images shared
+    between several models; they are not rated again.
     ``out_dir`` follows `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``).
     """
     from .io.folder import OutputFolder
@@ -285,9 +288,15 @@ def evaluate(
     with OutputFolder.prepare(
         out, command="evaluate", settings=settings, overwrite=overwrite
     ) as folder:  # locked until the end
-        results = run_items(
-            items, model, measures=measures, options=options, progress=progress, on_error=on_error
-        )
+        if results is None:
+            results = run_items(
+                items,
+                model,
+                measures=measures,
+                options=options,
+                progress=progress,
+                on_error=on_error,
+            )
         methods = (MODEL, *measures)
         datasets: dict[str, list[ItemResult]] = {}
         for r in results:
