@@ -275,8 +275,7 @@ def evaluate(
     """Rate ``items``, compute per-dataset metrics and write the result folder (see module doc).
 
     ``datasets_info``: what each dataset is (source, optics, seeds...), copied into summary.json.
-    ``results``: ``items`` already rated by ``model`` (`run_items`), e.g. with images shared
-    between several models; they are not rated again.
+    ``results``: ``items`` already rated by ``model`` (`run_items`): they are not rated again.
     ``out_dir`` follows `miq.io.folder.OutputFolder` (a non-empty folder needs ``overwrite``).
     """
     from .io.folder import OutputFolder
@@ -288,15 +287,8 @@ def evaluate(
     with OutputFolder.prepare(
         out, command="evaluate", settings=settings, overwrite=overwrite
     ) as folder:  # locked until the end
-        if results is None:
-            results = run_items(
-                items,
-                model,
-                measures=measures,
-                options=options,
-                progress=progress,
-                on_error=on_error,
-            )
+        rate = dict(measures=measures, options=options, progress=progress, on_error=on_error)
+        results = run_items(items, model, **rate) if results is None else results
         methods = (MODEL, *measures)
         datasets: dict[str, list[ItemResult]] = {}
         for r in results:
