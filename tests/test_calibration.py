@@ -86,3 +86,22 @@ def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
     assert (
         main(["calibrate", str(tmp_path / "val.tif"), "-m", str(folder), "--exclude", "val"]) == 2
     )
+
+
+def test_calibrate_leaves_out_a_plane_too_small_to_rate(tmp_path, sample_image, capsys):
+    """A validation plane smaller than one patch (e.g. a fine image once brought to the model's
+    pixel size) is left out in one line; it aborted the whole calibration."""
+    import tifffile
+
+    from miq.cli import main
+
+    folder = tmp_path / "m"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
+    tifffile.imwrite(tmp_path / "tiny.tif", sample_image[:70, :70])
+    args = ["calibrate", str(tmp_path / "val.tif"), str(tmp_path / "tiny.tif"), "-m", str(folder)]
+    assert main(args) == 0
+    left_out = [line for line in capsys.readouterr().out.splitlines() if "left out" in line]
+    assert len(left_out) == 1 and "tiny.tif" in left_out[0] and "smaller than one" in left_out[0]
+    entry = json.loads((folder / "model.json").read_text())["calibration"]
+    assert entry["validation"]["n_images"] == 11

@@ -98,13 +98,16 @@ class ValidationSet:
         )
 
 
-def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = None):
-    """Rate every in-focus plane of ``files`` defocused to every level (``seeds`` noise seeds)."""
+def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = None, log=print):
+    """Rate every in-focus plane of ``files`` defocused to every level (``seeds`` noise seeds).
+    A plane that cannot be rated (e.g. smaller than one patch once brought to the model's pixel
+    size) is left out, with one line through ``log`` per such plane."""
     import sys
 
     from tqdm import tqdm
 
     from .assessment import prepare_patches
+    from .errors import MiqError
     from .ground_truth import synthetic_items
 
     items = synthetic_items(
@@ -115,19 +118,28 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         levels=model.levels,
     )
     probs, valid, labels, image = [], [], [], []
-    for index, item in enumerate(
-        tqdm(
-            items,
-            desc="calibration images",
-            file=sys.stderr,
-            disable=None if progress is None else not progress,
-        )
+    skipped: dict[str, str] = {}  # plane → why (reported once, not once per level and seed)
+    for item in tqdm(
+        items,
+        desc="calibration images",
+        file=sys.stderr,
+        disable=None if progress is None else not progress,
     ):
-        _, patches, ok, _ = prepare_patches(item.load(), model, name=item.name)
+        plane = item.name.split(" @")[0]
+        if plane in skipped:
+            continue
+        try:
+            _, patches, ok, _ = prepare_patches(item.load(), model, name=item.name)
+        except MiqError as exc:
+            skipped[plane] = str(exc)
+            log(f"left out of the calibration: {exc}")
+            continue
         probs.append(model.predict(patches, calibrated=False))
         valid.append(ok)
         labels.append(np.full(len(ok), item.level))
-        image.append(np.full(len(ok), index))
+        image.append(np.full(len(ok), len(image)))
+    if not probs:
+        raise MiqError("no validation image could be rated")
     return ValidationSet(*(np.concatenate(x) for x in (probs, valid, labels, image)))
 
 
@@ -159,7 +171,7 @@ def calibrate_model(
     from .model.runtime import FocusModel
 
     model = FocusModel(ModelPackage.open(model_json), threads=None)
-    data = collect_validation(model, files, seeds=seeds)
+    data = collect_validation(model, files, seeds=seeds, log=log)
     k = model.n_levels
     before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0), data.image_labels)
     bias, t_patch = fit_patch_calibration(data.probabilities[data.valid], data.labels[data.valid])
