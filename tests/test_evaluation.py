@@ -175,3 +175,31 @@ def test_evaluate_uses_the_pixel_size_files_record(tmp_path, sample_image):
         return float(row["exact"])
 
     assert exact("used") > exact("ignored")
+
+
+def test_field_calibration_error_groups_the_images_of_each_source_file():
+    """Two files, each rated right on half of its images with a stated confidence of 0.5: the
+    field CE is 0 per file, as the ECE (it would be 0.5 if every image were its own field);
+    with one file always right and the other always wrong, the ECE stays 0 and the field CE
+    is 0.5 (the errors cancel in the ECE, not per field)."""
+    from miq.evaluation import ItemResult, dataset_metrics
+    from miq.ground_truth import Item
+
+    def results(right: dict[str, list[bool]]) -> list[ItemResult]:
+        out = []
+        for name, outcomes in right.items():
+            for i, ok in enumerate(outcomes):
+                level = i % 11
+                rated = level if ok else (level + 5) % 11
+                probs = {f"prob_{k}": 0.5 if k == rated else 0.05 for k in range(11)}
+                model = {"level": rated, "level_mean": float(rated), "in_focus": rated < 3}
+                item = Item(f"{name} [c=0, z=0] @{2 * level}um seed{i}", "d", lambda: None, level)
+                out.append(ItemResult(item, {**model, **probs}))
+        return out
+
+    half = dataset_metrics(results({"a.tif": [True, False] * 4, "b.tif": [False, True] * 4}),
+                           methods=(MODEL,))["model"]  # fmt: skip
+    assert half["ece"] == pytest.approx(0.0) and half["field_ce"] == pytest.approx(0.0)
+    split = dataset_metrics(results({"a.tif": [True] * 8, "b.tif": [False] * 8}), methods=(MODEL,))
+    assert split["model"]["ece"] == pytest.approx(0.0)
+    assert split["model"]["field_ce"] == pytest.approx(0.5)

@@ -6,8 +6,7 @@ definitions); `evaluate` does both and writes a result folder:
 
 ``summary.json`` (configuration and every metric), ``predictions.csv`` (one row per image),
 ``metrics.csv`` (one row per dataset and method), ``confusion_<dataset>.csv|png`` and
-``reliability_<dataset>.csv|png`` (model, where true levels are known), ``best_plane.csv``
-(focal stacks).
+``reliability_<dataset>.csv|png`` (model, with true levels), ``best_plane.csv`` (focal stacks).
 
 Every method is scored "higher = blurrier": the model by its expected level (``level_mean``),
 each measure by its value, negated when it grows with sharpness.
@@ -35,6 +34,7 @@ from .metrics import (
     calibration,
     confusion_matrix,
     f_score,
+    group_calibration_error,
     roc_auc,
     spearman,
     split_f_score,
@@ -181,11 +181,14 @@ def dataset_metrics(
 
 
 def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> dict:
-    """Exact / within-one accuracy, confusion matrix and calibration of the model's levels."""
+    """Exact / within-one accuracy, confusion matrix, ECE and ``field_ce`` (per source file:
+    `miq.metrics.group_calibration_error`) of the model's levels."""
     predicted = np.array([r.model["level"] for r in ok])
     confidence = np.array([max(r.model[f"prob_{k}"] for k in range(n_levels)) for r in ok])
     calib = calibration(confidence, predicted == truth)
+    fields = [re.split(r" \[| @", r.item.name)[0] for r in ok]  # "f.tif [c=0, z=1] @4um seed0"
     return {
+        "field_ce": group_calibration_error(confidence, predicted == truth, fields),
         "exact": accuracy_within(truth, predicted, 0),
         "within_one": accuracy_within(truth, predicted, 1),
         "mean_abs_error": float(np.mean(np.abs(predicted - truth))),
@@ -365,6 +368,7 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         "within_one",
         "mean_abs_error",
         "ece",
+        "field_ce",
         "f_fixed",
     ]
     metric_rows, plane_rows = [], []
@@ -469,7 +473,7 @@ def format_table(metrics: dict[str, dict]) -> str:
         if "exact" in model:
             lines.append(
                 f"  miq levels: exact {model['exact']:.3f}  within-one {model['within_one']:.3f}  "
-                f"ECE {model['ece']:.3f}"
+                f"ECE {model['ece']:.3f}  field CE {model['field_ce']:.3f}"
             )
         if "f_fixed" in model:
             lines.append(f"  miq in/out flag with no tuning: F {model['f_fixed']:.3f}")
