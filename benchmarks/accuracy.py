@@ -65,6 +65,7 @@ from benchmarks.common import (
 from miq.errors import MiqError
 from miq.evaluation import BEST_FOCUS, MODEL, evaluate, run_items
 from miq.ground_truth import Item, manifest_items, stack_items, synthetic_items
+from miq.io.write import json_ready
 from miq.metrics import (
     accuracy_within,
     calibration,
@@ -485,19 +486,6 @@ def gross_lines(analysis: dict, labels: list[str]) -> list[str]:
     return out
 
 
-def _json_ready(value):
-    """NaN → None (JSON has no NaN), through dicts and lists; numpy numbers → Python ones."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -582,7 +570,7 @@ def main() -> int:
             "datasets": analysis,
         }
         path = Path(args.output) / "accuracy.json"
-        text = json.dumps(_json_ready(doc), indent=2, default=str, allow_nan=False)
+        text = json.dumps(json_ready(doc), indent=2, default=str, allow_nan=False)
         path.write_text(text, encoding="utf-8")
         print(f"\n(accuracy.json and per-model evaluation folders in {args.output})")
     print(f"\nwall time {wall:.0f} s ({wall / 60:.1f} min)")

@@ -226,17 +226,6 @@ def _best_planes(ok: list[ItemResult], methods: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def _json_ready(value):
-    """NaN → None (JSON has no NaN), recursively through dicts and lists."""
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
-
-
 @dataclass
 class Evaluation:
     """Results and metrics of an evaluation, per dataset (in order of first appearance)."""
@@ -313,6 +302,7 @@ def evaluate(
 def _write_outputs(out, results, metrics, methods, model, options, n_splits, seed, info) -> None:
     from . import __version__
     from .io import atomic_write, write_rows_csv
+    from .io.write import json_ready
     from .metrics import Calibration
     from .plots import confusion_png, plots_available, reliability_png
 
@@ -456,7 +446,7 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         "plots": draw,
     }
     with atomic_write(out / "summary.json", "w") as fh:
-        fh.write(json.dumps(_json_ready(summary), indent=2, allow_nan=False))
+        fh.write(json.dumps(json_ready(summary), indent=2, allow_nan=False))
 
 
 def format_table(metrics: dict[str, dict]) -> str:

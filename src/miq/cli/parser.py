@@ -109,13 +109,18 @@ def add_pixel_size(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rescale", action="store_true", help=argparse.SUPPRESS)  # now the default
 
 
+def _parsed(text: str, parse):
+    """``parse(text)``, its one-line `ValueError` as argparse's usage error."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def axes(text: str) -> str:
     from ..io import parse_axes
 
-    try:
-        return parse_axes(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _parsed(text, parse_axes)
 
 
 def add_axes(p: argparse.ArgumentParser) -> None:
@@ -132,10 +137,7 @@ def add_axes(p: argparse.ArgumentParser) -> None:
 def memory_size(text: str) -> int:
     from ..io.budget import parse_memory_size
 
-    try:
-        return parse_memory_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return _parsed(text, parse_memory_size)
 
 
 def add_memory_budget(p: argparse.ArgumentParser) -> None:

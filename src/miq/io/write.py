@@ -11,7 +11,15 @@ from pathlib import Path
 
 from ..errors import OutputError
 
-__all__ = ["atomic_write", "write_rows_csv", "read_rows_csv", "csv_cell", "csv_text", "umask"]
+__all__ = [
+    "atomic_write",
+    "write_rows_csv",
+    "read_rows_csv",
+    "csv_cell",
+    "csv_text",
+    "json_ready",
+    "umask",
+]
 
 
 def umask() -> int:
@@ -135,3 +143,19 @@ def read_rows_csv(path: str | os.PathLike) -> list[dict[str, str]]:
             {k: csv_text(v) if isinstance(v, str) else v for k, v in row.items()}
             for row in csv.DictReader(fh)
         ]
+
+
+def json_ready(value):
+    """``value`` as JSON can hold it: NaN → None (JSON has no NaN) and numpy numbers → Python
+    numbers, recursively through dicts, lists and tuples; everything else as it is."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
