@@ -105,3 +105,62 @@ def test_calibrate_leaves_out_a_plane_too_small_to_rate(tmp_path, sample_image, 
     assert len(left_out) == 1 and "tiny.tif" in left_out[0] and "smaller than one" in left_out[0]
     entry = json.loads((folder / "model.json").read_text())["calibration"]
     assert entry["validation"]["n_images"] == 11
+
+
+def test_validation_set_aggregates_each_image_as_predict_does():
+    from miq.calibration import ValidationSet
+
+    rng = np.random.default_rng(3)
+    probs = _softmax(3.0 * rng.normal(size=(60, 11))).astype(np.float32)
+    image = np.repeat(np.arange(6), 10)
+    valid = rng.random(60) > 0.2
+    valid[image == 4] = False  # an image without a valid patch
+    data = ValidationSet(probs, valid, image % 11, image, image_groups=list("aabbbc"))
+    bias, t = rng.normal(size=11), 1.7
+    bias[0] = 0.0
+    q = data.image_distributions(bias, t)
+    calibrated = apply_patch_calibration(probs, bias, t)
+    for i in range(6):
+        if i == 4:
+            assert not data.rated[i] and np.isnan(q[i]).all()
+            continue
+        expected = aggregate(calibrated[image == i], valid[image == i])["probabilities"]
+        assert q[i] == pytest.approx(expected, abs=1e-6)
+    # groups of 2, 3 and 1 images: each group's share ∝ √size
+    w = data.image_weights()
+    shares = [w[:2].sum(), w[2:5].sum(), w[5:].sum()]
+    assert np.array(shares) / shares[2] == pytest.approx([np.sqrt(2), np.sqrt(3), 1.0])
+
+
+def test_image_level_fit_is_not_pulled_by_patches_whose_level_cannot_be_told():
+    """Images of every level, each with 8 informative patches; the images of levels 6-10 also
+    have 32 patches (sparse counts, background) that say "sharp" with low certainty. Fitting the
+    patches' NLL pushes the top levels' biases up to cover those patches (as for the rejected
+    v3 candidate: biases to +8.8) and level 5 reads 6; the image-level fit, which sees what the
+    images aggregate to, keeps the images right."""
+    from miq.calibration import ValidationSet, fit_image_level_patch_calibration
+
+    rng = np.random.default_rng(4)
+    k, per_level = 11, 12
+    probs, labels, image = [], [], []
+    for i in range(k * per_level):
+        level = i % k
+        parts = [_softmax(-((np.arange(k) - level) ** 2.0) + 0.5 * rng.normal(size=(8, k)))]
+        if level >= 6:
+            parts.append(_softmax(-0.6 * np.arange(k) + 0.1 * rng.normal(size=(32, k))))
+        n = sum(len(part) for part in parts)
+        probs.append(np.vstack(parts))
+        labels += [level] * n
+        image += [i] * n
+    probs = np.vstack(probs).astype(np.float32)
+    data = ValidationSet(probs, np.ones(len(probs), bool), labels, image)
+
+    def exact(bias, t):
+        return float(np.mean(data.image_distributions(bias, t).argmax(axis=1) == data.image_labels))
+
+    start = fit_patch_calibration(probs, labels)
+    fitted = fit_image_level_patch_calibration(data, start)
+    assert start[0].max() > 7.0  # the patch fit chases the background patches
+    assert exact(*start) < 0.9
+    assert exact(*fitted) >= 0.95
+    assert fitted[0].max() < start[0].max() - 1.0

@@ -3,14 +3,19 @@
 Two stages, both stored in ``model.json`` under ``"calibration"`` and applied at inference:
 
 1. Patch level (bias + temperature): p ← softmax((log p + b) / T_patch), with one bias per level
-   (b₀ = 0). Fitted by minimising the negative log-likelihood of the true level over valid
-   patches. It removes a systematic shift of the levels (e.g. the top levels read one low).
+   (b₀ = 0). It removes a systematic shift of the levels (e.g. the top levels read one low).
+   Fitted first by the negative log-likelihood of the true level over valid patches, then
+   refined by the NLL of the whole-image distributions the calibrated patches aggregate to
+   (what `miq predict` reports), so that patches whose level cannot be told (camera background,
+   sparse photon counts) do not pull the biases.
 2. Image level (temperature): the certainty-weighted whole-image distribution q ← q^(1/T_image),
    renormalised, fitted by the NLL of the images' true levels, so that its top probability is a
    calibrated confidence. It never changes the most probable level.
 
-The validation images are in-focus images defocused by the simulator to every level
-(`miq.ground_truth.synthetic_items`); use fields that are *not* in any test set.
+Both fits weight the validation images by source folder (`miq.metrics.sqrt_group_weights`, as
+`miq train` weights its sources), so that a folder of 96 similar fields does not outweigh every
+other kind of content. The validation images are in-focus images defocused by the simulator to
+every level (`miq.ground_truth.synthetic_items`); use fields that are *not* in any test set.
 """
 
 from __future__ import annotations
@@ -26,20 +31,25 @@ __all__ = [
     "apply_patch_calibration",
     "fit_patch_calibration",
     "fit_image_temperature",
+    "fit_image_level_patch_calibration",
     "ValidationSet",
     "collect_validation",
     "calibrate_model",
 ]
 
 
-def fit_patch_calibration(probabilities: np.ndarray, labels) -> tuple[np.ndarray, float]:
-    """Per-level bias (first fixed at 0) and temperature minimising the patches' NLL.
+def fit_patch_calibration(
+    probabilities: np.ndarray, labels, weights=None
+) -> tuple[np.ndarray, float]:
+    """Per-level bias (first fixed at 0) and temperature minimising the patches' NLL
+    (``weights``-weighted, default equal).
 
     probabilities : (N, K) uncalibrated patch probabilities; labels : (N,) true levels.
     """
     from scipy.optimize import minimize
 
     y = np.asarray(labels, dtype=int)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     logp = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None))
     k = logp.shape[1]
     rows = np.arange(len(y))
@@ -48,35 +58,67 @@ def fit_patch_calibration(probabilities: np.ndarray, labels) -> tuple[np.ndarray
         bias, t = np.r_[0.0, x[: k - 1]], np.exp(x[-1])
         z = (logp + bias) / t
         z -= z.max(axis=1, keepdims=True)
-        return float(-np.mean(z[rows, y] - np.log(np.exp(z).sum(axis=1))))
+        return float(-np.average(z[rows, y] - np.log(np.exp(z).sum(axis=1)), weights=w))
 
     result = minimize(loss, np.zeros(k), method="L-BFGS-B")
     return np.r_[0.0, result.x[: k - 1]], float(np.exp(result.x[-1]))
 
 
-def fit_image_temperature(image_probabilities: np.ndarray, labels) -> float:
-    """Temperature T minimising the NLL of q^(1/T)/Σ for whole-image distributions (M, K)."""
+def fit_image_temperature(image_probabilities: np.ndarray, labels, weights=None) -> float:
+    """Temperature T minimising the (``weights``-weighted, default equal) NLL of q^(1/T)/Σ for
+    whole-image distributions (M, K)."""
     from scipy.optimize import minimize_scalar
 
     y = np.asarray(labels, dtype=int)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
     logq = np.log(np.clip(np.asarray(image_probabilities, dtype=np.float64), 1e-12, None))
 
     def loss(log_t):
         z = logq / np.exp(log_t)
         z -= z.max(axis=1, keepdims=True)
-        return float(-np.mean(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1))))
+        nll = -(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(axis=1)))
+        return float(np.average(nll, weights=w))
 
     return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def fit_image_level_patch_calibration(
+    data: ValidationSet, start: tuple[np.ndarray, float], weights=None
+) -> tuple[np.ndarray, float]:
+    """Per-level bias (first fixed at 0) and patch temperature minimising the (weighted) NLL of
+    the images' true levels under their whole-image distributions (image temperature 1),
+    starting from ``start`` (e.g. `fit_patch_calibration`'s). Images without a valid patch do
+    not count."""
+    from scipy.optimize import minimize
+
+    rated = data.rated
+    y = data.image_labels[rated]
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)[rated]
+    k = data.probabilities.shape[1]
+
+    def loss(x):
+        q = data.image_distributions(np.r_[0.0, x[: k - 1]], float(np.exp(x[-1])))[rated]
+        nll = -np.log(np.clip(q[np.arange(len(y)), y], 1e-12, None))
+        return float(np.average(nll, weights=w))
+
+    bias, t = start
+    x0 = np.r_[np.asarray(bias, dtype=np.float64)[1:], np.log(t)]
+    result = minimize(loss, x0, method="L-BFGS-B")
+    return np.r_[0.0, result.x[: k - 1]], float(np.exp(result.x[-1]))
 
 
 class ValidationSet:
     """Uncalibrated patch probabilities of synthetic validation images.
 
     ``probabilities`` (N, K), ``valid`` (N,), ``labels`` (N,) true level of each patch's image,
-    ``image`` (N,) index of its image; ``image_labels`` (M,) true level per image.
+    ``image`` (N,) index of its image; ``image_labels`` (M,) true level per image;
+    ``image_groups`` (M,) the collection each image comes from (e.g. its source's folder; all
+    alike when not given); ``rated`` (M,) images with at least one valid patch.
     """
 
-    def __init__(self, probabilities, valid, labels, image):
+    def __init__(self, probabilities, valid, labels, image, image_groups=None):
+        from scipy.sparse import csr_matrix
+
         self.probabilities = np.asarray(probabilities, dtype=np.float32)
         self.valid = np.asarray(valid, dtype=bool)
         self.labels = np.asarray(labels, dtype=int)
@@ -84,18 +126,40 @@ class ValidationSet:
         n_images = int(self.image.max()) + 1 if self.image.size else 0
         self.image_labels = np.zeros(n_images, dtype=int)
         self.image_labels[self.image] = self.labels
+        self.image_groups = (
+            np.zeros(n_images, dtype=int) if image_groups is None else np.asarray(image_groups)
+        )
+        members = self.image[self.valid]
+        self.rated = np.bincount(members, minlength=n_images) > 0
+        # (M, valid patches): sums a quantity over each image's valid patches
+        self._sum = csr_matrix(
+            (np.ones(members.size), (members, np.arange(members.size))),
+            shape=(n_images, members.size),
+        )
 
     def image_distributions(self, bias, patch_temperature: float) -> np.ndarray:
-        """Whole-image distributions (M, K) after patch calibration (image temperature 1)."""
-        from .assessment import aggregate
+        """Whole-image distributions (M, K) after patch calibration (image temperature 1):
+        `miq.assessment.aggregate` of each image's valid patches (NaN rows for images without
+        one), computed for all images at once."""
+        from .assessment import certainty
 
-        p = apply_patch_calibration(self.probabilities, bias, patch_temperature)
-        return np.stack(
-            [
-                aggregate(p[self.image == i], self.valid[self.image == i])["probabilities"]
-                for i in range(len(self.image_labels))
-            ]
-        )
+        p = apply_patch_calibration(self.probabilities[self.valid], bias, patch_temperature)
+        p = p.astype(np.float64)
+        c = certainty(p)
+        total = self._sum @ c
+        weighted = self._sum @ (c[:, None] * p)
+        # an image whose patches are all uniform (certainty 0) gets their plain mean
+        count = np.asarray(self._sum.sum(axis=1)).ravel()
+        plain = self._sum @ p
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.where(total[:, None] > 0, weighted, plain / count[:, None])
+            return q / q.sum(axis=1, keepdims=True)
+
+    def image_weights(self) -> np.ndarray:
+        """Weight per image (M,), mean 1: each group's share ∝ √(its number of images)."""
+        from .metrics import sqrt_group_weights
+
+        return sqrt_group_weights(self.image_groups)
 
 
 def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = None, log=print):
@@ -117,7 +181,7 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         optics=model.optics,
         levels=model.levels,
     )
-    probs, valid, labels, image = [], [], [], []
+    probs, valid, labels, image, groups = [], [], [], [], []
     skipped: dict[str, str] = {}  # plane → why (reported once, not once per level and seed)
     for item in tqdm(
         items,
@@ -138,9 +202,12 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         valid.append(ok)
         labels.append(np.full(len(ok), item.level))
         image.append(np.full(len(ok), len(image)))
+        groups.append(os.path.basename(os.path.dirname(item.source or item.name)))
     if not probs:
         raise MiqError("no validation image could be rated")
-    return ValidationSet(*(np.concatenate(x) for x in (probs, valid, labels, image)))
+    return ValidationSet(
+        *(np.concatenate(x) for x in (probs, valid, labels, image)), image_groups=groups
+    )
 
 
 def _image_accuracy(q: np.ndarray, labels: np.ndarray) -> dict:
@@ -173,14 +240,19 @@ def calibrate_model(
     model = FocusModel(ModelPackage.open(model_json), threads=None)
     data = collect_validation(model, files, seeds=seeds, log=log)
     k = model.n_levels
-    before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0), data.image_labels)
-    bias, t_patch = fit_patch_calibration(data.probabilities[data.valid], data.labels[data.valid])
-    q = data.image_distributions(bias, t_patch)
-    t_image = fit_image_temperature(q, data.image_labels)
+    rated, labels, weights = data.rated, data.image_labels[data.rated], data.image_weights()
+    before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0)[rated], labels)
+    patch_weights = weights[data.image][data.valid]
+    start = fit_patch_calibration(
+        data.probabilities[data.valid], data.labels[data.valid], patch_weights
+    )
+    bias, t_patch = fit_image_level_patch_calibration(data, start, weights)
+    q = data.image_distributions(bias, t_patch)[rated]
+    t_image = fit_image_temperature(q, labels, weights[rated])
     logq = np.log(np.clip(q, 1e-12, None)) / t_image
     q_cal = np.exp(logq - logq.max(axis=1, keepdims=True))
     q_cal /= q_cal.sum(axis=1, keepdims=True)
-    after = _image_accuracy(q_cal, data.image_labels)
+    after = _image_accuracy(q_cal, labels)
     entry = {
         "class_bias": [round(float(b), 6) for b in bias],
         "patch_temperature": round(t_patch, 6),
@@ -189,6 +261,8 @@ def calibrate_model(
         "validation": {
             "files": [str(f) for f in files],
             "seeds": seeds,
+            "weighting": "images weighted by source folder, sqrt(number of images) each",
+            "fit": "patch NLL, then whole-image NLL (biases and patch T), then image T",
             "n_images": int(len(data.image_labels)),
             "n_patches": int(data.valid.sum()),
             "before": before,

@@ -186,7 +186,8 @@ def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> di
     predicted = np.array([r.model["level"] for r in ok])
     confidence = np.array([max(r.model[f"prob_{k}"] for k in range(n_levels)) for r in ok])
     calib = calibration(confidence, predicted == truth)
-    fields = [re.split(r" \[| @", r.item.name)[0] for r in ok]  # "f.tif [c=0, z=1] @4um seed0"
+    # the source file; real items without one are named "f.tif [c=0, z=1]"
+    fields = [r.item.source or re.split(r" \[| @", r.item.name)[0] for r in ok]
     return {
         "field_ce": group_calibration_error(confidence, predicted == truth, fields),
         "exact": accuracy_within(truth, predicted, 0),

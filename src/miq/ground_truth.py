@@ -53,6 +53,7 @@ class Item:
     in_focus : true binary label.
     stack, z : focal-stack id (file and channel) and plane index, for best-plane metrics.
     best_z : the stack's true best plane.
+    source : the file the image is (or, for synthetic items, was simulated from).
     """
 
     name: str
@@ -65,6 +66,7 @@ class Item:
     z: int | None = None
     best_z: int | None = None
     pixel_size_um: float | None = None  # what the file records (None: nothing recorded)
+    source: str | None = None
 
 
 @lru_cache(maxsize=2)
@@ -318,6 +320,7 @@ def synthetic_items(
                             level,
                             float(z_um),
                             level < in_focus_levels,
+                            source=str(path),
                         )
                     )
     return items

@@ -32,6 +32,7 @@ __all__ = [
     "Calibration",
     "calibration",
     "group_calibration_error",
+    "sqrt_group_weights",
     "log_loss",
     "ranked_probability_score",
     "GroupBootstrap",
@@ -222,6 +223,18 @@ def group_calibration_error(confidence, correct, groups) -> float:
     n = np.bincount(g)
     gap = (np.bincount(g, weights=ok) - np.bincount(g, weights=c)) / n
     return float(np.mean(np.abs(gap)))
+
+
+def sqrt_group_weights(groups) -> np.ndarray:
+    """A weight per item (mean 1) such that each group's share is proportional to the square
+    root of its size (a folder of 96 similar fields counts more than a single image, not 96
+    times more): item weight ∝ √n_g / n_g. ``groups``: one label per item."""
+    _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    if not g.size:
+        return np.zeros(0)
+    n = np.bincount(g).astype(np.float64)
+    w = (np.sqrt(n) / n)[g]
+    return w * (w.size / w.sum())
 
 
 def log_loss(probabilities, true_levels) -> float:

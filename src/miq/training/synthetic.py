@@ -48,6 +48,13 @@ class SimulationConfig:
         z_top"): a share ``top_level_open_fraction`` of its samples is drawn from
         [z_top + jitter, this], the rest from z_top ± jitter like every other level (so that an
         image at exactly z_top is not on the edge of its class).
+    clipped_sensor_fraction, clipped_threshold : share of samples taken by a sensor that records
+        nothing below a threshold (the original simulator's model, `miq.optics.degrade`: the
+        offset is subtracted before the shot noise, so dim light is lost; also what a camera or
+        an export that clips the dark end gives): no read noise, and the blurred light is
+        lowered by the background plus ``clipped_threshold`` × peak photons (log-uniform)
+        before the Poisson draw, so that sparse backgrounds become exactly flat with single
+        photon counts where the blurred signal is faint (lab notebook: training.md, v3).
     """
 
     peak_photons: tuple[float, float] = (30.0, 5000.0)
@@ -61,6 +68,8 @@ class SimulationConfig:
     coarse_camera_fraction: float = 0.2
     coarse_camera_factor: tuple[float, float] = (1.2, 2.0)
     z_grid_step_um: float = 0.25
+    clipped_sensor_fraction: float = 0.2
+    clipped_threshold: tuple[float, float] = (0.003, 0.1)
 
 
 def relative_intensity(image: np.ndarray) -> np.ndarray:
@@ -138,11 +147,12 @@ def _source_probabilities(sources: list[Source], weighting: str) -> np.ndarray |
     every plane is alike (drawn uniformly)."""
     if weighting not in ("plane", "sqrt"):
         raise ValueError(f"source_weighting must be 'plane' or 'sqrt', got {weighting!r}")
+    from ..metrics import sqrt_group_weights
+
     groups = [s.group for s in sources]
     if weighting == "plane" or len(set(groups)) < 2:
         return None
-    size = {g: groups.count(g) for g in set(groups)}
-    weights = np.array([np.sqrt(size[g]) / size[g] for g in groups])
+    weights = sqrt_group_weights(groups)
     return weights / weights.sum()
 
 
@@ -259,10 +269,19 @@ class DefocusBatches:
         z_index = np.clip(np.rint(z_um / cfg.z_grid_step_um).astype(int), 0, len(self.z_grid) - 1)
         kernels = self.kernels[torch.from_numpy(z_index)]  # (B, 1, k, k)
         blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
+        read_noise = _log_uniform(self.rng, cfg.read_noise_photons, groups)
+        if cfg.clipped_sensor_fraction > 0:
+            clipped = self.rng.random(groups) < cfg.clipped_sensor_fraction
+            floor = np.where(
+                clipped,
+                background[::group_size]
+                + _log_uniform(self.rng, cfg.clipped_threshold, groups) * peak[::group_size],
+                0.0,
+            )
+            read_noise = np.where(clipped, 0.0, read_noise)
+            blurred = blurred - torch.from_numpy(per_group(floor).astype(np.float32))[:, None, None]
         noisy = torch.poisson(blurred.clamp_min(0), generator=self.torch_gen)
-        read = torch.from_numpy(
-            per_group(_log_uniform(self.rng, cfg.read_noise_photons, groups)).astype(np.float32)
-        )
+        read = torch.from_numpy(per_group(read_noise).astype(np.float32))
         noisy = noisy + read[:, None, None] * torch.randn(noisy.shape, generator=self.torch_gen)
         gain = torch.from_numpy(
             per_group(_log_uniform(self.rng, cfg.gain, groups)).astype(np.float32)
