@@ -34,6 +34,9 @@ splits, as before, for the models and the measures; best-plane errors on the sta
 
 Each image is simulated once and rated by every model (models must share levels and optics).
 
+``--model`` also takes the variants of `benchmarks.model_variants` (test-time augmentation
+``NAME+tta4``, ensembles ``A&B``).
+
 Usage: python -m benchmarks.accuracy [--model default --model fast | --model DIR ...]
        [--seeds 2] [--splits 100] [--bootstrap 1000] [--limit-fields N] [--datasets TEXT ...]
        [-o OUT]
@@ -52,7 +55,6 @@ from pathlib import Path
 
 import numpy as np
 
-import miq
 from benchmarks.common import (
     HELD_OUT_LAB,
     SHARED_DATA,
@@ -62,6 +64,7 @@ from benchmarks.common import (
     new_held_out_files,
     shared_data_missing,
 )
+from benchmarks.model_variants import load_variant
 from miq.errors import MiqError
 from miq.evaluation import BEST_FOCUS, MODEL, evaluate, run_items
 from miq.ground_truth import Item, manifest_items, stack_items, synthetic_items
@@ -492,7 +495,8 @@ def main() -> int:
         "--model",
         action="append",
         default=None,
-        help="bundled model name or model folder (repeatable; default: every bundled model: "
+        help="bundled model name, model folder or variant (benchmarks.model_variants: NAME+tta4, "
+        "A&B; repeatable; default: every bundled model: "
         f"{', '.join(BUNDLED_MODELS)})",
     )
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
@@ -515,7 +519,7 @@ def main() -> int:
     names = args.model or list(BUNDLED_MODELS)
     models = {}
     for name in names:
-        model = miq.load_model(name, threads=1)
+        model = load_variant(name, threads=1)
         models[f"{name} ({model.name})" if name in BUNDLED_MODELS else model.name] = model
     first = next(iter(models.values()))
     for label, model in models.items():
