@@ -27,14 +27,24 @@ __all__ = [
     "apply_patch_calibration",
     "BUNDLED_MODELS",
     "BUNDLED_MODEL",
+    "MODEL_VERSIONS",
+    "MODEL_ALIASES",
     "MODEL_FORMAT",
 ]
 
-BUNDLED_MODEL = Path(__file__).parent / "weights" / "model.json"
+_WEIGHTS = Path(__file__).parent
+#: every model that ships in the package, by version (model cards: docs/explanation/model-*.md)
+MODEL_VERSIONS = {
+    "v2": _WEIGHTS / "weights" / "model.json",  # miq-compact-v2 (2026-11-26)
+    "fast-v1": _WEIGHTS / "weights_fast" / "model.json",  # miq-separable-fast-v1 (2026-11-26)
+}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean
+MODEL_ALIASES = {"default": "v2", "fast": "fast-v1"}
+BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
-    "default": BUNDLED_MODEL,  # miq-compact-v2: the most accurate and best calibrated
-    "fast": Path(__file__).parent / "weights_fast" / "model.json",  # separable: ~2.5x faster
+    **{alias: MODEL_VERSIONS[version] for alias, version in MODEL_ALIASES.items()},
+    **MODEL_VERSIONS,
 }
 MODEL_FORMAT = "miq-model/1"
 WEIGHT_KINDS = ("onnx", "safetensors")
@@ -70,8 +80,8 @@ def _is_hex(text: str) -> bool:
 
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
-    """``model.json`` of a bundled model's name (``"default"``, ``"fast"``; a path of that name
-    wins), a model folder, its ``model.json`` or its ``model.onnx``; None is the default model."""
+    """``model.json`` of a bundled model's name (``"default"``, ``"fast"`` or a version such as
+    ``"v2"``: `BUNDLED_MODELS`; a path of that name wins), a model folder, its ``model.json`` or its ``model.onnx``; None is the default model."""
     if path is None:
         return BUNDLED_MODEL
     p = Path(path)
