@@ -520,7 +520,10 @@ def main() -> int:
     models = {}
     for name in names:
         model = load_variant(name, threads=1)
-        models[f"{name} ({model.name})" if name in BUNDLED_MODELS else model.name] = model
+        label = f"{name} ({model.name})" if name in BUNDLED_MODELS else model.name
+        if label in models:  # two folders of one model (e.g. calibrated or not): say which
+            label = f"{model.name} ({name})"
+        models[label] = model
     first = next(iter(models.values()))
     for label, model in models.items():
         if model.levels != first.levels or model.optics != first.optics:

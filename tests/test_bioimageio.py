@@ -25,7 +25,7 @@ pytestmark = [
 ]
 
 WEIGHT_FORMATS = ("onnx", "pytorch_state_dict")
-TOLERANCE = 1e-5  # probabilities
+TOLERANCE = 1e-4  # probabilities: the export's own check (_EXPORT_TOLERANCE)
 
 
 def _no_network(*args, **kwargs):
@@ -142,7 +142,7 @@ def _sample_image() -> np.ndarray:
 
 
 def test_both_weight_formats_reproduce_miq(package, tmp_path):
-    """Every patch of the sample image: package ONNX and torch weights = miq within 1e-5."""
+    """Every patch of the sample image: package ONNX and torch weights = miq within 1e-4."""
     import onnxruntime as ort
     import torch
     from bioimageio.spec import load_description
@@ -176,7 +176,7 @@ def test_both_weight_formats_reproduce_miq(package, tmp_path):
     with torch.no_grad():
         torch_out = net.eval()(torch.from_numpy(x)).numpy()
     assert np.abs(torch_out - expected).max() < TOLERANCE
-    # the architecture file builds the same network as miq's CompactFocusNet: same state dict
+    # the architecture file builds the same network as the bundled model's: same state dict
     from safetensors.torch import load_file
 
     from miq.model.runtime import BUNDLED_MODEL

@@ -7,12 +7,13 @@ import json
 
 import pytest
 
+from miq.model.package import MODEL_VERSIONS
 from miq.model.runtime import BUNDLED_MODEL, BUNDLED_MODELS
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+@pytest.mark.parametrize("name", sorted(MODEL_VERSIONS))
 def test_metadata_is_complete_and_files_match_their_sha256(name):
-    meta_path = BUNDLED_MODELS[name]
+    meta_path = MODEL_VERSIONS[name]
     meta = json.loads(meta_path.read_text())
     for key in (
         "architecture",
@@ -51,27 +52,37 @@ def test_no_pickle_weights_ship():
 
 
 def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, monkeypatch):
-    """``load_model("fast")`` is the separable network; both bundled models rate the sample in
-    focus and its simulated 16 µm defocus (level 8) well out of focus; a path called "fast"
-    still wins over the bundled name."""
+    """Every bundled version loads by its name, ``default`` and ``fast`` by their aliases
+    (fast-v2 since 2026-11-29); each rates the sample in focus and its simulated 16 µm defocus
+    (level 8) well out of focus; a path called "fast" still wins over the bundled name."""
     import miq
+    from miq.model.package import MODEL_ALIASES, MODEL_VERSIONS
     from miq.optics import Optics, degrade
 
     default, fast = miq.load_model("default", threads=1), miq.load_model("fast", threads=1)
-    assert default.path == BUNDLED_MODEL and default.package.architecture == "compact"
-    assert fast.package.architecture == "separable" and fast.name == "miq-separable-fast-v1"
+    assert default.path == BUNDLED_MODEL == MODEL_VERSIONS[MODEL_ALIASES["default"]]
+    assert default.name == fast.name == "miq-separable-fast-v2"
+    expected = {
+        "v2": ("miq-compact-v2", "compact"),
+        "fast-v1": ("miq-separable-fast-v1", "separable"),
+        "v3": ("miq-compact-v3", "compact"),
+        "fast-v2": ("miq-separable-fast-v2", "separable"),
+    }
+    assert set(MODEL_VERSIONS) == set(expected)
     blurred = degrade(sample_image / 65535.0, 16.0, optics=Optics(), rng=0)
-    for model in (default, fast):
+    for version, (name, architecture) in expected.items():
+        model = miq.load_model(version, threads=1)
+        assert (model.name, model.package.architecture) == (name, architecture)
         sharp, blur = miq.assess(sample_image, model), miq.assess(blurred, model)
-        assert sharp.in_focus and sharp.level <= 2
-        assert not blur.in_focus and blur.level_mean > 5
+        assert sharp.in_focus and sharp.level <= 2, version
+        assert not blur.in_focus and blur.level_mean > 5, version
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fast").mkdir()
     with pytest.raises(miq.errors.ModelError, match="fast/model.json: model not found"):
         miq.load_model("fast")
 
 
-@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+@pytest.mark.parametrize("name", sorted(MODEL_VERSIONS))
 def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sample_image):
     """Each shipped ONNX file computes what its safetensors weights compute in torch (within
     1e-4, float32 rounding between the two runtimes), and pools with ONNX Runtime's global pooling ops (GlobalAveragePool,
@@ -85,7 +96,7 @@ def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sampl
     from miq.assessment import prepare_patches
     from miq.model.network import load_network
 
-    meta_path = BUNDLED_MODELS[name]
+    meta_path = MODEL_VERSIONS[name]
     ops = {node.op_type for node in onnx.load(meta_path.parent / "model.onnx").graph.node}
     assert {"GlobalAveragePool", "MaxPool"} <= ops and not ops & {"ReduceMax"}
     model = miq.load_model(name, threads=1)
