@@ -10,10 +10,6 @@ and measures.csv gained ``pixel_size_um``, ``pixel_size_from`` and ``resampled``
 recorded pixel size is used by default (the old behaviour is ``--ignore-file-pixel-size``, which
 the ``rescaled`` and ``best`` cases now pin; every rating in them equals the old goldens); overlays
 are written for flagged planes only, as JPEG previews.
-
-Rewritten again on purpose on 2026-11-29 (issue 21): the default model became
-miq-separable-fast-v2, so every rating changed; the tables' columns and the files and planes
-they list did not.
 """
 
 from __future__ import annotations

@@ -40,10 +40,10 @@ MODEL_VERSIONS = {
     "v3": _WEIGHTS / "weights_v3" / "model.json",  # miq-compact-v3 (2026-11-29)
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: fast-v2 is the default
-#: since 2026-11-29 (docs/lab-notebook/model-decision.md: v3 is more accurate on synthetic
-#: held-out fields but fails a real-data check; fast-v2 beats v2 on every new-field score)
-MODEL_ALIASES = {"default": "fast-v2", "fast": "fast-v2"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean. v3 and fast-v2
+#: (2026-11-29) are more accurate on the held-out fields but fail checks that v2 and fast-v1
+#: pass (8-bit robustness; v3 also the DFNN best plane): docs/lab-notebook/model-decision.md
+MODEL_ALIASES = {"default": "v2", "fast": "fast-v1"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
