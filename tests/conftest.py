@@ -36,3 +36,17 @@ def model():
     import miq
 
     return miq.load_model(threads=2)
+
+
+def import_benchmark(name: str):
+    """The module ``benchmarks.<name>`` (benchmarks is a package at the repository root, not
+    installed with miq)."""
+    import importlib
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    sys.path.insert(0, root)
+    try:
+        return importlib.import_module(f"benchmarks.{name}")
+    finally:
+        sys.path.remove(root)

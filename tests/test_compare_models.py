@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import import_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]  # benchmarks is a package at the repository root
 
 
 @pytest.fixture(scope="module")
 def compare_models():
-    sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module("benchmarks.compare_models")
-    finally:
-        sys.path.remove(str(ROOT))
+    return import_benchmark("compare_models")
 
 
 def _bounds(compare_models, **changes):

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import miq
-
-ROOT = Path(__file__).resolve().parents[1]  # benchmarks is a package at the repository root
+from conftest import import_benchmark
 
 
 @pytest.fixture(scope="module")
 def variants():
-    sys.path.insert(0, str(ROOT))
-    try:
-        return importlib.import_module("benchmarks.model_variants")
-    finally:
-        sys.path.remove(str(ROOT))
+    return import_benchmark("model_variants")
 
 
 @pytest.fixture(scope="module")
