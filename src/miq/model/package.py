@@ -85,7 +85,8 @@ def _is_hex(text: str) -> bool:
 
 def resolve_model_path(path: str | os.PathLike | None) -> Path:
     """``model.json`` of a bundled model's name (``"default"``, ``"fast"`` or a version such as
-    ``"v2"``: `BUNDLED_MODELS`; a path of that name wins), a model folder, its ``model.json`` or its ``model.onnx``; None is the default model."""
+    ``"v2"``: `BUNDLED_MODELS`; a path of that name wins), a model folder, its ``model.json``
+    or its ``model.onnx``; None is the default model."""
     if path is None:
         return BUNDLED_MODEL
     p = Path(path)
