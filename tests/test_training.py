@@ -122,6 +122,38 @@ def in_focus_file(tmp_path, sample_image) -> str:
     return str(path)
 
 
+def test_clipped_sensor_samples_have_flat_floors_with_single_counts():
+    """The clipped-sensor share: a sparse field's background becomes exactly its floor (no read
+    noise), most pixels of many patches; without it no patch is like that."""
+    rng = np.random.default_rng(5)
+    field = np.zeros((400, 400), np.float32)
+    field[rng.integers(0, 400, 40), rng.integers(0, 400, 40)] = 1.0  # sparse bright spots
+    src = [Source(np.maximum(field, 0.0), "sparse")]
+
+    def share_mostly_floor(fraction):
+        config = SimulationConfig(clipped_sensor_fraction=fraction, coarse_camera_fraction=0.0)
+        x, _ = DefocusBatches(src, procedural_fraction=0.0, seed=6, config=config).next_batch(64)
+        x = x.numpy()[:, 0]
+        at_floor = (x == x.min(axis=(1, 2), keepdims=True)).mean(axis=(1, 2))
+        return float(np.mean(at_floor > 0.5))
+
+    assert share_mostly_floor(0.0) == 0.0
+    assert share_mostly_floor(1.0) > 0.3
+
+
+def test_train_cli_records_the_clipped_sensor_fraction(tmp_path, in_focus_file):
+    from miq.cli import main
+
+    out = tmp_path / "m"
+    args = ["train", in_focus_file, "-o", str(out), "--batch-size", "8", "--steps", "1"]
+    assert main(args + ["--clipped-sensor-fraction", "0"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["training"]["config"]["simulation"]["clipped_sensor_fraction"] == 0.0
+    with pytest.raises(SystemExit) as exc:  # a usage error, before anything is read
+        main(args + ["-o", str(tmp_path / "n"), "--clipped-sensor-fraction", "1.5"])
+    assert exc.value.code == 2 and not (tmp_path / "n").exists()
+
+
 def test_train_export_and_onnx_parity(tmp_path, in_focus_file):
     import miq
     from miq.training.train import TrainConfig, train

@@ -49,6 +49,7 @@ def _optics(args: argparse.Namespace):
 
 def train(args: argparse.Namespace) -> int:
     from ..io import find_images
+    from ..training.synthetic import SimulationConfig
     from ..training.train import TrainConfig, train
 
     missing: list[str] = []
@@ -104,6 +105,7 @@ def train(args: argparse.Namespace) -> int:
         use_file_pixel_size=not args.ignore_file_pixel_size,
         source_weighting=args.source_weighting,
         optics=_optics(args),
+        simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
     meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)

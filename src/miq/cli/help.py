@@ -136,6 +136,8 @@ TRAIN_OPTIONS = {
     "width": "channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
     "separable: 32)",
     "procedural": "share of samples from procedural in-focus content (0..1)",
+    "clipped_sensor": "share of simulated images from a sensor that records nothing below a "
+    "threshold: flat backgrounds with single photon counts (0..1, default 0.2; 0 = none)",
     "teacher": "distil: also learn this trained model's predictions (folder or model.json)",
     "distill": "share of the loss from the teacher (default 0.7)",
     "group": "simulate batches as images of M patches sharing content, level and camera "

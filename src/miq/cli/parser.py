@@ -437,6 +437,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--procedural-fraction", type=float, default=0.3, help=h["procedural"])
+    p.add_argument(
+        "--clipped-sensor-fraction", type=probability, default=0.2, help=h["clipped_sensor"]
+    )
     p.add_argument("--teacher", default=None, metavar="MODEL", help=h["teacher"])
     p.add_argument("--distill-weight", type=float, default=0.7, help=h["distill"])
     p.add_argument("--image-group-size", type=positive_int, default=1, metavar="M", help=h["group"])
