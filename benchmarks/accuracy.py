@@ -79,7 +79,7 @@ from miq.metrics import (
     roc_auc,
     spearman,
 )
-from miq.model.package import BUNDLED_MODELS
+from miq.model.package import BUNDLED_MODELS, MODEL_VERSIONS
 
 COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focus_score also
 # feeds the "miq best-focus" rows: miq's in-focus plateau refined by FocusScore (focal stacks).
@@ -496,8 +496,8 @@ def main() -> int:
         action="append",
         default=None,
         help="bundled model name, model folder or variant (benchmarks.model_variants: NAME+tta4, "
-        "A&B; repeatable; default: every bundled model: "
-        f"{', '.join(BUNDLED_MODELS)})",
+        "A&B; repeatable; default: every bundled model version: "
+        f"{', '.join(MODEL_VERSIONS)})",
     )
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
     parser.add_argument("--splits", type=int, default=100, help="random 10/90 F-score splits")
@@ -516,7 +516,7 @@ def main() -> int:
     if shared_data_missing():
         return 2
     t0 = time.time()
-    names = args.model or list(BUNDLED_MODELS)
+    names = args.model or list(MODEL_VERSIONS)  # not the aliases: each model once
     models = {}
     for name in names:
         model = load_variant(name, threads=1)
