@@ -115,9 +115,11 @@ def test_validation_set_aggregates_each_image_as_predict_does():
     image = np.repeat(np.arange(6), 10)
     valid = rng.random(60) > 0.2
     valid[image == 4] = False  # an image without a valid patch
+    probs[image == 5] = 1.0 / 11  # an image whose patches all have certainty 0
     data = ValidationSet(probs, valid, image % 11, image, image_groups=list("aabbbc"))
     bias, t = rng.normal(size=11), 1.7
     bias[0] = 0.0
+    assert data.image_distributions(np.zeros(11), 1.0)[5] == pytest.approx(np.full(11, 1 / 11))
     q = data.image_distributions(bias, t)
     calibrated = apply_patch_calibration(probs, bias, t)
     for i in range(6):

@@ -130,12 +130,13 @@ class ValidationSet:
             np.zeros(n_images, dtype=int) if image_groups is None else np.asarray(image_groups)
         )
         members = self.image[self.valid]
-        self.rated = np.bincount(members, minlength=n_images) > 0
         # (M, valid patches): sums a quantity over each image's valid patches
         self._sum = csr_matrix(
             (np.ones(members.size), (members, np.arange(members.size))),
             shape=(n_images, members.size),
         )
+        self._count = np.bincount(members, minlength=n_images).astype(np.float64)
+        self.rated = self._count > 0
 
     def image_distributions(self, bias, patch_temperature: float) -> np.ndarray:
         """Whole-image distributions (M, K) after patch calibration (image temperature 1):
@@ -147,12 +148,12 @@ class ValidationSet:
         p = p.astype(np.float64)
         c = certainty(p)
         total = self._sum @ c
-        weighted = self._sum @ (c[:, None] * p)
+        q = self._sum @ (c[:, None] * p)
         # an image whose patches are all uniform (certainty 0) gets their plain mean
-        count = np.asarray(self._sum.sum(axis=1)).ravel()
-        plain = self._sum @ p
+        flat = (total == 0) & self.rated
+        if flat.any():
+            q[flat] = (self._sum[flat] @ p) / self._count[flat, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            q = np.where(total[:, None] > 0, weighted, plain / count[:, None])
             return q / q.sum(axis=1, keepdims=True)
 
     def image_weights(self) -> np.ndarray:
