@@ -59,6 +59,7 @@ def main() -> int:
 
     import miq
     from miq.assessment import prepare_patches, rate_patch_rows
+    from miq.content import noise_sigma
     from miq.measures import power_log_log_slope, variance_of_laplacian
     from miq.runs import assess_file
     from miq.tiling import patch_grid
@@ -86,9 +87,15 @@ def main() -> int:
             }
             grid = patch_grid(image.shape, models[0].patch_size)
             lo, hi = float(image.min()), float(image.max())
-            timings["miq patch rows mapped to float32, no model"] = best_time(
+            timings["miq patch rows mapped to float32 + foreground, no model"] = best_time(
                 lambda image=image, grid=grid, lo=lo, hi=hi: rate_patch_rows(
-                    image, grid.ys, grid.xs, lo, hi, _NoModel(models[0].patch_size)
+                    image,
+                    grid.ys,
+                    grid.xs,
+                    lo,
+                    hi,
+                    _NoModel(models[0].patch_size),
+                    noise_sigma(image),
                 ),
                 repeats,
             )

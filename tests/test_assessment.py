@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import miq
-from miq.assessment import aggregate, certainty
+from miq.assessment import AssessOptions, aggregate, assessment_from_probabilities, certainty
 from miq.errors import ImageContentError
 from miq.optics import degrade
 
@@ -182,7 +182,37 @@ def test_row_patches_are_the_unit_mapped_patches_cut_by_hand(dtype):
     grid = patch_grid(image.shape, 8)
     for xs in (grid.xs, np.array([0, 3, 6, 20, 35])):
         model = Recorder()
-        _, valid = rate_patch_rows(image, grid.ys, xs, lo, hi, model)
+        _, valid, _ = rate_patch_rows(image, grid.ys, xs, lo, hi, model)
         expected = np.stack([unit[y : y + 8, x : x + 8] for y in grid.ys for x in xs])
         np.testing.assert_array_equal(np.concatenate(model.batches), expected)
         assert valid.all() and len(valid) == len(expected)
+
+
+def test_sparse_content_on_a_large_background_is_rated_by_its_content(sample_image, model):
+    """A sharp 2×2-patch piece of the sample in a field of camera background (100 patches): the
+    level is the content's, as uint16 and as 8-bit. Aggregating every patch instead lets the
+    96 background patches (rated towards level 10) call the field out of focus."""
+    rng = np.random.default_rng(0)
+    field = rng.poisson(float(np.median(sample_image)), (840, 840)).astype(np.float64)
+    crop = sample_image[100:268, 200:368]
+    field[336:504, 336:504] = crop
+    alone = miq.assess(crop, model).level
+    as_8bit = np.round((field - field.min()) / np.ptp(field) * 255).astype(np.uint8)
+    for image in (field.astype(np.uint16), as_8bit):
+        a = miq.assess(image, model)
+        assert a.n_foreground == 4 and a.n_patches == 100
+        assert abs(a.level - alone) <= 1 and a.level <= 2
+        every_patch = miq.aggregate(a.patch_probabilities.reshape(-1, 11), a.patch_valid.ravel())
+        assert every_patch["level"] >= 6  # what the background alone would have said
+
+
+def test_without_foreground_every_valid_patch_is_aggregated(sample_image, model):
+    a = miq.assess(sample_image, model)
+    probs = a.patch_probabilities.reshape(-1, 11)
+    valid = a.patch_valid.ravel()
+    none = assessment_from_probabilities(
+        a.grid, probs, valid, model, AssessOptions(), foreground=np.zeros_like(valid)
+    )
+    expected = aggregate(probs, valid, temperature=model.image_temperature)["probabilities"]
+    assert none.probabilities == pytest.approx(expected)
+    assert none.n_foreground == 0

@@ -131,7 +131,7 @@ def test_test_output_is_miqs_prediction(package):
     np.testing.assert_allclose(model.predict(test_input[:, 0]), test_output, rtol=0, atol=TOLERANCE)
     # the test input is one of the sample image's patches as miq cuts them
     image = _sample_image()
-    _, patches, _, _ = prepare_patches(image, model)
+    _, patches, _, _, _ = prepare_patches(image, model)
     assert any(np.array_equal(p, test_input[0, 0]) for p in patches)
 
 
@@ -151,7 +151,7 @@ def test_both_weight_formats_reproduce_miq(package, tmp_path):
     from miq.assessment import prepare_patches
 
     model = miq.load_model(threads=1)
-    _, patches, _, _ = prepare_patches(_sample_image(), model)
+    _, patches, _, _, _ = prepare_patches(_sample_image(), model)
     expected = model.predict(patches)
     x = patches[:, None]
     with zipfile.ZipFile(package) as zf:

@@ -8,10 +8,11 @@ import shutil
 import numpy as np
 import pytest
 
-from miq.assessment import aggregate
+from miq.assessment import AssessOptions, aggregate, assessment_from_probabilities
 from miq.calibration import apply_patch_calibration, fit_image_temperature, fit_patch_calibration
 from miq.errors import ModelError
 from miq.model.runtime import BUNDLED_MODEL, FocusModel
+from miq.tiling import patch_grid
 
 
 def _softmax(z):
@@ -107,6 +108,11 @@ def test_calibrate_leaves_out_a_plane_too_small_to_rate(tmp_path, sample_image, 
     assert entry["validation"]["n_images"] == 11
 
 
+class _Model:  # what assessment_from_probabilities reads of a model
+    image_temperature = 1.0
+    um_per_level = 2.0
+
+
 def test_validation_set_aggregates_each_image_as_predict_does():
     from miq.calibration import ValidationSet
 
@@ -116,7 +122,11 @@ def test_validation_set_aggregates_each_image_as_predict_does():
     valid = rng.random(60) > 0.2
     valid[image == 4] = False  # an image without a valid patch
     probs[image == 5] = 1.0 / 11  # an image whose patches all have certainty 0
-    data = ValidationSet(probs, valid, image % 11, image, image_groups=list("aabbbc"))
+    foreground = rng.random(60) > 0.5
+    foreground[image == 3] = False  # no foreground patch: all valid patches count
+    data = ValidationSet(
+        probs, valid, image % 11, image, image_groups=list("aabbbc"), foreground=foreground
+    )
     bias, t = rng.normal(size=11), 1.7
     bias[0] = 0.0
     assert data.image_distributions(np.zeros(11), 1.0)[5] == pytest.approx(np.full(11, 1 / 11))
@@ -126,8 +136,18 @@ def test_validation_set_aggregates_each_image_as_predict_does():
         if i == 4:
             assert not data.rated[i] and np.isnan(q[i]).all()
             continue
-        expected = aggregate(calibrated[image == i], valid[image == i])["probabilities"]
+        one = image == i
+        expected = assessment_from_probabilities(
+            patch_grid((84, 84 * 10), 84),
+            calibrated[one],
+            valid[one],
+            _Model,
+            AssessOptions(),
+            foreground=foreground[one],
+        ).probabilities
         assert q[i] == pytest.approx(expected, abs=1e-6)
+        used = valid[one] & foreground[one] if i != 3 else valid[one]
+        assert q[i] == pytest.approx(aggregate(calibrated[one], used)["probabilities"], abs=1e-6)
     # groups of 2, 3 and 1 images: each group's share ∝ √size
     w = data.image_weights()
     shares = [w[:2].sum(), w[2:5].sum(), w[5:].sum()]

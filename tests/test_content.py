@@ -6,7 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from miq.content import EMPTY_THRESHOLD, content_score, is_empty
+from miq.content import (
+    EMPTY_THRESHOLD,
+    content_score,
+    is_empty,
+    noise_sample_positions,
+    noise_sigma,
+    noise_sigma_of_samples,
+    patch_foreground,
+)
 from miq.optics import Optics, degrade
 
 
@@ -128,3 +136,52 @@ def test_noiseless_structure_is_content():
     plane = np.where((x - 64) ** 2 + (y - 64) ** 2 < 100, 0.75, 0.25)
     assert content_score(plane) == float("inf")
     assert not is_empty(plane)
+
+
+# --- per patch: which patches carry information on focus (whole-image aggregation) ----------
+
+
+def _patches(plane: np.ndarray, p: int = 84) -> np.ndarray:
+    n = plane.shape[0] // p
+    return plane[: n * p, : n * p].reshape(n, p, n, p).swapaxes(1, 2).reshape(-1, p, p)
+
+
+@pytest.mark.parametrize("kind", ["flat", "vignetting"])
+@pytest.mark.parametrize("offset", [100.0, 1000.0])
+def test_background_patches_are_not_foreground(kind, offset):
+    plane = _background(840, offset, kind, read=2.0)
+    # a patch in a vignetted corner of a bright background may pass (its ramp is ~1 σ): few do
+    fg = patch_foreground(_patches(plane), noise_sigma(plane))
+    assert fg.mean() <= 0.03, fg.mean()
+    as_8bit = np.round((plane - plane.min()) / np.ptp(plane) * 255).astype(np.uint8)
+    assert patch_foreground(_patches(as_8bit), noise_sigma(as_8bit)).mean() <= 0.03
+
+
+def test_faint_spot_and_fine_texture_are_foreground():
+    rng = np.random.default_rng(1)
+    sigma = 10.0
+    noise = rng.normal(1000.0, sigma, (3, 84, 84))
+    y, x = np.mgrid[:84, :84]
+    noise[1] += 4 * sigma * np.exp(-((y - 42) ** 2 + (x - 42) ** 2) / (2 * 6.0**2))  # dim blob
+    noise[2] += 3 * sigma * ((y + x) % 2)  # a pixel-scale texture the block means average out
+    assert patch_foreground(noise, sigma).tolist() == [False, True, True]
+
+
+def test_foreground_ignores_gain_and_offset(defocused):
+    patches = _patches(defocused.astype(np.float64))
+    fg = patch_foreground(patches, noise_sigma(defocused))
+    assert 0 < fg.sum()
+    scaled = defocused * 7.5 - 300.0
+    assert (patch_foreground(_patches(scaled), noise_sigma(scaled)) == fg).all()
+
+
+def test_noise_from_samples_is_the_planes_noise(defocused):
+    rows, cols = noise_sample_positions(*defocused.shape)
+    assert noise_sigma_of_samples(defocused[rows], defocused[:, cols]) == noise_sigma(defocused)
+
+
+def test_without_noise_every_non_constant_patch_is_foreground():
+    patches = np.zeros((3, 84, 84))
+    patches[1, 40, 40] = 1.0  # one pixel
+    patches[2] += np.arange(84) * 1e-3  # a faint ramp
+    assert patch_foreground(patches, 0.0).tolist() == [False, True, True]

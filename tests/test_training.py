@@ -417,7 +417,7 @@ def test_teacher_image_distribution_is_what_miq_predict_computes(sample_image):
     )
 
     model = FocusModel(BUNDLED_MODEL)
-    _, patches, valid, _ = prepare_patches(sample_image.astype(np.float32), model)
+    _, patches, valid, _, _ = prepare_patches(sample_image.astype(np.float32), model)
     patches = patches[valid][:12]
     expected = aggregate(model.predict(patches), temperature=model.image_temperature)
     teacher, teacher_package = _load_teacher(str(BUNDLED_MODEL.parent))

@@ -169,6 +169,7 @@ class ImageAssessment:
     preview_factor: int = 1
     content_score: float = float("inf")
     empty: bool = False
+    patch_foreground: np.ndarray | None = None
 
     @property
     def certainty(self) -> float:
@@ -183,6 +184,13 @@ class ImageAssessment:
     @property
     def n_patches(self) -> int:
         return int(self.patch_valid.sum())
+
+    @property
+    def n_foreground(self) -> int:
+        """Valid patches with content above the noise (`miq.content.patch_foreground`)."""
+        if self.patch_foreground is None:
+            return self.n_patches
+        return int((self.patch_valid & self.patch_foreground).sum())
 
     def set_content(self, plane: np.ndarray) -> None:
         """Score the plane's content above its noise (H, W) and call it empty or not."""
@@ -204,6 +212,7 @@ class ImageAssessment:
             "p_in_focus": self.p_in_focus,
             "in_focus": self.in_focus,
             "n_patches": self.n_patches,
+            "n_foreground": self.n_foreground,
         }
         row.update({f"prob_{k}": float(p) for k, p in enumerate(self.probabilities)})
         return row
@@ -230,13 +239,16 @@ def assess(
     -------
     `ImageAssessment`.
     """
+    from .content import noise_sigma
     from .model.runtime import default_model
 
     model = model or default_model()
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
-    probs, valid = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model)
-    result = assessment_from_probabilities(grid, probs, valid, model, options, name)
+    probs, valid, foreground = rate_patch_rows(
+        data, grid.ys, grid.xs, lo, hi, model, noise_sigma(data)
+    )
+    result = assessment_from_probabilities(grid, probs, valid, model, options, name, foreground)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
     result.set_content(np.asarray(image) if scale != 1.0 else data)
@@ -244,14 +256,21 @@ def assess(
 
 
 def rate_patch_rows(
-    band: np.ndarray, ys: np.ndarray, xs: np.ndarray, lo: float, hi: float, model
-) -> tuple[np.ndarray, np.ndarray]:
+    band: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    lo: float,
+    hi: float,
+    model,
+    sigma: float | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rate the patches of ``band`` (H, W) at rows ``ys`` × columns ``xs`` (top-left corners,
     px), one patch row at a time: each row is mapped to [0, 1] with the plane's range
     ``lo``–``hi`` (as `miq.io.to_unit_range` maps the whole plane) and rated.
 
-    Returns probabilities (len(ys)·len(xs), K) and validity (False for constant patches), in
-    row-major order. Only one row of patches is held in float32 at a time, whatever the plane's
+    Returns probabilities (len(ys)·len(xs), K), validity (False for constant patches) and
+    foreground (`miq.content.patch_foreground` against the plane's noise ``sigma`` in DN;
+    all True when ``sigma`` is None), in row-major order. Only one row of patches is held in float32 at a time, whatever the plane's
     size (faster than cutting every patch first, and what lets large planes be read in bands).
     """
     from .io import unit_map
@@ -260,7 +279,10 @@ def rate_patch_rows(
     windows = np.lib.stride_tricks.sliding_window_view(band, (p, p))  # a view, no copy
     pieces = [(piece, len(range(piece.start, piece.stop, piece.step))) for piece in _runs(xs)]
     patches = np.empty((len(xs), p, p), np.float32)  # one row's batch, reused for every row
-    probs, valid = [], []
+    from .content import patch_foreground
+
+    probs, valid, foreground = [], [], []
+    sigma_unit = None if sigma is None else sigma / (hi - lo) if hi > lo else 0.0
     for y in ys:
         # map the row's patches from the input straight into the contiguous float32 batch (the
         # windows of each evenly spaced run of columns are a strided view: read once, not copied)
@@ -269,9 +291,12 @@ def rate_patch_rows(
             unit_map(windows[y, piece], lo, hi, out=patches[start : start + n])
             start += n
         valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
+        foreground.append(
+            np.ones(len(xs), bool) if sigma_unit is None else patch_foreground(patches, sigma_unit)
+        )
         probs.append(model.predict(patches, calibrated=False))
     # calibrated once for the whole plane (row-wise, so the same as per row, but one call)
-    return model.calibrate(np.concatenate(probs)), np.concatenate(valid)
+    return model.calibrate(np.concatenate(probs)), np.concatenate(valid), np.concatenate(foreground)
 
 
 def _runs(starts: np.ndarray) -> list[slice]:
@@ -326,14 +351,16 @@ def _checked_plane(
 
 def prepare_patches(
     image: np.ndarray, model, *, options: AssessOptions = AssessOptions(), name: str = "array"
-) -> tuple[PatchGrid, np.ndarray, np.ndarray, float]:
+) -> tuple[PatchGrid, np.ndarray, np.ndarray, float, np.ndarray]:
     """Check a 2D image, resample it to the model's pixel size if asked, and cut its patches.
 
     Returns the patch grid, patches (N, P, P) float32 in unit range, a validity mask (N,) (False
-    for constant patches) and the resampling factor (output px per input px; 1.0 = none).
+    for constant patches), the resampling factor (output px per input px; 1.0 = none) and the
+    foreground mask (N,) (`miq.content.patch_foreground`: content above the plane's noise).
     Raises `miq.errors.ImageContentError` for images that cannot be rated.
     (`assess` rates the same patches row by row instead of cutting them all first.)
     """
+    from .content import noise_sigma, patch_foreground
     from .io import unit_map
 
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
@@ -341,7 +368,8 @@ def prepare_patches(
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)
     valid = patches.max(axis=(1, 2)) > patches.min(axis=(1, 2))
-    return grid, patches, valid, scale
+    sigma = noise_sigma(data) / (hi - lo)  # in unit range, as the patches
+    return grid, patches, valid, scale, patch_foreground(patches, sigma)
 
 
 def assessment_from_probabilities(
@@ -351,9 +379,14 @@ def assessment_from_probabilities(
     model,
     options: AssessOptions,
     name: str = "array",
+    foreground: np.ndarray | None = None,
 ) -> ImageAssessment:
-    """Aggregate per-patch probabilities (N, K), N = grid rows × cols in row-major order, and
-    validity (N,) into an `ImageAssessment`.
+    """Aggregate per-patch probabilities (N, K), N = grid rows × cols in row-major order,
+    validity (N,) and foreground (N,) into an `ImageAssessment`.
+
+    The whole-image distribution aggregates the valid foreground patches (content above the
+    noise: focus is defined only where there is something to see; `miq.content.patch_foreground`),
+    or every valid patch when none is foreground (``foreground`` None: every patch counts).
 
     Raises `miq.errors.ImageContentError` (one line naming ``name``) when no patch is valid
     (e.g. a step edge exactly on the patch grid: every patch constant), as there is then
@@ -367,7 +400,9 @@ def assessment_from_probabilities(
             f"{p}×{p} px are constant); nothing to rate"
         )
     k = probs.shape[-1]
-    agg = aggregate(probs, valid, temperature=getattr(model, "image_temperature", 1.0))
+    foreground = np.ones_like(valid) if foreground is None else np.asarray(foreground, bool)
+    used = valid & foreground if np.any(valid & foreground) else valid
+    agg = aggregate(probs, used, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())
     patch_cert = np.where(valid, certainty(probs), 0.0)
     return ImageAssessment(
@@ -375,6 +410,7 @@ def assessment_from_probabilities(
         patch_probabilities=probs.reshape(grid.shape + (k,)).astype(np.float32),
         patch_certainty=patch_cert.reshape(grid.shape).astype(np.float32),
         patch_valid=valid.reshape(grid.shape),
+        patch_foreground=foreground.reshape(grid.shape),
         probabilities=agg["probabilities"],
         level=agg["level"],
         level_mean=agg["level_mean"],

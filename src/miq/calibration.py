@@ -111,12 +111,15 @@ class ValidationSet:
     """Uncalibrated patch probabilities of synthetic validation images.
 
     ``probabilities`` (N, K), ``valid`` (N,), ``labels`` (N,) true level of each patch's image,
-    ``image`` (N,) index of its image; ``image_labels`` (M,) true level per image;
+    ``image`` (N,) index of its image; ``foreground`` (N,) content above the noise (all True
+    when not given); ``aggregated`` (N,) the patches each image's distribution aggregates, as
+    `miq.assessment.assessment_from_probabilities` chooses them (its valid foreground patches,
+    or all its valid ones when it has none); ``image_labels`` (M,) true level per image;
     ``image_groups`` (M,) the collection each image comes from (e.g. its source's folder; all
     alike when not given); ``rated`` (M,) images with at least one valid patch.
     """
 
-    def __init__(self, probabilities, valid, labels, image, image_groups=None):
+    def __init__(self, probabilities, valid, labels, image, image_groups=None, foreground=None):
         from scipy.sparse import csr_matrix
 
         self.probabilities = np.asarray(probabilities, dtype=np.float32)
@@ -129,7 +132,13 @@ class ValidationSet:
         self.image_groups = (
             np.zeros(n_images, dtype=int) if image_groups is None else np.asarray(image_groups)
         )
-        members = self.image[self.valid]
+        self.foreground = (
+            np.ones_like(self.valid) if foreground is None else np.asarray(foreground, dtype=bool)
+        )
+        with_foreground = np.zeros(n_images, dtype=bool)
+        with_foreground[self.image[self.valid & self.foreground]] = True
+        self.aggregated = self.valid & (self.foreground | ~with_foreground[self.image])
+        members = self.image[self.aggregated]
         # (M, valid patches): sums a quantity over each image's valid patches
         self._sum = csr_matrix(
             (np.ones(members.size), (members, np.arange(members.size))),
@@ -140,11 +149,11 @@ class ValidationSet:
 
     def image_distributions(self, bias, patch_temperature: float) -> np.ndarray:
         """Whole-image distributions (M, K) after patch calibration (image temperature 1):
-        `miq.assessment.aggregate` of each image's valid patches (NaN rows for images without
-        one), computed for all images at once."""
+        `miq.assessment.aggregate` of each image's ``aggregated`` patches (NaN rows for images
+        without a valid patch), computed for all images at once."""
         from .assessment import certainty
 
-        p = apply_patch_calibration(self.probabilities[self.valid], bias, patch_temperature)
+        p = apply_patch_calibration(self.probabilities[self.aggregated], bias, patch_temperature)
         p = p.astype(np.float64)
         c = certainty(p)
         total = self._sum @ c
@@ -182,7 +191,7 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         optics=model.optics,
         levels=model.levels,
     )
-    probs, valid, labels, image, groups = [], [], [], [], []
+    probs, valid, foreground, labels, image, groups = [], [], [], [], [], []
     skipped: dict[str, str] = {}  # plane → why (reported once, not once per level and seed)
     for item in tqdm(
         items,
@@ -194,20 +203,23 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         if plane in skipped:
             continue
         try:
-            _, patches, ok, _ = prepare_patches(item.load(), model, name=item.name)
+            _, patches, ok, _, fg = prepare_patches(item.load(), model, name=item.name)
         except MiqError as exc:
             skipped[plane] = str(exc)
             log(f"left out of the calibration: {exc}")
             continue
         probs.append(model.predict(patches, calibrated=False))
         valid.append(ok)
+        foreground.append(fg)
         labels.append(np.full(len(ok), item.level))
         image.append(np.full(len(ok), len(image)))
         groups.append(os.path.basename(os.path.dirname(item.source or item.name)))
     if not probs:
         raise MiqError("no validation image could be rated")
     return ValidationSet(
-        *(np.concatenate(x) for x in (probs, valid, labels, image)), image_groups=groups
+        *(np.concatenate(x) for x in (probs, valid, labels, image)),
+        image_groups=groups,
+        foreground=np.concatenate(foreground),
     )
 
 

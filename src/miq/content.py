@@ -47,7 +47,17 @@ import functools
 
 import numpy as np
 
-__all__ = ["EMPTY_THRESHOLD", "content_score", "is_empty", "noise_sigma"]
+__all__ = [
+    "EMPTY_THRESHOLD",
+    "FOREGROUND_SPREAD",
+    "FOREGROUND_STD",
+    "content_score",
+    "is_empty",
+    "noise_sigma",
+    "noise_sigma_of_samples",
+    "noise_sample_positions",
+    "patch_foreground",
+]
 
 EMPTY_THRESHOLD = 2.5
 """`is_empty` ⇔ `content_score` < this (structure in units of the pixel noise σ)."""
@@ -71,19 +81,31 @@ def _dither(n: int) -> np.ndarray:
     return (rng.random(n, dtype=np.float32) - rng.random(n, dtype=np.float32)).astype(np.float32)
 
 
+def noise_sample_positions(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns (indices) whose first differences `noise_sigma` uses: about
+    65 000 pixel pairs, evenly spaced."""
+    rows = np.linspace(0, height - 1, max(1, min(height, _NOISE_PAIRS // (2 * width))))
+    cols = np.linspace(0, width - 1, max(1, min(width, _NOISE_PAIRS // (2 * height))))
+    return rows.astype(int), cols.astype(int)
+
+
 def noise_sigma(plane: np.ndarray) -> float:
     """Robust pixel-noise σ (DN) of a 2-D plane from its horizontal and vertical first
     differences (median absolute difference / (0.6745 · √2)); integer data are dithered first
     (see the module's description)."""
     a = np.asarray(plane)
-    h, w = a.shape
-    rows = a[np.linspace(0, h - 1, max(1, min(h, _NOISE_PAIRS // (2 * w)))).astype(int)]
-    cols = a[:, np.linspace(0, w - 1, max(1, min(w, _NOISE_PAIRS // (2 * h)))).astype(int)]
-    ft = np.float32 if a.dtype.itemsize <= 2 else np.float64
+    rows, cols = noise_sample_positions(*a.shape)
+    return noise_sigma_of_samples(a[rows], a[:, cols])
+
+
+def noise_sigma_of_samples(rows: np.ndarray, cols: np.ndarray) -> float:
+    """`noise_sigma` from its sampled rows (r, W) and columns (H, c) of the plane (the
+    positions of `noise_sample_positions`), so that a plane read in bands gives the same σ."""
+    ft = np.float32 if rows.dtype.itemsize <= 2 else np.float64
     d = np.concatenate(
         [np.diff(rows.astype(ft), axis=1).ravel(), np.diff(cols.astype(ft), axis=0).ravel()]
     )
-    integers = a.dtype.kind in "iub" or bool(
+    integers = rows.dtype.kind in "iub" or bool(
         np.all(rows == np.round(rows)) and np.all(cols == np.round(cols))
     )
     if integers:
@@ -199,3 +221,53 @@ def content_score(plane: np.ndarray) -> float:
 def is_empty(plane: np.ndarray) -> bool:
     """True when the plane holds nothing above its noise: `content_score` < `EMPTY_THRESHOLD`."""
     return content_score(plane) < EMPTY_THRESHOLD
+
+
+FOREGROUND_SPREAD = 3.0
+"""A patch is foreground when the spread of its 7×7-px block means reaches this many σ …"""
+FOREGROUND_STD = 1.5
+"""… or its pixels' standard deviation this many σ (fine texture that block means average out)."""
+_PATCH_BLOCK = 7
+
+
+@functools.lru_cache(maxsize=4)
+def _block_sum_matrix(p: int) -> np.ndarray:
+    """(p // 7, p) float32: row i sums pixels 7i … 7i + 6 (the tail past the last block is left
+    out)."""
+    nb = p // _PATCH_BLOCK
+    a = np.zeros((nb, p), np.float32)
+    for i in range(nb):
+        a[i, i * _PATCH_BLOCK : (i + 1) * _PATCH_BLOCK] = 1.0
+    return a
+
+
+def patch_foreground(patches: np.ndarray, sigma: float) -> np.ndarray:
+    """Which patches hold structure above the camera noise (foreground), and which are
+    background only: the patches that carry information on focus.
+
+    Parameters
+    ----------
+    patches : (N, P, P) in any linear scale (DN, or mapped to unit range).
+    sigma : the plane's pixel-noise σ (`noise_sigma`) in the same scale.
+
+    Returns
+    -------
+    (N,) bool: the spread of the patch's 7×7-px block means (max − min; pure noise gives about
+    0.8 σ on an 84-px patch) ≥ `FOREGROUND_SPREAD` σ, or the standard deviation of its pixels
+    (pure noise: 1 σ) ≥ `FOREGROUND_STD` σ. With σ = 0 (no noise) every non-constant patch is
+    foreground. Both ratios are unchanged by gain and offset.
+    """
+    x = np.asarray(patches, dtype=np.float32)
+    n, p = x.shape[0], x.shape[1]
+    a = _block_sum_matrix(p)
+    means = (a @ x @ a.T).reshape(n, -1) / np.float32(_PATCH_BLOCK * _PATCH_BLOCK)
+    spread = means.max(axis=1) - means.min(axis=1)
+    if sigma <= 0.0:
+        return (spread > 0) | (np.ptp(x.reshape(n, -1), axis=1) > 0)
+    foreground = spread >= FOREGROUND_SPREAD * sigma
+    rest = np.flatnonzero(~foreground)  # the pixel spread only where the blocks did not decide
+    if rest.size:
+        r = x[rest].reshape(rest.size, -1) - means[rest].mean(axis=1)[:, None]
+        std = np.sqrt(np.einsum("ij,ij->i", r, r) / r.shape[1])
+        foreground[rest] = std >= FOREGROUND_STD * sigma
+    return foreground

@@ -21,6 +21,7 @@ from .assessment import (
     assessment_from_probabilities,
     rate_patch_rows,
 )
+from .content import noise_sample_positions, noise_sigma_of_samples
 from .errors import ImageContentError
 from .io.budget import band_bytes, over_budget, plane_bytes
 from .io.lazy import LazyPlane
@@ -179,8 +180,12 @@ def assess_banded(
     rows_per_band = _band_rows(plane, p, rows_per_band)
     band_rows = rows_per_band * p
     lo, hi, n_bad = np.inf, -np.inf, 0
-    for y in range(0, h, band_rows):  # pass 1: range and finiteness, as check_plane does
+    noise_rows, noise_cols = noise_sample_positions(h, w)
+    row_samples, col_samples = [], []
+    for y in range(0, h, band_rows):  # pass 1: range, finiteness and the noise's samples
         band = plane.data[y : y + band_rows, 0:w]
+        row_samples.append(band[noise_rows[(noise_rows >= y) & (noise_rows < y + band_rows)] - y])
+        col_samples.append(band[:, noise_cols])
         finite = np.isfinite(band) if band.dtype.kind == "f" else None
         if finite is not None and not finite.all():
             n_bad += int(band.size - np.count_nonzero(finite))
@@ -192,19 +197,27 @@ def assess_banded(
         raise ImageContentError(
             f"{name}: image is constant (every pixel = {lo:g}); nothing to rate"
         )
-    probs, valid, preview = [], [], []
+    sigma = noise_sigma_of_samples(np.concatenate(row_samples), np.concatenate(col_samples))
+    probs, valid, foreground, preview = [], [], [], []
     for first, end, y0 in _bands(grid.ys, p, rows_per_band):  # pass 2: rate band by band
         band = plane.data[y0 : int(grid.ys[end - 1]) + p, 0:w]
         kept = np.arange(y0, y0 + band.shape[0])
         kept = kept[(kept % preview_factor == 0) & (kept >= len(preview) * preview_factor)]
         preview.extend(band[kept - y0, ::preview_factor])
-        band_probs, band_valid = rate_patch_rows(
-            band, grid.ys[first:end] - y0, grid.xs, lo, hi, model
+        band_probs, band_valid, band_foreground = rate_patch_rows(
+            band, grid.ys[first:end] - y0, grid.xs, lo, hi, model, sigma
         )
         probs.append(band_probs)
         valid.append(band_valid)
+        foreground.append(band_foreground)
     result = assessment_from_probabilities(
-        grid, np.concatenate(probs), np.concatenate(valid), model, options, name
+        grid,
+        np.concatenate(probs),
+        np.concatenate(valid),
+        model,
+        options,
+        name,
+        np.concatenate(foreground),
     )
     result.banded = True
     result.preview = np.stack(preview)

@@ -173,7 +173,7 @@ class _SamplePatches:
         from ..assessment import prepare_patches
 
         image = sample_image()
-        grid, patches, valid, _ = prepare_patches(image, model, name=SAMPLE_IMAGE)
+        grid, patches, valid, _, _ = prepare_patches(image, model, name=SAMPLE_IMAGE)
         spread = np.where(valid, patches.reshape(len(patches), -1).std(axis=1), -1.0)
         return cls(image, patches, model.predict(patches), int(np.argmax(spread)), grid.shape[1])
 

@@ -28,6 +28,7 @@ def csv_columns(n_levels: int) -> list[str]:
             "in_focus",
             "empty",
             "n_patches",
+            "n_foreground",
             "pixel_size_um",
             "pixel_size_from",
             "resampled",
@@ -59,6 +60,7 @@ def result_row(result, n_levels: int, position: WellSite | None = None) -> dict:
         row["empty"] = int(result.assessment.empty)
         if result.assessment.empty:  # camera background only: no level, no in/out call
             row["n_patches"] = result.assessment.n_patches
+            row["n_foreground"] = result.assessment.n_foreground
             return row
         for key, value in result.assessment.summary().items():
             if isinstance(value, bool):
