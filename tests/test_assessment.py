@@ -204,6 +204,13 @@ def test_sparse_content_on_a_large_background_is_rated_by_its_content(sample_ima
         assert abs(a.level - alone) <= 1 and a.level <= 2
         every_patch = miq.aggregate(a.patch_probabilities.reshape(-1, 11), a.patch_valid.ravel())
         assert every_patch["level"] >= 6  # what the background alone would have said
+    # a camera with 2× larger pixels, resampled back: the noise is judged at the camera's pixels
+    coarse = AssessOptions(pixel_size_um=1.3)
+    binned = field.reshape(420, 2, 420, 2).sum(axis=(1, 3))
+    a = miq.assess(binned, model, options=coarse)
+    crop_binned = binned[168:252, 168:252]  # the content alone, as that camera saw it
+    assert a.scale == 2.0 and 4 <= a.n_foreground <= 9
+    assert abs(a.level - miq.assess(crop_binned, model, options=coarse).level) <= 1
 
 
 def test_without_foreground_every_valid_patch_is_aggregated(sample_image, model):

@@ -239,20 +239,40 @@ def assess(
     -------
     `ImageAssessment`.
     """
-    from .content import noise_sigma
     from .model.runtime import default_model
 
     model = model or default_model()
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
     probs, valid, foreground = rate_patch_rows(
-        data, grid.ys, grid.xs, lo, hi, model, noise_sigma(data)
+        data, grid.ys, grid.xs, lo, hi, model, rated_noise_sigma(image, data, scale)
     )
     result = assessment_from_probabilities(grid, probs, valid, model, options, name, foreground)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
     result.set_content(np.asarray(image) if scale != 1.0 else data)
     return result
+
+
+def rated_noise_sigma(image: np.ndarray, rated: np.ndarray, scale: float) -> float:
+    """Pixel-noise σ (DN) against which the patches of ``rated`` (the plane as rated: ``image``
+    resampled by ``scale`` output px per input px, or ``image`` itself when ``scale`` is 1) are
+    tested for foreground (`miq.content.patch_foreground`).
+
+    Resampled: ``image``'s σ × ``scale``. Area-averaging by 1/scale divides independent noise by
+    1/scale; bicubic upsampling correlates neighbouring pixels (their first differences, and so
+    `miq.content.noise_sigma` of the upsampled plane, shrink), but a 7×7-px block of the rated
+    plane still averages (7/scale)² input pixels, whose noise is that of independent pixels of
+    σ × scale averaged over 7×7. Either way the block test sees the noise it would see on a
+    camera at the model's pixel size."""
+    from .content import noise_sigma
+
+    if scale == 1.0:
+        return noise_sigma(rated)
+    original = np.asarray(image)
+    if original.dtype.kind == "b":
+        original = original.view(np.uint8)
+    return noise_sigma(original) * scale
 
 
 def rate_patch_rows(
@@ -360,7 +380,7 @@ def prepare_patches(
     Raises `miq.errors.ImageContentError` for images that cannot be rated.
     (`assess` rates the same patches row by row instead of cutting them all first.)
     """
-    from .content import noise_sigma, patch_foreground
+    from .content import patch_foreground
     from .io import unit_map
 
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
@@ -368,7 +388,7 @@ def prepare_patches(
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)
     valid = patches.max(axis=(1, 2)) > patches.min(axis=(1, 2))
-    sigma = noise_sigma(data) / (hi - lo)  # in unit range, as the patches
+    sigma = rated_noise_sigma(image, data, scale) / (hi - lo)  # in unit range, as the patches
     return grid, patches, valid, scale, patch_foreground(patches, sigma)
 
 
