@@ -14,7 +14,8 @@ one change that leaves its focus alone:
 
 miq: largest and mean |change of the image level| (target: at most one level). Classical measures:
 median relative change of the value, |m' − m| / |m| — a threshold tuned on the original images
-no longer applies when that is large. Every image whose level moves by more than one is listed.
+no longer applies when that is large. Every image whose level moves by more than one
+(pixel size declared) is listed.
 
 Usage: python -m benchmarks.robustness [--model DIR]
 """
@@ -138,7 +139,7 @@ def main() -> int:
                 continue
             after = miq.assess(y, model, options=options).level
             changes.append(abs(after - level))
-            if changes[-1] > 1:
+            if changes[-1] > 1 and "no --pixel-size" not in name:
                 moved.append((name, record["name"], level, after))
             for m in MEASURED:
                 v = MEASURES[m](y)
@@ -148,7 +149,7 @@ def main() -> int:
         cells = " | ".join(f"{np.median(rel[m]):.2f}" for m in MEASURED)
         print(f"| {name} | {len(changes)} | {max(changes)} | {np.mean(changes):.2f} | {cells} |")
     if moved:
-        print("\nimages whose level moved by more than one:")
+        print("\nimages whose level moved by more than one (pixel size declared):")
         for name, image, before, after in moved:
             print(f"  {name}: {image}: {before} → {after}")
     verdict = "PASS" if worst_with_pixel_size <= 1 else "FAIL"
