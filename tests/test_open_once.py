@@ -59,11 +59,14 @@ def inputs(tmp_path, sample_image) -> dict[str, Path]:
         "stack": folder / "stack.tif",
         "png": folder / "field.png",
     }
+    # every input different, so that no two planes tie in the report's ordering
     tifffile.imwrite(paths["plain"], field)
-    tifffile.imwrite(paths["plate"], field, description=PLATE_OME, metadata=None)
+    tifffile.imwrite(
+        paths["plate"], np.roll(field, 40, axis=1), description=PLATE_OME, metadata=None
+    )
     stack = np.stack([field, np.roll(field, 3, axis=0), field // 2 + 7])
     tifffile.imwrite(paths["stack"], stack, imagej=True, metadata={"axes": "ZYX"})
-    Image.fromarray(field.astype(np.uint16)).save(paths["png"])
+    Image.fromarray(np.roll(field, 60, axis=0).astype(np.uint16)).save(paths["png"])
     return paths
 
 

@@ -118,7 +118,7 @@ def test_resume_with_a_changed_option_is_refused_naming_it(images, tmp_path, cap
     for changed, name in (
         (["--pixel-size", "0.1"], "pixel_size_um"),
         (["--threshold", "0.7"], "in_focus_threshold"),
-        (["-m", "v3"], "model"),
+        (["-m", "v2"], "model"),
         (["--masks", "per-pixel"], "masks"),
     ):
         capsys.readouterr()

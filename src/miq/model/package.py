@@ -40,10 +40,10 @@ MODEL_VERSIONS = {
     "v3": _WEIGHTS / "weights_v3" / "model.json",  # miq-compact-v3 (2026-11-29)
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean. v3 and fast-v2
-#: (2026-11-29) are more accurate on the held-out fields but fail checks that v2 and fast-v1
-#: pass (8-bit robustness; v3 also the DFNN best plane): docs/lab-notebook/model-decision.md
-MODEL_ALIASES = {"default": "v2", "fast": "fast-v1"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: v3 and fast-v2 since
+#: 2026-11-30, when the whole-image level came to rest on the foreground patches and both passed
+#: every check (docs/lab-notebook/foreground.md); v2 and fast-v1 stay loadable by name
+MODEL_ALIASES = {"default": "v3", "fast": "fast-v2"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {

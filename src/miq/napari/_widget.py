@@ -82,6 +82,7 @@ def _plane_row(index: tuple[int, ...], a: ImageAssessment) -> dict[str, Any]:
         "p_in_focus": float(a.p_in_focus),
         "in_focus": bool(a.in_focus),
         "n_patches": int(a.n_patches),
+        "n_foreground": int(a.n_foreground),
         "empty": bool(a.empty),
     }
 
@@ -115,7 +116,7 @@ def rate_layer_data(
     * ``mode``: the plane mode used (``"current"`` for 2D data);
     * ``planes``: one dict per rated plane: ``index`` (its leading data index), ``level``,
       ``level_mean``, ``defocus_um`` (µm), ``certainty``, ``p_in_focus``, ``in_focus``,
-      ``n_patches``;
+      ``n_patches``, ``n_foreground`` (the foreground patches the level rests on), ``empty``;
     * ``assessments``: the `miq.ImageAssessment` of each plane;
     * ``best``: position in ``planes`` of the best plane by
       `miq.best_focus.best_plane` (model level plateau refined by the same fine measure
