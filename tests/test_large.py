@@ -43,6 +43,9 @@ def test_banded_tiff_equals_whole(tmp_path, model, mosaic, small_limit, kind):
     assert result.assessment.banded is True
     whole = assess(mosaic, model)
     np.testing.assert_array_equal(result.assessment.patch_probabilities, whole.patch_probabilities)
+    # the same noise σ from the bands, so the same foreground patches
+    np.testing.assert_array_equal(result.assessment.patch_foreground, whole.patch_foreground)
+    assert 0 < whole.n_foreground < whole.n_patches  # the mosaic has background patches
     assert result.assessment.level == whole.level
     assert result.assessment.level_mean == whole.level_mean
 

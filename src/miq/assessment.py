@@ -289,20 +289,22 @@ def rate_patch_rows(
     ``lo``–``hi`` (as `miq.io.to_unit_range` maps the whole plane) and rated.
 
     Returns probabilities (len(ys)·len(xs), K), validity (False for constant patches) and
-    foreground (`miq.content.patch_foreground` against the plane's noise ``sigma`` in DN;
-    all True when ``sigma`` is None), in row-major order. Only one row of patches is held in float32 at a time, whatever the plane's
-    size (faster than cutting every patch first, and what lets large planes be read in bands).
+    foreground (`miq.content.patch_foreground` against the plane's pixel noise ``sigma`` in DN;
+    all True when ``sigma`` is None), in row-major order. Only one row of patches is held in
+    float32 at a time, whatever the plane's size (faster than cutting every patch first, and
+    what lets large planes be read in bands).
     """
+    from .content import patch_foreground
     from .io import unit_map
 
     p = model.patch_size
     windows = np.lib.stride_tricks.sliding_window_view(band, (p, p))  # a view, no copy
     pieces = [(piece, len(range(piece.start, piece.stop, piece.step))) for piece in _runs(xs)]
     patches = np.empty((len(xs), p, p), np.float32)  # one row's batch, reused for every row
-    from .content import patch_foreground
-
     probs, valid, foreground = [], [], []
-    sigma_unit = None if sigma is None else sigma / (hi - lo) if hi > lo else 0.0
+    sigma_unit = None  # σ in the unit range the patches are mapped to
+    if sigma is not None:
+        sigma_unit = sigma / (hi - lo) if hi > lo else 0.0
     for y in ys:
         # map the row's patches from the input straight into the contiguous float32 batch (the
         # windows of each evenly spaced run of columns are a strided view: read once, not copied)

@@ -139,7 +139,7 @@ class ValidationSet:
         with_foreground[self.image[self.valid & self.foreground]] = True
         self.aggregated = self.valid & (self.foreground | ~with_foreground[self.image])
         members = self.image[self.aggregated]
-        # (M, valid patches): sums a quantity over each image's valid patches
+        # (M, aggregated patches): sums a quantity over each image's aggregated patches
         self._sum = csr_matrix(
             (np.ones(members.size), (members, np.arange(members.size))),
             shape=(n_images, members.size),

@@ -1,4 +1,8 @@
-"""Empty fields: is there anything in a plane above the camera's noise?
+"""Empty fields and foreground patches: is there anything above the camera's noise?
+
+Per patch, `patch_foreground` (at the end of this module) tells the patches with structure above
+the plane's noise σ from camera background; the whole-image level aggregates those
+(`miq.assessment.assessment_from_probabilities`). Per plane, the rest of this module:
 
 An empty field (camera background only: offset, shot and read noise, perhaps a smooth
 illumination gradient or vignetting) has no focus to rate; without this test it is rated
