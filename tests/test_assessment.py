@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,31 @@ def test_without_foreground_every_valid_patch_is_aggregated(sample_image, model)
     expected = aggregate(probs, valid, temperature=model.image_temperature)["probabilities"]
     assert none.probabilities == pytest.approx(expected)
     assert none.n_foreground == 0
+
+
+SHARED_Z10 = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "real-defocus"
+    / "bbbc006-hoechst-z10"
+)
+
+
+@pytest.mark.parametrize("field", ["a01", "a03"])
+@pytest.mark.parametrize("version", ["v3", "fast-v2"])
+def test_sparse_real_fields_keep_their_level_as_8bit(field, version):
+    """The real BBBC006 z10 fields (a few nuclei on a 12-bit background) whose level jumped
+    between 1-2 and 10 when saved as 8-bit while every patch was aggregated
+    (docs/lab-notebook/foreground.md)."""
+    from miq.io import read_planes
+
+    path = SHARED_Z10 / f"BBBC006_z_aligned__{field}__s1__w1_10.png"
+    if not path.exists():
+        pytest.fail(f"this test needs ../shared/data beside the project ({path} is missing)")
+    plane = np.asarray(next(iter(read_planes(path))).data, dtype=np.float64)
+    as_8bit = np.round((plane - plane.min()) / np.ptp(plane) * 255).astype(np.uint8)
+    model = miq.load_model(version, threads=1)
+    a, b = miq.assess(plane, model), miq.assess(as_8bit, model)
+    assert a.level <= 2 and abs(a.level - b.level) <= 1
+    assert 0 < a.n_foreground < a.n_patches  # the level rests on the nuclei's patches
