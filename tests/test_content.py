@@ -185,3 +185,40 @@ def test_without_noise_every_non_constant_patch_is_foreground():
     patches[1, 40, 40] = 1.0  # one pixel
     patches[2] += np.arange(84) * 1e-3  # a faint ramp
     assert patch_foreground(patches, 0.0).tolist() == [False, True, True]
+
+
+def _clip_tails_searching_all(blocks, means, r, k, hi):
+    """The hot-pixel clipping searching every block residual each round (the definition that
+    `miq.content._clip_tails` must reproduce while searching only a pool of the largest)."""
+    done = np.zeros(r.size, dtype=bool)
+    batch = min(r.size, 64)
+    for _ in range(16):
+        if done[np.argpartition(r, r.size - k)[r.size - k :]].all():
+            return
+        top = np.argpartition(r, r.size - batch)[r.size - batch :]
+        todo = top[~done[top]]
+        iy, ix = np.divmod(todo, blocks.shape[2])
+        clipped = np.minimum(blocks[iy, :, ix, :].astype(np.float64), hi).mean(axis=(1, 2))
+        r[todo] -= means[todo] - clipped
+        means[todo] = clipped
+        done[todo] = True
+
+
+def test_hot_pixel_clipping_of_a_pool_equals_searching_all(monkeypatch, sample_image):
+    import miq.content
+
+    rng = np.random.default_rng(4)
+    bright = np.zeros((1024, 1024))
+    for y, x in rng.integers(0, 1024, (400, 2)):  # many bright cells: many rounds of clipping
+        bright[max(0, y - 9) : y + 9, max(0, x - 9) : x + 9] += rng.uniform(500, 3000)
+    planes = [
+        (rng.poisson(bright + 60) + 100).astype(np.uint16),
+        sample_image,
+        _background(700, 100.0, "vignetting", read=2.0),
+    ]
+    hot = planes[2].copy()
+    hot[rng.integers(0, 700, 80), rng.integers(0, 700, 80)] = 65535
+    planes.append(hot)
+    pooled = [content_score(p) for p in planes]
+    monkeypatch.setattr(miq.content, "_clip_tails", _clip_tails_searching_all)
+    assert [content_score(p) for p in planes] == pooled
