@@ -145,7 +145,10 @@ class ImageAssessment:
     subsampled by ``preview_factor`` (for drawing its overlay). ``content_score``: how far the
     plane's structure stands above its pixel noise (`miq.content.content_score`); ``empty``:
     below `miq.content.EMPTY_THRESHOLD`, camera background only — its level and in/out call
-    mean nothing (results.csv leaves them blank).
+    mean nothing (results.csv leaves them blank). ``patch_foreground`` (rows, cols): the patches
+    with structure above the plane's pixel noise (`miq.content.patch_foreground`), which the
+    whole-image distribution aggregates (every valid patch when there is none; None: not
+    computed, every patch counts).
     """
 
     grid: PatchGrid
