@@ -195,11 +195,12 @@ class ImageAssessment:
             return self.n_patches
         return int((self.patch_valid & self.patch_foreground).sum())
 
-    def set_content(self, plane: np.ndarray) -> None:
-        """Score the plane's content above its noise (H, W) and call it empty or not."""
+    def set_content(self, plane: np.ndarray, sigma: float | None = None) -> None:
+        """Score the plane's content above its noise (H, W) and call it empty or not; ``sigma``:
+        the plane's `miq.content.noise_sigma` (DN), when already computed."""
         from .content import EMPTY_THRESHOLD, content_score
 
-        self.content_score = float(content_score(plane))
+        self.content_score = float(content_score(plane, sigma=sigma))
         self.empty = bool(self.content_score < EMPTY_THRESHOLD)
 
     def summary(self) -> dict:
@@ -247,14 +248,22 @@ def assess(
     model = model or default_model()
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
-    probs, valid, foreground = rate_patch_rows(
-        data, grid.ys, grid.xs, lo, hi, model, rated_noise_sigma(image, data, scale)
-    )
+    content_plane = np.asarray(image) if scale != 1.0 else data  # the camera's pixels
+    sigma = _plane_noise_sigma(content_plane)  # once, for the foreground and the empty test
+    probs, valid, foreground = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model, sigma * scale)
     result = assessment_from_probabilities(grid, probs, valid, model, options, name, foreground)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
-    result.set_content(np.asarray(image) if scale != 1.0 else data)
+    result.set_content(content_plane, sigma)
     return result
+
+
+def _plane_noise_sigma(plane: np.ndarray) -> float:
+    """`miq.content.noise_sigma` (DN) of a plane of any dtype (bool read as 0/1)."""
+    from .content import noise_sigma
+
+    plane = np.asarray(plane)
+    return noise_sigma(plane.view(np.uint8) if plane.dtype.kind == "b" else plane)
 
 
 def rated_noise_sigma(image: np.ndarray, rated: np.ndarray, scale: float) -> float:
@@ -268,14 +277,9 @@ def rated_noise_sigma(image: np.ndarray, rated: np.ndarray, scale: float) -> flo
     plane still averages (7/scale)² input pixels, whose noise is that of independent pixels of
     σ × scale averaged over 7×7. Either way the block test sees the noise it would see on a
     camera at the model's pixel size."""
-    from .content import noise_sigma
-
     if scale == 1.0:
-        return noise_sigma(rated)
-    original = np.asarray(image)
-    if original.dtype.kind == "b":
-        original = original.view(np.uint8)
-    return noise_sigma(original) * scale
+        return _plane_noise_sigma(rated)
+    return _plane_noise_sigma(image) * scale
 
 
 def rate_patch_rows(

@@ -189,14 +189,18 @@ def _clip_tails(blocks: np.ndarray, means: np.ndarray, r: np.ndarray, k: int, hi
         done[todo] = True
 
 
-def _content_parts(plane: np.ndarray, *, block: int | None = None) -> tuple[float, float]:
-    """(structure, noise σ), both in DN."""
+def _content_parts(
+    plane: np.ndarray, *, block: int | None = None, sigma: float | None = None
+) -> tuple[float, float]:
+    """(structure, noise σ), both in DN; ``sigma``: the plane's `noise_sigma`, when the caller
+    has it already."""
     a = np.asarray(plane)
     if a.ndim != 2:
         raise ValueError(f"content_score expects a 2-D plane, got shape {a.shape}")
     if a.dtype.kind == "b":
         a = a.view(np.uint8)
-    sigma = noise_sigma(a)
+    if sigma is None:
+        sigma = noise_sigma(a)
     b = block or _block_size(a.shape)
     ny, nx = a.shape[0] // b, a.shape[1] // b
     a = a[: ny * b, : nx * b]
@@ -215,13 +219,14 @@ def _content_parts(plane: np.ndarray, *, block: int | None = None) -> tuple[floa
     return float(part[r.size - k] - part[k - 1]), sigma
 
 
-def content_score(plane: np.ndarray) -> float:
+def content_score(plane: np.ndarray, *, sigma: float | None = None) -> float:
     """How far a plane's structure stands above its pixel noise, in units of the noise σ.
 
     Parameters
     ----------
     plane : 2-D array, any numeric dtype (integers, floats, negative offsets), finite, ≥ 84 px
         a side (the caller checks both).
+    sigma : the plane's `noise_sigma` (DN), when the caller has computed it already.
 
     Returns
     -------
@@ -230,7 +235,7 @@ def content_score(plane: np.ndarray) -> float:
     far more; 0 for a constant plane, ``inf`` for structure without any noise. Unchanged by gain
     and offset. See the module's description for the method and `EMPTY_THRESHOLD`.
     """
-    spread, sigma = _content_parts(plane)
+    spread, sigma = _content_parts(plane, sigma=sigma)
     if spread == 0.0:
         return 0.0
     if sigma == 0.0:
