@@ -1,0 +1,126 @@
+"""Can an image temperature that depends on the image's content make the stated certainty hold per
+file? A design probe on *training* fields only (docs/lab-notebook/image-loss.md).
+
+The model rates the BBBC013 training files (``../shared/data/in-focus/bbbc013-u2os-fkhr``, rows
+A–D, both channels) defocused by the evaluation's simulator to every level (one seed), with its
+stored patch calibration. Each whole-image distribution q then gets an image temperature
+log T = a + b·x, x one standardised feature of the image, fitted by the NLL of the true levels on
+rows A–B; printed per feature: b, and on rows C–D the per-file calibration error (mean over files
+of |accuracy − mean top probability|) and the mean gap (accuracy − confidence) per channel
+(Channel1 FKHR-GFP, Channel2 DNA). Features: summaries of the patches' outputs, and of the
+rated image's pixels (share of pixels within 3 noise σ of its 0.5th percentile: the dark floor).
+
+Usage: python -m benchmarks.calibration_probe [--model v3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from scipy.optimize import minimize
+
+from benchmarks.common import SHARED_DATA, limit_threads
+
+limit_threads()
+
+
+def dark_fraction(plane: np.ndarray) -> float:
+    """Share of pixels within 3 noise σ of the plane's 0.5th percentile."""
+    from miq.content import noise_sigma
+
+    floor = float(np.percentile(plane, 0.5))
+    return float(np.mean(plane <= floor + 3.0 * noise_sigma(plane)))
+
+
+def sharpen(q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
+    """q^(1/T) renormalised, one temperature per row."""
+    z = np.log(np.clip(q, 1e-12, None)) / np.exp(log_t)[:, None]
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def main() -> None:
+    from miq.assessment import certainty, prepare_patches
+    from miq.calibration import ValidationSet
+    from miq.ground_truth import synthetic_items
+    from miq.model.package import apply_patch_calibration
+    from miq.model.runtime import load_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="v3")
+    args = parser.parse_args()
+    t0 = time.time()
+    model = load_model(args.model)
+    files = sorted((SHARED_DATA / "in-focus" / "bbbc013-u2os-fkhr").glob("*.tif"))
+    items = synthetic_items(files, seeds=1, optics=model.optics, levels=model.levels)
+    probs, valid, foreground, labels, image, names, dark = [], [], [], [], [], [], []
+    for item in items:
+        data = item.load()
+        _, patches, ok, _, fg = prepare_patches(data, model, name=item.name)
+        probs.append(model.predict(patches, calibrated=False))
+        valid.append(ok)
+        foreground.append(fg)
+        labels.append(np.full(len(ok), item.level))
+        image.append(np.full(len(ok), len(image)))
+        names.append(item.name.split(" @")[0])
+        dark.append(dark_fraction(np.asarray(data, dtype=np.float64)))
+    vs = ValidationSet(
+        *(np.concatenate(x) for x in (probs, valid, labels, image)),
+        foreground=np.concatenate(foreground),
+    )
+    n = len(names)
+    print(f"{args.model}: {n} images of {len(files)} files rated in {time.time() - t0:.0f} s")
+    q = vs.image_distributions(model.class_bias, model.patch_temperature)
+    y = vs.image_labels
+    p = apply_patch_calibration(
+        vs.probabilities[vs.aggregated], model.class_bias, model.patch_temperature
+    )
+    img = vs.image[vs.aggregated]
+    count = np.maximum(np.bincount(img, minlength=n), 1)
+    patch_cert = np.bincount(img, certainty(p), minlength=n) / count
+    levels = p @ np.arange(p.shape[1])
+    mean_level = np.bincount(img, levels, minlength=n) / count
+    spread = np.sqrt(
+        np.maximum(np.bincount(img, levels * levels, minlength=n) / count - mean_level**2, 0)
+    )
+    features = {
+        "none (one temperature)": np.zeros(n),
+        "mean patch certainty": patch_cert,
+        "whole-image certainty": certainty(q),
+        "patch − whole-image certainty": patch_cert - certainty(q),
+        "sd of patch expected levels": spread,
+        "dark-floor share of pixels": np.asarray(dark),
+    }
+    names = np.asarray(names)
+    row = np.array([name.rsplit("-", 2)[-2] for name in names])
+    channel2 = np.array(["Channel2" in name for name in names])
+    fit, test = np.isin(row, ["A", "B"]), ~np.isin(row, ["A", "B"])
+    print("| feature x | b | per-file CE, rows C–D | mean gap Channel1 / Channel2 | exact C–D |")
+    print("|---|---|---|---|---|")
+    for label, x in features.items():
+        x = (x - x[fit].mean()) / (x[fit].std() + 1e-12)
+
+        def nll(w, x=x):
+            qq = sharpen(q[fit], w[0] + w[1] * x[fit])
+            return -np.mean(np.log(np.clip(qq[np.arange(fit.sum()), y[fit]], 1e-12, None)))
+
+        w = minimize(nll, [np.log(model.image_temperature), 0.0], method="Nelder-Mead").x
+        qq = sharpen(q, w[0] + w[1] * x)
+        gaps, second = [], []
+        for name in np.unique(names[test]):
+            s = names == name
+            gaps.append((qq[s].argmax(1) == y[s]).mean() - qq[s].max(1).mean())
+            second.append(bool(channel2[s][0]))
+        gaps, second = np.asarray(gaps), np.asarray(second)
+        exact = (qq[test].argmax(1) == y[test]).mean()
+        print(
+            f"| {label} | {w[1]:+.2f} | {np.abs(gaps).mean():.3f} | "
+            f"{gaps[~second].mean():+.3f} / {gaps[second].mean():+.3f} | {exact:.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
