@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-from scipy.optimize import minimize
-
 from benchmarks.common import SHARED_DATA, limit_threads
 
 limit_threads()
+
+import numpy as np  # noqa: E402
+from scipy.optimize import minimize  # noqa: E402
 
 
 def dark_fraction(plane: np.ndarray) -> float:
