@@ -243,27 +243,20 @@ def assess(
     -------
     `ImageAssessment`.
     """
+    from .content import noise_sigma
     from .model.runtime import default_model
 
     model = model or default_model()
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     grid = patch_grid(data.shape, model.patch_size)
     content_plane = np.asarray(image) if scale != 1.0 else data  # the camera's pixels
-    sigma = _plane_noise_sigma(content_plane)  # once, for the foreground and the empty test
+    sigma = noise_sigma(content_plane)  # once, for the foreground and the empty test
     probs, valid, foreground = rate_patch_rows(data, grid.ys, grid.xs, lo, hi, model, sigma * scale)
     result = assessment_from_probabilities(grid, probs, valid, model, options, name, foreground)
     result.scale = scale
     result.pixel_size_um = options.pixel_size_um
     result.set_content(content_plane, sigma)
     return result
-
-
-def _plane_noise_sigma(plane: np.ndarray) -> float:
-    """`miq.content.noise_sigma` (DN) of a plane of any dtype (bool read as 0/1)."""
-    from .content import noise_sigma
-
-    plane = np.asarray(plane)
-    return noise_sigma(plane.view(np.uint8) if plane.dtype.kind == "b" else plane)
 
 
 def rated_noise_sigma(image: np.ndarray, rated: np.ndarray, scale: float) -> float:
@@ -277,9 +270,9 @@ def rated_noise_sigma(image: np.ndarray, rated: np.ndarray, scale: float) -> flo
     plane still averages (7/scale)² input pixels, whose noise is that of independent pixels of
     σ × scale averaged over 7×7. Either way the block test sees the noise it would see on a
     camera at the model's pixel size."""
-    if scale == 1.0:
-        return _plane_noise_sigma(rated)
-    return _plane_noise_sigma(image) * scale
+    from .content import noise_sigma
+
+    return noise_sigma(np.asarray(image) if scale != 1.0 else rated) * scale
 
 
 def rate_patch_rows(
