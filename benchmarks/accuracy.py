@@ -38,7 +38,7 @@ Each image is simulated once and rated by every model (models must share levels 
 ``NAME+tta4``, ensembles ``A&B``).
 
 Usage: python -m benchmarks.accuracy [--model default --model fast | --model DIR ...]
-       [--seeds 2] [--splits 100] [--bootstrap 1000] [--limit-fields N] [--datasets TEXT ...]
+       [--seeds 2] [--first-seed 0] [--splits 100] [--bootstrap 1000] [--limit-fields N] [--datasets TEXT ...]
        [-o OUT]
 """
 
@@ -111,8 +111,11 @@ def _file_of(item: Item) -> str:
     return item.name.split(" [", 1)[0].split(" @", 1)[0]
 
 
-def synthetic_set(name: str, files: list[Path], model, seeds: int, limit: int | None):
-    """Every plane of ``files`` defocused to each level (the first ``limit`` fields only)."""
+def synthetic_set(
+    name: str, files: list[Path], model, seeds: int, limit: int | None, first_seed: int = 0
+):
+    """Every plane of ``files`` defocused to each level with noise seeds ``first_seed`` …
+    ``first_seed + seeds − 1`` (the first ``limit`` fields only)."""
     by_field: dict[str, list[Path]] = {}
     for f in files:
         by_field.setdefault(field_of_view(f), []).append(f)
@@ -121,7 +124,12 @@ def synthetic_set(name: str, files: list[Path], model, seeds: int, limit: int | 
     for field in kept:
         for f in by_field[field]:
             own = synthetic_items(
-                [f], dataset=name, seeds=seeds, optics=model.optics, levels=model.levels
+                [f],
+                dataset=name,
+                seeds=seeds,
+                first_seed=first_seed,
+                optics=model.optics,
+                levels=model.levels,
             )
             items += own
             fields += [field] * len(own)
@@ -129,14 +137,16 @@ def synthetic_set(name: str, files: list[Path], model, seeds: int, limit: int | 
     info = {
         "kind": "synthetic defocus of in-focus planes",
         "files": [str(f) for f in used],
-        "seeds": seeds,
+        "seeds": list(range(first_seed, first_seed + seeds)),
         "noise_seed_rule": "1000 * level + seed",
         "n_fields": len(kept),
     }
     return DataSet(name, items, fields, used, info)
 
 
-def build_datasets(model, seeds: int, limit: int | None, workdir: Path) -> list[DataSet]:
+def build_datasets(
+    model, seeds: int, limit: int | None, workdir: Path, first_seed: int = 0
+) -> list[DataSet]:
     """Every data set that exists under ../shared/data (one line on stderr for each missing)."""
     sets: list[DataSet] = []
 
@@ -149,17 +159,17 @@ def build_datasets(model, seeds: int, limit: int | None, workdir: Path) -> list[
         skip("held-out-fields", f"nothing under {SHARED_DATA / 'held-out-fields'}")
     for source in sources:
         files = [f for f in new if f.parent.relative_to(SHARED_DATA) == source]
-        sets.append(synthetic_set(str(source), files, model, seeds, limit))
+        sets.append(synthetic_set(str(source), files, model, seeds, limit, first_seed))
 
     held = held_out_files()
     if held:
-        sets.append(synthetic_set("8 held-out planes", held, model, seeds, limit))
+        sets.append(synthetic_set("8 held-out planes", held, model, seeds, limit, first_seed))
     else:
         skip("8 held-out planes", "no HELD_OUT file under in-focus/")
     lab = held_out_lab_files()
     if lab:
         name = f"held out by lab: {', '.join(HELD_OUT_LAB)}"
-        sets.append(synthetic_set(name, lab, model, seeds, limit))
+        sets.append(synthetic_set(name, lab, model, seeds, limit, first_seed))
     else:
         skip("held out by lab", f"no {', '.join(HELD_OUT_LAB)} under in-focus/")
 
@@ -249,10 +259,10 @@ def _arrays(results) -> dict:
     labels = [r.item.in_focus for r in ok]
     a = {"ok": ok}
     if ok and all(v is not None for v in levels):
-        n = len([k for k in ok[0].model if k.startswith("prob_")])
         a["truth"] = np.array(levels)
         a["level"] = np.array([r.model["level"] for r in ok])
-        a["confidence"] = np.array([max(r.model[f"prob_{k}"] for k in range(n)) for r in ok])
+        # the probability the distribution gives the reported level
+        a["confidence"] = np.array([r.model[f"prob_{r.model['level']}"] for r in ok])
     if ok and all(v is not None for v in defocus):
         a["rank_truth"] = np.array(defocus, dtype=float)
     elif "truth" in a:
@@ -500,6 +510,13 @@ def main() -> int:
         f"{', '.join(MODEL_VERSIONS)})",
     )
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first noise seed (seeds FIRST … FIRST+SEEDS−1): fresh draws for a rule fixed "
+        "after earlier runs used seeds 0 …",
+    )
     parser.add_argument("--splits", type=int, default=100, help="random 10/90 F-score splits")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the fields")
     parser.add_argument(
@@ -530,7 +547,7 @@ def main() -> int:
             sys.exit(f"{label}: its levels or optics differ from {first.name}'s; not comparable")
     measures = COMPARED + (OTHERS if args.all_measures else ())
     with tempfile.TemporaryDirectory() as tmp:
-        sets = build_datasets(first, args.seeds, args.limit_fields, Path(tmp))
+        sets = build_datasets(first, args.seeds, args.limit_fields, Path(tmp), args.first_seed)
         if args.datasets:
             sets = [s for s in sets if any(d in s.name for d in args.datasets)]
         n = sum(len(s.items) for s in sets)
@@ -563,6 +580,7 @@ def main() -> int:
             "command": "python -m benchmarks.accuracy " + " ".join(sys.argv[1:]),
             "wall_s": round(wall, 1),
             "seeds": args.seeds,
+            "first_seed": args.first_seed,
             "splits": args.splits,
             "bootstrap": {
                 "resamples": args.bootstrap,

@@ -11,11 +11,7 @@ of |accuracy − mean top probability|) and the mean gap (accuracy − confidenc
 rated image's pixels (share of pixels within 3 noise σ of its 0.5th percentile: the dark floor).
 
 A second table compares point estimates of the whole-image level on all of rows A–D (nothing is
-fitted for it): the arg-max (miq's level until 2026-11-30), the median of the distribution, and
-the arg-max on the side of the in/out flag (levels 0–2 when P(in focus) ≥ 0.5, else 3–10). Each is
-scored by exact and within-one accuracy, gross errors (true ≥ 6 rated ≤ 2 or true ≤ 2 rated ≥ 6),
-images whose level contradicts the flag, and the ECE and per-file CE of the probability the
-distribution gives the reported level.
+fitted for it; `benchmarks.point_estimates`).
 
 Usage: python -m benchmarks.calibration_probe [--model v3]
 """
@@ -50,6 +46,7 @@ def sharpen(q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
+    from benchmarks.point_estimates import print_point_estimates
     from miq.assessment import certainty, prepare_patches
     from miq.calibration import ValidationSet
     from miq.ground_truth import synthetic_items
@@ -127,39 +124,8 @@ def main() -> None:
             f"| {label} | {w[1]:+.2f} | {np.abs(gaps).mean():.3f} | "
             f"{gaps[~second].mean():+.3f} / {gaps[second].mean():+.3f} | {exact:.3f} |"
         )
-    print_point_estimates(q, y, names)
-
-
-def point_estimates(q: np.ndarray) -> dict[str, np.ndarray]:
-    """Candidate whole-image levels (N,) from distributions q (N, K); in focus = levels 0–2."""
-    in_focus = q[:, :3].sum(axis=1) >= 0.5
-    inside, outside = q.copy(), q.copy()
-    inside[:, 3:], outside[:, :3] = -1.0, -1.0
-    return {
-        "arg-max": q.argmax(axis=1),
-        "median": (np.cumsum(q, axis=1) >= 0.5).argmax(axis=1),
-        "arg-max on the flag's side": np.where(
-            in_focus, inside.argmax(axis=1), outside.argmax(axis=1)
-        ),
-    }
-
-
-def print_point_estimates(q: np.ndarray, y: np.ndarray, files: np.ndarray) -> None:
-    from miq.metrics import calibration, group_calibration_error
-
-    flagged_out = q[:, :3].sum(axis=1) < 0.5
     print()
-    print("| level | exact | within-one | gross errors | level ≠ flag | ECE | per-file CE |")
-    print("|---|---|---|---|---|---|---|")
-    for label, level in point_estimates(q).items():
-        right = level == y
-        stated = q[np.arange(len(q)), level]
-        gross = int(np.sum((y >= 6) & (level <= 2)) + np.sum((y <= 2) & (level >= 6)))
-        print(
-            f"| {label} | {right.mean():.3f} | {np.mean(np.abs(level - y) <= 1):.3f} | {gross} | "
-            f"{int(np.sum((level <= 2) == flagged_out))} | {calibration(stated, right).ece:.3f} | "
-            f"{group_calibration_error(stated, right, files):.3f} |"
-        )
+    print_point_estimates(q, y, names)
 
 
 if __name__ == "__main__":

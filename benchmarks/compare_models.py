@@ -3,8 +3,9 @@
 Every in-focus plane of a split (benchmarks/common.py) is defocused by the simulator to each of the 11
 levels with ``--seeds`` noise seeds, and every model rates the same images (its stored
 calibration applied, as ``miq predict`` does). Per model: exact and within-one accuracy of the
-whole-image level; ECE of its top probability; "field CE", the calibration error per plane
-(|accuracy − mean top probability| over a plane's images, averaged over planes: unlike the ECE,
+whole-image level (miq's, on the side of the default in/out call); ECE of the probability the
+distribution gives that level; "field CE", the calibration error per plane
+(|accuracy − mean probability of the level| over a plane's images, averaged over planes: unlike the ECE,
 over- and under-confidence on different fields do not cancel); and the log loss (NLL) and ranked
 probability score (RPS) of the whole-image distribution, proper scores of the probabilities. Per model after the first: the difference to
 the first model with a 95 % interval from a paired bootstrap over planes (all levels and seeds of
@@ -24,7 +25,7 @@ non-inferiority margins (``NON_INFERIORITY``; docs/lab-notebook/cheap-networks.m
 for new fields"): non-inferior only if every difference's 95 % interval stays within its
 margin, and undecided while there are fewer than ``MIN_UNITS`` planes or files.
 
-``--per-plane`` adds a table of each plane's accuracy and mean top probability per model: where
+``--per-plane`` adds a table of each plane's accuracy and mean probability of its level per model: where
 a model's stated certainty does and does not follow its own accuracy, field by field.
 
 Usage: python -m benchmarks.compare_models [--models default fast ...] [--split held-out]
@@ -42,6 +43,7 @@ import numpy as np
 
 import miq
 from benchmarks.common import held_out_files, training_files
+from miq.assessment import level_on_call_side
 from miq.ground_truth import synthetic_items
 from miq.io import find_images
 from miq.metrics import (
@@ -100,8 +102,8 @@ def rate(models: list, items) -> list[np.ndarray]:
 def scores(probabilities: np.ndarray, truth: np.ndarray, plane: np.ndarray) -> np.ndarray:
     """exact, within-one, ECE, field CE, NLL, RPS of distributions (M, K) against true levels
     (M,), images grouped by ``plane`` (M,)."""
-    levels = probabilities.argmax(axis=1)  # ties → lowest, as miq's level
-    confidence = probabilities.max(axis=1)
+    levels = level_on_call_side(probabilities)  # miq's level, default in/out call
+    confidence = probabilities[np.arange(len(levels)), levels]
     return np.array(
         [
             accuracy_within(truth, levels, 0),
@@ -121,15 +123,16 @@ def print_per_plane(
     rated: list[np.ndarray],
     truth: np.ndarray,
 ) -> None:
-    """One row per plane: each model's exact accuracy / mean top probability over its images."""
+    """One row per plane: each model's exact accuracy / mean probability of its level."""
     print("\n| plane | " + " | ".join(f"{n}: accuracy / certainty" for n in model_names) + " |")
     print("|---" * (1 + len(model_names)) + "|")
     for name, images in zip(names, members):
         cells = []
         for probabilities in rated:
             p = probabilities[images]
-            right = np.mean(p.argmax(axis=1) == truth[images])
-            cells.append(f"{right:.2f} / {p.max(axis=1).mean():.2f}")
+            levels = level_on_call_side(p)
+            right = np.mean(levels == truth[images])
+            cells.append(f"{right:.2f} / {p[np.arange(len(p)), levels].mean():.2f}")
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import miq
-from miq.assessment import AssessOptions, aggregate, assessment_from_probabilities, certainty
+from miq.assessment import (
+    AssessOptions,
+    aggregate,
+    assessment_from_probabilities,
+    certainty,
+    level_on_call_side,
+)
 from miq.errors import ImageContentError
 from miq.optics import degrade
 
@@ -213,6 +219,47 @@ def test_sparse_content_on_a_large_background_is_rated_by_its_content(sample_ima
     crop_binned = binned[168:252, 168:252]  # the content alone, as that camera saw it
     assert a.scale == 2.0 and 4 <= a.n_foreground <= 9
     assert abs(a.level - miq.assess(crop_binned, model, options=coarse).level) <= 1
+
+
+def test_level_follows_the_call_on_a_two_mode_distribution():
+    # a narrow peak on level 2, most of the mass spread over levels 5-10: the arg-max says
+    # "in focus", P(in focus) = 0.4 says "out"; the level is the best level of the out side
+    q = np.array([0.05, 0.05, 0.30, 0.0, 0.0, 0.12, 0.10, 0.10, 0.08, 0.10, 0.10])
+    assert q.argmax() == 2 and q[:3].sum() < 0.5
+    assert level_on_call_side(q) == 5
+    # the same distribution called with a lower threshold is in focus: level 2
+    assert level_on_call_side(q, threshold=0.4) == 2
+    # with levels 0-5 in focus, P(in focus) = 0.52: the arg-max over 0-5
+    assert level_on_call_side(q, in_focus_levels=6) == 2
+
+
+def test_level_never_contradicts_the_call_and_is_the_arg_max_otherwise():
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet(np.full(11, 0.3), size=4000)
+    for n, threshold in [(3, 0.5), (1, 0.5), (5, 0.3), (3, 0.9), (11, 0.5)]:
+        level = level_on_call_side(q, n, threshold)
+        called_in = q[:, :n].sum(axis=1) >= threshold
+        np.testing.assert_array_equal(level < n, called_in)
+        agree = (q.argmax(axis=1) < n) == called_in
+        np.testing.assert_array_equal(level[agree], q.argmax(axis=1)[agree])
+        assert 0 < agree.mean() < 1 or n == 11  # both cases were exercised
+        # on the call's side no level is more probable than the reported one
+        side = (np.arange(11) < n)[None, :] == called_in[:, None]
+        best = np.where(side, q, -1).max(axis=1)
+        np.testing.assert_array_equal(q[np.arange(len(q)), level], best)
+
+
+def test_assessment_level_and_flag_agree(sample_image, model):
+    a = miq.assess(sample_image, model)
+    probs = a.patch_probabilities.reshape(-1, 11)
+    valid = a.patch_valid.ravel()
+    for options in (AssessOptions(), AssessOptions(in_focus_threshold=0.99)):
+        b = assessment_from_probabilities(a.grid, probs, valid, model, options)
+        assert (b.level < options.in_focus_levels) == b.in_focus
+    strict = assessment_from_probabilities(
+        a.grid, probs, valid, model, AssessOptions(in_focus_threshold=0.99)
+    )
+    assert a.in_focus and not strict.in_focus and strict.level >= 3
 
 
 def test_without_foreground_every_valid_patch_is_aggregated(sample_image, model):

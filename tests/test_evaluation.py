@@ -55,6 +55,16 @@ def test_stack_items_know_defocus_and_best_plane(tmp_path, sample_image):
         stack_items(tmp_path / "s.tif", 0.5, 9)
 
 
+def test_synthetic_items_first_seed_draws_other_noise(tmp_path, sample_image):
+    tifffile.imwrite(tmp_path / "in.tif", sample_image)
+    first = synthetic_items([tmp_path / "in.tif"], seeds=2)
+    fresh = synthetic_items([tmp_path / "in.tif"], seeds=2, first_seed=2)
+    assert [i.name.rsplit(" ", 1)[1] for i in fresh[:2]] == ["seed2", "seed3"]
+    assert [i.level for i in fresh] == [i.level for i in first]
+    assert not np.array_equal(first[10].load(), fresh[10].load())  # level 5, seed 0 vs seed 2
+    assert np.array_equal(first[10].load(), first[10].load())
+
+
 def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, model):
     tifffile.imwrite(tmp_path / "in.tif", sample_image)
     items = synthetic_items([tmp_path / "in.tif"], seeds=1)

@@ -2,7 +2,9 @@
 
 Semantics follow Yang et al. (2018): certainty = 1 − H(p)/ln K per distribution; the whole-image
 distribution is the certainty-weighted mean of the patch distributions; P(in focus) is the
-probability of levels 0–2 (as the original Fiji macro), flagged in focus when ≥ 0.5.
+probability of levels 0–2 (as the original Fiji macro), flagged in focus when ≥ 0.5. The
+reported level is the most probable level on the side of that call (`level_on_call_side`), so
+that the level and the flag never contradict each other.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .tiling import PatchGrid, extract_patches, patch_grid
 __all__ = [
     "certainty",
     "aggregate",
+    "level_on_call_side",
     "ImageAssessment",
     "assess",
     "AssessOptions",
@@ -60,7 +63,8 @@ def aggregate(
 
     Returns
     -------
-    dict with ``probabilities`` (K,), ``level`` (argmax, ties → lowest), ``level_mean``
+    dict with ``probabilities`` (K,), ``level`` (argmax, ties → lowest: the original's level;
+    `ImageAssessment.level` is `level_on_call_side` of the same distribution), ``level_mean``
     (expected level), and certainties ``mean``, ``max``, ``aggregate`` (of the aggregated
     distribution) and ``weighted`` (Σc²/Σc).
     """
@@ -96,6 +100,26 @@ def aggregate(
         "certainty_aggregate": float(certainty(agg)),
         "certainty_weighted": float((c * c).sum() / total) if total > 0 else float(c.mean()),
     }
+
+
+def level_on_call_side(
+    probabilities: np.ndarray, in_focus_levels: int = 3, threshold: float = 0.5
+) -> np.ndarray:
+    """The reported level of whole-image distributions (..., K): the most probable level among
+    those the in/out call allows — levels 0 .. ``in_focus_levels`` − 1 when P(those levels) ≥
+    ``threshold``, the others otherwise (ties → the lower level). Returns integer levels of
+    shape (...,).
+
+    It differs from the plain arg-max only on distributions with a mode on each side of the
+    call (e.g. sharp nuclei on a blurred background): there the arg-max can say "in focus" while
+    most of the probability says "out". Chosen on training fields, then checked on held-out ones:
+    docs/lab-notebook/level-rule.md.
+    """
+    q = np.asarray(probabilities, dtype=np.float64)
+    in_focus_side = np.arange(q.shape[-1]) < in_focus_levels
+    called_in = q[..., in_focus_side].sum(axis=-1) >= threshold
+    allowed = in_focus_side == called_in[..., None]
+    return np.where(allowed, q, -np.inf).argmax(axis=-1)
 
 
 @dataclass(frozen=True)
@@ -138,7 +162,8 @@ class ImageAssessment:
     """Focus assessment of one 2D image.
 
     Patch maps have the grid's shape (rows, cols); ``patch_probabilities`` is (rows, cols, K).
-    ``defocus_um`` = ``level_mean`` × the model's µm per level. ``scale``: output px per input
+    ``level``: the most probable level on the side of the in/out call (`level_on_call_side`);
+    ``patch_level``: each patch's most probable level. ``defocus_um`` = ``level_mean`` × the model's µm per level. ``scale``: output px per input
     px of the resampling to the model's pixel size (1.0 = not resampled); ``pixel_size_um``: the
     input pixel size in µm it assumed (None = the model's). A plane rated in bands
     (`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
@@ -426,6 +451,9 @@ def assessment_from_probabilities(
     used = valid & foreground if np.any(valid & foreground) else valid
     agg = aggregate(probs, used, temperature=getattr(model, "image_temperature", 1.0))
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())
+    level = int(
+        level_on_call_side(agg["probabilities"], options.in_focus_levels, options.in_focus_threshold)
+    )
     patch_cert = np.where(valid, certainty(probs), 0.0)
     return ImageAssessment(
         grid=grid,
@@ -434,7 +462,7 @@ def assessment_from_probabilities(
         patch_valid=valid.reshape(grid.shape),
         patch_foreground=foreground.reshape(grid.shape),
         probabilities=agg["probabilities"],
-        level=agg["level"],
+        level=level,
         level_mean=agg["level_mean"],
         defocus_um=agg["level_mean"] * model.um_per_level,
         certainty_mean=agg["certainty_mean"],

@@ -10,7 +10,8 @@ Two stages, both stored in ``model.json`` under ``"calibration"`` and applied at
    sparse photon counts) do not pull the biases.
 2. Image level (temperature): the certainty-weighted whole-image distribution q ← q^(1/T_image),
    renormalised, fitted by the NLL of the images' true levels, so that its top probability is a
-   calibrated confidence. It never changes the most probable level.
+   calibrated confidence. It never changes the most probable level (the reported level, on the
+   side of the in/out call, can change where the call does).
 
 Both fits weight the validation images by source folder (`miq.metrics.sqrt_group_weights`, as
 `miq train` weights its sources), so that a folder of 96 similar fields does not outweigh every
@@ -224,13 +225,14 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
 
 
 def _image_accuracy(q: np.ndarray, labels: np.ndarray) -> dict:
+    from .assessment import level_on_call_side
     from .metrics import accuracy_within, calibration, log_loss
 
-    predicted = q.argmax(axis=1)
+    predicted = level_on_call_side(q)
     return {
         "exact": accuracy_within(labels, predicted, 0),
         "within_one": accuracy_within(labels, predicted, 1),
-        "ece": calibration(q.max(axis=1), predicted == labels).ece,
+        "ece": calibration(q[np.arange(len(q)), predicted], predicted == labels).ece,
         "nll": log_loss(q, labels),
     }
 

@@ -184,7 +184,8 @@ def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> di
     """Exact / within-one accuracy, confusion matrix, ECE and ``field_ce`` (per source file:
     `miq.metrics.group_calibration_error`) of the model's levels."""
     predicted = np.array([r.model["level"] for r in ok])
-    confidence = np.array([max(r.model[f"prob_{k}"] for k in range(n_levels)) for r in ok])
+    # the probability the distribution gives the reported level
+    confidence = np.array([r.model[f"prob_{r.model['level']}"] for r in ok])
     calib = calibration(confidence, predicted == truth)
     # the source file; real items without one are named "f.tif [c=0, z=1]"
     fields = [r.item.source or re.split(r" \[| @", r.item.name)[0] for r in ok]

@@ -279,9 +279,11 @@ def synthetic_items(
     in_focus_levels: int = 3,
     use_file_pixel_size: bool = True,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    first_seed: int = 0,
 ) -> list[Item]:
     """Every plane of every in-focus file, defocused to each level with ``seeds`` noise seeds
-    (a file whose planes would not fit in ``memory_budget`` bytes is refused in one line).
+    (``first_seed`` … ``first_seed + seeds − 1``; a file whose planes would not fit in
+    ``memory_budget`` bytes is refused in one line).
 
     Defocus = the level table's nominal µm; sensor model of `miq.optics.degrade` with noise
     seed 1000·level + seed; 8-bit planes are first brought to a 16-bit camera's range. A plane
@@ -302,7 +304,7 @@ def synthetic_items(
         for index, plane in enumerate(planes):
             label = str(path) if len(planes) == 1 else f"{path} [c={plane.c}, z={plane.z}]"
             for level, z_um in enumerate(levels.defocus_um):
-                for seed in range(seeds):
+                for seed in range(first_seed, first_seed + seeds):
 
                     def load(
                         path=path, index=index, z_um=z_um, rng=1000 * level + seed, px=recorded
