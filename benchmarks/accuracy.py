@@ -22,9 +22,9 @@ its model.json and printed with the set):
 
 The NEUBIAS Golgi stack is left out: its best plane is not documented.
 
-Per model: exact and within-one accuracy, ECE, field CE (|accuracy − mean top probability| over
-each field's images, averaged over fields: over- and under-confidence on different fields do not
-cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and Spearman of its expected
+Per model: exact and within-one accuracy, ECE, field CE (|accuracy − mean probability of the
+reported level| over each field's images, averaged over fields: over- and under-confidence on
+different fields do not cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and Spearman of its expected
 level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields

@@ -185,7 +185,7 @@ def main() -> int:
     parser.add_argument(
         "--per-plane",
         action="store_true",
-        help="also print each plane's accuracy / mean top probability per model",
+        help="also print each plane's accuracy / mean probability of its level per model",
     )
     args = parser.parse_args()
 

@@ -10,6 +10,11 @@ and measures.csv gained ``pixel_size_um``, ``pixel_size_from`` and ``resampled``
 recorded pixel size is used by default (the old behaviour is ``--ignore-file-pixel-size``, which
 the ``rescaled`` and ``best`` cases now pin; every rating in them equals the old goldens); overlays
 are written for flagged planes only, as JPEG previews.
+
+Rewritten again on purpose (2026-11-30, issue 21): ``level`` is the most probable level on the
+side of the in/out call (`miq.assessment.level_on_call_side`); two planes of the deconwolf stack
+in evaluate/predictions.csv changed level (z=13: 2 → 4, flagged out with P(in focus) 0.46; z=15:
+3 → 2, flagged in with 0.52), nothing else.
 """
 
 from __future__ import annotations

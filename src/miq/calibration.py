@@ -9,9 +9,9 @@ Two stages, both stored in ``model.json`` under ``"calibration"`` and applied at
    (what `miq predict` reports), so that patches whose level cannot be told (camera background,
    sparse photon counts) do not pull the biases.
 2. Image level (temperature): the certainty-weighted whole-image distribution q ← q^(1/T_image),
-   renormalised, fitted by the NLL of the images' true levels, so that its top probability is a
-   calibrated confidence. It never changes the most probable level (the reported level, on the
-   side of the in/out call, can change where the call does).
+   renormalised, fitted by the NLL of the images' true levels, so that the probability it gives
+   a level is a calibrated confidence. It never changes the most probable level (the reported
+   level, on the side of the in/out call, can change where the call does).
 
 Both fits weight the validation images by source folder (`miq.metrics.sqrt_group_weights`, as
 `miq train` weights its sources), so that a folder of 96 similar fields does not outweigh every
