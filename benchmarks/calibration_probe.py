@@ -5,9 +5,10 @@ The model rates the BBBC013 training files (``../shared/data/in-focus/bbbc013-u2
 A–D, both channels) defocused by the evaluation's simulator to every level (one seed), with its
 stored patch calibration. Each whole-image distribution q then gets an image temperature
 log T = a + b·x, x one standardised feature of the image, fitted by the NLL of the true levels on
-rows A–B; printed per feature: b, and on rows C–D the per-file calibration error (mean over files
-of |accuracy − mean top probability|) and the mean gap (accuracy − confidence) per channel
-(Channel1 FKHR-GFP, Channel2 DNA). Features: summaries of the patches' outputs, and of the
+rows A–B; printed per feature: b, and on rows C–D the per-file and per-field (both channels of a
+site) calibration errors (mean over files or fields of |accuracy − mean probability of the
+reported level|, miq's level on the side of the in/out call) and the mean gap
+(accuracy − confidence) per channel (Channel1 FKHR-GFP, Channel2 DNA). Features: summaries of the patches' outputs, and of the
 rated image's pixels (share of pixels within 3 noise σ of its 0.5th percentile: the dark floor).
 
 A second table compares point estimates of the whole-image level on all of rows A–D (nothing is
@@ -19,6 +20,7 @@ Usage: python -m benchmarks.calibration_probe [--model v3]
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 from benchmarks.common import SHARED_DATA, limit_threads
@@ -47,9 +49,10 @@ def sharpen(q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     from benchmarks.point_estimates import print_point_estimates
-    from miq.assessment import certainty, prepare_patches
+    from miq.assessment import certainty, level_on_call_side, prepare_patches
     from miq.calibration import ValidationSet
     from miq.ground_truth import synthetic_items
+    from miq.metrics import group_calibration_error
     from miq.model.package import apply_patch_calibration
     from miq.model.runtime import load_model
 
@@ -97,31 +100,45 @@ def main() -> None:
         "patch − whole-image certainty": patch_cert - certainty(q),
         "sd of patch expected levels": spread,
         "dark-floor share of pixels": np.asarray(dark),
+        "patch − whole-image certainty, dark-floor share": np.stack(
+            [patch_cert - certainty(q), np.asarray(dark)], axis=1
+        ),
     }
     names = np.asarray(names)
     row = np.array([name.rsplit("-", 2)[-2] for name in names])
     channel2 = np.array(["Channel2" in name for name in names])
     fit, test = np.isin(row, ["A", "B"]), ~np.isin(row, ["A", "B"])
-    print("| feature x | b | per-file CE, rows C–D | mean gap Channel1 / Channel2 | exact C–D |")
-    print("|---|---|---|---|---|")
+    # a field: both channels of a site (Channel1-01-A-01.tif, Channel2-01-A-01.tif)
+    field = np.array([os.path.basename(name).split("-", 1)[1] for name in names])
+    print(
+        "| feature x | b | per-file CE, rows C–D | per-field CE, rows C–D "
+        "| mean gap Channel1 / Channel2 | exact C–D |"
+    )
+    print("|---|---|---|---|---|---|")
     for label, x in features.items():
-        x = (x - x[fit].mean()) / (x[fit].std() + 1e-12)
+        x = x.reshape(n, -1)
+        x = (x - x[fit].mean(axis=0)) / (x[fit].std(axis=0) + 1e-12)
 
         def nll(w, x=x):
-            qq = sharpen(q[fit], w[0] + w[1] * x[fit])
+            qq = sharpen(q[fit], w[0] + x[fit] @ w[1:])
             return -np.mean(np.log(np.clip(qq[np.arange(fit.sum()), y[fit]], 1e-12, None)))
 
-        w = minimize(nll, [np.log(model.image_temperature), 0.0], method="Nelder-Mead").x
-        qq = sharpen(q, w[0] + w[1] * x)
+        start = [np.log(model.image_temperature)] + [0.0] * x.shape[1]
+        w = minimize(nll, start, method="Nelder-Mead").x
+        qq = sharpen(q, w[0] + x @ w[1:])
+        level = level_on_call_side(qq)
+        stated = qq[np.arange(n), level]
         gaps, second = [], []
         for name in np.unique(names[test]):
             s = names == name
-            gaps.append((qq[s].argmax(1) == y[s]).mean() - qq[s].max(1).mean())
+            gaps.append(np.mean(level[s] == y[s]) - stated[s].mean())
             second.append(bool(channel2[s][0]))
         gaps, second = np.asarray(gaps), np.asarray(second)
-        exact = (qq[test].argmax(1) == y[test]).mean()
+        exact = np.mean(level[test] == y[test])
+        field_ce = group_calibration_error(stated[test], level[test] == y[test], field[test])
         print(
-            f"| {label} | {w[1]:+.2f} | {np.abs(gaps).mean():.3f} | "
+            f"| {label} | {', '.join(f'{b:+.2f}' for b in w[1:])} | {np.abs(gaps).mean():.3f} | "
+            f"{field_ce:.3f} | "
             f"{gaps[~second].mean():+.3f} / {gaps[second].mean():+.3f} | {exact:.3f} |"
         )
     print()

@@ -186,3 +186,88 @@ def test_image_level_fit_is_not_pulled_by_patches_whose_level_cannot_be_told():
     assert exact(*start) < 0.9
     assert exact(*fitted) >= 0.95
     assert fitted[0].max() < start[0].max() - 1.0
+
+
+def test_content_temperature_softens_images_whose_confident_patches_disagree():
+    agree = np.array([[0.05, 0.9, 0.05], [0.05, 0.9, 0.05]])
+    disagree = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9]])
+    for p in (agree, disagree):
+        plain = aggregate(p, temperature=0.8)
+        same = aggregate(p, temperature=0.8, temperature_slope=0.0)
+        assert same["probabilities"] == pytest.approx(plain["probabilities"], abs=0)
+    # the gap: mean patch certainty - certainty of the plain aggregate (0 when they agree)
+    from miq.assessment import certainty
+
+    gap = certainty(disagree).mean() - certainty(aggregate(disagree)["probabilities"])
+    assert gap > 0.3
+    centre = 0.1
+    soft = aggregate(disagree, temperature=0.8, temperature_slope=2.0, temperature_centre=centre)
+    expected = aggregate(disagree, temperature=0.8 * np.exp(2.0 * (gap - centre)))
+    assert soft["probabilities"] == pytest.approx(expected["probabilities"])
+    assert soft["certainty_aggregate"] < aggregate(disagree, temperature=0.8)["certainty_aggregate"]
+    sharp_agree = aggregate(
+        agree, temperature=0.8, temperature_slope=2.0, temperature_centre=centre
+    )
+    same_t = aggregate(agree, temperature=0.8 * np.exp(2.0 * (0.0 - centre)))
+    assert sharp_agree["probabilities"] == pytest.approx(same_t["probabilities"])
+
+
+def test_content_temperature_fit_recovers_a_known_slope():
+    from miq.calibration import fit_content_image_temperature, sharpen
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    z = 2.0 * rng.normal(size=(n, 6))
+    gap = rng.uniform(0.0, 0.6, n)
+    truth_t = 0.7 * np.exp(1.5 * (gap - 0.3))  # q^(1/T) is calibrated
+    labels = np.array([rng.choice(6, p=p) for p in sharpen(_softmax(z), truth_t)])
+    t0, slope, centre = fit_content_image_temperature(_softmax(z), gap, labels)
+    assert centre == pytest.approx(gap.mean())
+    assert slope == pytest.approx(1.5, abs=0.25)
+    assert t0 * np.exp(slope * (0.3 - centre)) == pytest.approx(0.7, rel=0.08)
+
+
+def test_calibrate_content_temperature_keeps_the_patch_stage_and_is_applied(tmp_path, sample_image):
+    import tifffile
+
+    import miq
+    from miq.cli import main
+
+    folder = tmp_path / "m"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    stored = json.loads((folder / "model.json").read_text())["calibration"]
+    tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
+    args = ["calibrate", str(tmp_path / "val.tif"), "-m", str(folder)]
+    assert main([*args, "--content-temperature", "--keep-patch-calibration"]) == 0
+    entry = json.loads((folder / "model.json").read_text())["calibration"]
+    assert entry["class_bias"] == stored["class_bias"]
+    assert entry["patch_temperature"] == stored["patch_temperature"]
+    assert "image_temperature_slope" in entry and "image_temperature_centre" in entry
+    assert "kept" in entry["validation"]["fit"] and "certainty gap" in entry["validation"]["fit"]
+    model = FocusModel(folder / "model.json")
+    assert model.image_temperature_slope == entry["image_temperature_slope"]
+    a = miq.assess(sample_image, model)
+    used = a.patch_valid.ravel() & a.patch_foreground.ravel()
+    expected = aggregate(
+        a.patch_probabilities.reshape(-1, 11),
+        used,
+        temperature=entry["image_temperature"],
+        temperature_slope=entry["image_temperature_slope"],
+        temperature_centre=entry["image_temperature_centre"],
+    )
+    assert a.probabilities == pytest.approx(expected["probabilities"])
+    # a model without a stored calibration cannot keep one
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("calibration")
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert main([*args, "--keep-patch-calibration"]) != 0
+
+
+def test_a_malformed_content_temperature_is_refused(tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(BUNDLED_MODEL.parent, folder)
+    meta = json.loads((folder / "model.json").read_text())
+    meta["calibration"]["image_temperature_slope"] = "steep"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="image_temperature_slope"):
+        FocusModel(folder / "model.json")

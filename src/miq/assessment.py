@@ -51,6 +51,8 @@ def aggregate(
     weights_valid: np.ndarray | None = None,
     *,
     temperature: float = 1.0,
+    temperature_slope: float = 0.0,
+    temperature_centre: float = 0.0,
 ) -> dict:
     """Whole-image prediction from patch distributions.
 
@@ -60,6 +62,10 @@ def aggregate(
     weights_valid : (N,) bool, patches to use (default all).
     temperature : calibration of the whole-image distribution: p ← p^(1/T), renormalised
         (the model's ``image_temperature``; 1 = none). The most probable level never changes.
+    temperature_slope, temperature_centre : a temperature that depends on the image:
+        T = temperature · exp(slope · (gap − centre)), gap = the patches' mean certainty − the
+        certainty of their aggregate before sharpening (high when confident patches disagree);
+        slope 0 (default): T = temperature.
 
     Returns
     -------
@@ -87,6 +93,9 @@ def aggregate(
     total = c.sum()
     weights = c / total if total > 0 else np.full(len(c), 1.0 / len(c))
     agg = weights @ p
+    if temperature_slope != 0.0:
+        gap = float(c.mean() - certainty(agg / agg.sum()))
+        temperature = temperature * float(np.exp(temperature_slope * (gap - temperature_centre)))
     if temperature != 1.0:
         with np.errstate(divide="ignore"):
             agg = np.exp((np.log(agg) - np.log(agg.max())) / temperature)
@@ -449,10 +458,18 @@ def assessment_from_probabilities(
     k = probs.shape[-1]
     foreground = np.ones_like(valid) if foreground is None else np.asarray(foreground, bool)
     used = valid & foreground if np.any(valid & foreground) else valid
-    agg = aggregate(probs, used, temperature=getattr(model, "image_temperature", 1.0))
+    agg = aggregate(
+        probs,
+        used,
+        temperature=getattr(model, "image_temperature", 1.0),
+        temperature_slope=getattr(model, "image_temperature_slope", 0.0),
+        temperature_centre=getattr(model, "image_temperature_centre", 0.0),
+    )
     p_in = float(agg["probabilities"][: options.in_focus_levels].sum())
     level = int(
-        level_on_call_side(agg["probabilities"], options.in_focus_levels, options.in_focus_threshold)
+        level_on_call_side(
+            agg["probabilities"], options.in_focus_levels, options.in_focus_threshold
+        )
     )
     patch_cert = np.where(valid, certainty(probs), 0.0)
     return ImageAssessment(

@@ -83,6 +83,39 @@ def fit_image_temperature(image_probabilities: np.ndarray, labels, weights=None)
     return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
 
 
+def sharpen(image_probabilities: np.ndarray, temperature) -> np.ndarray:
+    """q^(1/T) renormalised, for whole-image distributions (M, K) and one temperature or one per
+    image (M,)."""
+    t = np.broadcast_to(np.asarray(temperature, dtype=np.float64), (len(image_probabilities),))
+    z = np.log(np.clip(np.asarray(image_probabilities, dtype=np.float64), 1e-12, None)) / t[:, None]
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def fit_content_image_temperature(
+    image_probabilities: np.ndarray, gap, labels, weights=None
+) -> tuple[float, float, float]:
+    """Image temperature that depends on the image, T = T₀ · exp(slope · (gap − centre)),
+    minimising the (``weights``-weighted) NLL of q^(1/T)/Σ for whole-image distributions (M, K);
+    ``gap`` (M,): each image's mean patch certainty − the certainty of its aggregate
+    (`ValidationSet.certainty_gap`); centre = its weighted mean. Returns (T₀, slope, centre)."""
+    from scipy.optimize import minimize
+
+    y = np.asarray(labels, dtype=int)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+    g = np.asarray(gap, dtype=np.float64)
+    centre = float(np.average(g, weights=w))
+    rows = np.arange(len(y))
+
+    def loss(x):
+        q = sharpen(image_probabilities, np.exp(x[0] + x[1] * (g - centre)))
+        return float(np.average(-np.log(np.clip(q[rows, y], 1e-12, None)), weights=w))
+
+    start = [np.log(fit_image_temperature(image_probabilities, y, w)), 0.0]
+    log_t, slope = minimize(loss, start, method="Nelder-Mead").x
+    return float(np.exp(log_t)), float(slope), centre
+
+
 def fit_image_level_patch_calibration(
     data: ValidationSet, start: tuple[np.ndarray, float], weights=None
 ) -> tuple[np.ndarray, float]:
@@ -166,6 +199,17 @@ class ValidationSet:
         with np.errstate(invalid="ignore", divide="ignore"):
             return q / q.sum(axis=1, keepdims=True)
 
+    def certainty_gap(self, bias, patch_temperature: float) -> np.ndarray:
+        """Per image (M,): the mean certainty of its aggregated patches after patch calibration
+        − the certainty of their aggregate (`image_distributions`), as
+        `miq.assessment.aggregate` computes it for a content-dependent image temperature."""
+        from .assessment import certainty
+
+        p = apply_patch_calibration(self.probabilities[self.aggregated], bias, patch_temperature)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (self._sum @ certainty(p.astype(np.float64))) / self._count
+        return mean - certainty(self.image_distributions(bias, patch_temperature))
+
     def image_weights(self) -> np.ndarray:
         """Weight per image (M,), mean 1: each group's share ∝ √(its number of images)."""
         from .metrics import sqrt_group_weights
@@ -242,42 +286,68 @@ def calibrate_model(
     files: list[str | os.PathLike],
     *,
     seeds: int = 1,
+    content_temperature: bool = False,
+    keep_patch_calibration: bool = False,
     log=print,
 ) -> dict:
     """Fit both calibration stages on synthetic validation images; update ``model.json``.
 
+    ``content_temperature``: the image temperature depends on each image's certainty gap
+    (`fit_content_image_temperature`) instead of being one number. ``keep_patch_calibration``:
+    keep the stored per-level biases and patch temperature and refit the image stage only.
     Returns the ``calibration`` entry written (fitted values, validation files, and accuracy on
     the validation images before and after).
     """
+    from .errors import MiqError
     from .model.package import ModelPackage
     from .model.runtime import FocusModel
 
     model = FocusModel(ModelPackage.open(model_json), threads=None)
+    if keep_patch_calibration and not model.calibrated:
+        raise MiqError(f"{model_json}: no stored calibration to keep; calibrate it fully first")
     data = collect_validation(model, files, seeds=seeds, log=log)
     k = model.n_levels
     rated, labels, weights = data.rated, data.image_labels[data.rated], data.image_weights()
     before = _image_accuracy(data.image_distributions(np.zeros(k), 1.0)[rated], labels)
-    patch_weights = weights[data.image][data.valid]
-    start = fit_patch_calibration(
-        data.probabilities[data.valid], data.labels[data.valid], patch_weights
-    )
-    bias, t_patch = fit_image_level_patch_calibration(data, start, weights)
+    if keep_patch_calibration:
+        bias, t_patch = np.asarray(model.class_bias), float(model.patch_temperature)
+    else:
+        patch_weights = weights[data.image][data.valid]
+        start = fit_patch_calibration(
+            data.probabilities[data.valid], data.labels[data.valid], patch_weights
+        )
+        bias, t_patch = fit_image_level_patch_calibration(data, start, weights)
     q = data.image_distributions(bias, t_patch)[rated]
-    t_image = fit_image_temperature(q, labels, weights[rated])
-    logq = np.log(np.clip(q, 1e-12, None)) / t_image
-    q_cal = np.exp(logq - logq.max(axis=1, keepdims=True))
-    q_cal /= q_cal.sum(axis=1, keepdims=True)
+    content = {}
+    if content_temperature:
+        gap = data.certainty_gap(bias, t_patch)[rated]
+        t_image, slope, centre = fit_content_image_temperature(q, gap, labels, weights[rated])
+        content = {
+            "image_temperature_slope": round(slope, 6),
+            "image_temperature_centre": round(centre, 6),
+        }
+        q_cal = sharpen(q, t_image * np.exp(slope * (gap - centre)))
+    else:
+        t_image = fit_image_temperature(q, labels, weights[rated])
+        q_cal = sharpen(q, t_image)
     after = _image_accuracy(q_cal, labels)
     entry = {
         "class_bias": [round(float(b), 6) for b in bias],
         "patch_temperature": round(t_patch, 6),
         "image_temperature": round(t_image, 6),
+        **content,
         "fitted": str(date.today()),
         "validation": {
             "files": [str(f) for f in files],
             "seeds": seeds,
             "weighting": "images weighted by source folder, sqrt(number of images) each",
-            "fit": "patch NLL, then whole-image NLL (biases and patch T), then image T",
+            "fit": (
+                "stored biases and patch T kept"
+                if keep_patch_calibration
+                else "patch NLL, then whole-image NLL (biases and patch T)"
+            )
+            + ", then image T"
+            + (" by the certainty gap" if content_temperature else ""),
             "n_images": int(len(data.image_labels)),
             "n_patches": int(data.valid.sum()),
             "before": before,
@@ -286,7 +356,14 @@ def calibrate_model(
     }
     model.package.save_calibration(entry)
     log(
-        f"calibration: bias {entry['class_bias']}, patch T {t_patch:.3f}, image T {t_image:.3f}; "
+        f"calibration: bias {entry['class_bias']}, patch T {t_patch:.3f}, image T {t_image:.3f}"
+        + (
+            f" × exp({content['image_temperature_slope']:+.3f} × (gap − "
+            f"{content['image_temperature_centre']:.3f}))"
+            if content
+            else ""
+        )
+        + "; "
         f"validation exact {before['exact']:.3f} → {after['exact']:.3f}, within-one "
         f"{before['within_one']:.3f} → {after['within_one']:.3f}, ECE {before['ece']:.3f} → "
         f"{after['ece']:.3f}"

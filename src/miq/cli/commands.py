@@ -450,7 +450,13 @@ def calibrate(args: argparse.Namespace) -> int:
         error("no validation images found")
         return EXIT_USAGE
     try:
-        calibrate_model(args.model, files, seeds=args.seeds)
+        calibrate_model(
+            args.model,
+            files,
+            seeds=args.seeds,
+            content_temperature=args.content_temperature,
+            keep_patch_calibration=args.keep_patch_calibration,
+        )
     except MiqError as exc:
         error(str(exc))
         return EXIT_SOME_FAILED

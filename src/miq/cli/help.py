@@ -158,8 +158,10 @@ TRAIN_OPTIONS = {
 
 #: help of the options of ``miq predict`` and ``miq demo``
 RATING_OPTIONS = {
-    "in_focus_levels": "levels 0..N-1 count as in focus (default 3: levels 0-2)",
-    "threshold": "flag in focus when P(in focus) >= this, 0-1 (default 0.5)",
+    "in_focus_levels": "levels 0..N-1 count as in focus (default 3: levels 0-2); the reported "
+    "level is the most probable one on the side of the in/out call",
+    "threshold": "flag in focus when P(in focus) >= this, 0-1 (default 0.5); the level follows "
+    "the call",
     "channel": "rate only these channels (0-based, comma-separated; default all); on RGB "
     "images the colours (0 red, 1 green, 2 blue)",
     "z": "rate only these z planes (0-based, comma-separated; default all)",

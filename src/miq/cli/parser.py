@@ -317,6 +317,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p, required=True, help="model folder or model.json to update")
     add_exclude(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="noise seeds per level")
+    p.add_argument(
+        "--content-temperature",
+        action="store_true",
+        help="image temperature that depends on each image (softer where confident patches "
+        "disagree) instead of one number",
+    )
+    p.add_argument(
+        "--keep-patch-calibration",
+        action="store_true",
+        help="keep the stored per-level biases and patch temperature; refit the image "
+        "temperature only",
+    )
 
     _add_train(_command(sub, "train"))
     return parser

@@ -67,12 +67,17 @@ def apply_patch_calibration(probabilities: np.ndarray, bias, temperature: float)
 class Calibration:
     """Post-hoc calibration stored in model.json (see `miq.calibration`): per-level
     ``class_bias`` (K,), ``patch_temperature`` and ``image_temperature``; ``fitted`` is False
-    when the model stores none (identity)."""
+    when the model stores none (identity). A content-dependent image temperature
+    (``image_temperature_slope`` ≠ 0) is T = image_temperature ·
+    exp(slope · (gap − image_temperature_centre)), gap = the mean certainty of the aggregated
+    patches − the certainty of their aggregate (`miq.assessment.aggregate`)."""
 
     class_bias: np.ndarray
     patch_temperature: float = 1.0
     image_temperature: float = 1.0
     fitted: bool = False
+    image_temperature_slope: float = 0.0
+    image_temperature_centre: float = 0.0
 
 
 def _is_hex(text: str) -> bool:
@@ -331,7 +336,13 @@ class ModelPackage:
         values = [self._number("calibration.class_bias", b, positive=False) for b in bias]
         patch_t = self._number("calibration.patch_temperature", entry.get("patch_temperature", 1.0))
         image_t = self._number("calibration.image_temperature", entry.get("image_temperature", 1.0))
-        return Calibration(np.asarray(values, dtype=np.float64), patch_t, image_t, bool(entry))
+        slope, centre = (
+            self._number(f"calibration.{key}", entry.get(key, 0.0), positive=False)
+            for key in ("image_temperature_slope", "image_temperature_centre")
+        )
+        return Calibration(
+            np.asarray(values, dtype=np.float64), patch_t, image_t, bool(entry), slope, centre
+        )
 
     def __repr__(self) -> str:
         return f"ModelPackage({self.name!r}, {self.path})"

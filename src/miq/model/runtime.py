@@ -66,6 +66,8 @@ class FocusModel:
         self.class_bias = calibration.class_bias
         self.patch_temperature = calibration.patch_temperature
         self.image_temperature = calibration.image_temperature
+        self.image_temperature_slope = calibration.image_temperature_slope
+        self.image_temperature_centre = calibration.image_temperature_centre
         self.calibrated = calibration.fitted
 
     def predict(self, patches: np.ndarray, *, calibrated: bool = True) -> np.ndarray:

@@ -222,8 +222,9 @@ def legend_section(data: RunData) -> str:
 <ul>
 <li><b>Level</b> 0–{k - 1}: absolute defocus class of an 84×84 px patch, about
 {data.um_per_level:g} µm of defocus per level at the model's optics (level 0 in focus).
-The image level is the certainty-weighted aggregate of its patches; <b>mean</b> is the
-probability-weighted mean level.</li>
+The image's distribution is the certainty-weighted aggregate of its patches'; its level is the
+most probable level on the side of its in/out call (0–{n_in - 1} when in focus, else
+{n_in}–{k - 1}); <b>mean</b> is the probability-weighted mean level.</li>
 <li><b>Certainty</b>: 1 − entropy / ln {k} of the probability vector (1 = all mass on one level,
 0 = uniform). Empty background patches are uncertain and weigh little.</li>
 <li><b>In focus</b>: P(level &lt; {n_in}) ≥ {threshold} (levels 0–{n_in - 1}).</li>

@@ -122,7 +122,7 @@ def _load_teacher(path: str):
 
 def _stored_calibration(package) -> tuple[torch.Tensor, float, float]:
     """A model package's stored calibration: per-level bias (K,), patch and image temperatures
-    (none stored: zeros, 1, 1)."""
+    (none stored: zeros, 1, 1; a content-dependent image temperature is taken at its centre)."""
     calibration = package.calibration
     return (
         torch.tensor(calibration.class_bias, dtype=torch.float32),
