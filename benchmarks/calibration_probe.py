@@ -39,18 +39,10 @@ def dark_fraction(plane: np.ndarray) -> float:
     return float(np.mean(plane <= floor + 3.0 * noise_sigma(plane)))
 
 
-def sharpen(q: np.ndarray, log_t: np.ndarray) -> np.ndarray:
-    """q^(1/T) renormalised, one temperature per row."""
-    z = np.log(np.clip(q, 1e-12, None)) / np.exp(log_t)[:, None]
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def main() -> None:
     from benchmarks.point_estimates import print_point_estimates
     from miq.assessment import certainty, level_on_call_side, prepare_patches
-    from miq.calibration import ValidationSet
+    from miq.calibration import ValidationSet, sharpen
     from miq.ground_truth import synthetic_items
     from miq.metrics import group_calibration_error
     from miq.model.package import apply_patch_calibration
@@ -120,12 +112,12 @@ def main() -> None:
         x = (x - x[fit].mean(axis=0)) / (x[fit].std(axis=0) + 1e-12)
 
         def nll(w, x=x):
-            qq = sharpen(q[fit], w[0] + x[fit] @ w[1:])
+            qq = sharpen(q[fit], np.exp(w[0] + x[fit] @ w[1:]))
             return -np.mean(np.log(np.clip(qq[np.arange(fit.sum()), y[fit]], 1e-12, None)))
 
         start = [np.log(model.image_temperature)] + [0.0] * x.shape[1]
         w = minimize(nll, start, method="Nelder-Mead").x
-        qq = sharpen(q, w[0] + x @ w[1:])
+        qq = sharpen(q, np.exp(w[0] + x @ w[1:]))
         level = level_on_call_side(qq)
         stated = qq[np.arange(n), level]
         gaps, second = [], []

@@ -172,9 +172,10 @@ class ImageAssessment:
 
     Patch maps have the grid's shape (rows, cols); ``patch_probabilities`` is (rows, cols, K).
     ``level``: the most probable level on the side of the in/out call (`level_on_call_side`);
-    ``patch_level``: each patch's most probable level. ``defocus_um`` = ``level_mean`` × the model's µm per level. ``scale``: output px per input
-    px of the resampling to the model's pixel size (1.0 = not resampled); ``pixel_size_um``: the
-    input pixel size in µm it assumed (None = the model's). A plane rated in bands
+    ``patch_level``: each patch's most probable level. ``defocus_um`` = ``level_mean`` × the
+    model's µm per level. ``scale``: output px per input px of the resampling to the model's
+    pixel size (1.0 = not resampled); ``pixel_size_um``: the input pixel size in µm it assumed
+    (None = the model's). A plane rated in bands
     (`miq.large.assess_banded`) has ``banded`` set and keeps ``preview``, the plane
     subsampled by ``preview_factor`` (for drawing its overlay). ``content_score``: how far the
     plane's structure stands above its pixel noise (`miq.content.content_score`); ``empty``:
