@@ -24,8 +24,8 @@ The NEUBIAS Golgi stack is left out: its best plane is not documented.
 
 Per model: exact and within-one accuracy, ECE, field CE (|accuracy − mean probability of the
 reported level| over each field's images, averaged over fields: over- and under-confidence on
-different fields do not cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and Spearman of its expected
-level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
+different fields do not cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and
+Spearman of its expected level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
 (seed 0; the same resamples for every method). The F-score of the 10/90 protocol (Bray et al.
@@ -38,8 +38,8 @@ Each image is simulated once and rated by every model (models must share levels 
 ``NAME+tta4``, ensembles ``A&B``).
 
 Usage: python -m benchmarks.accuracy [--model default --model fast | --model DIR ...]
-       [--seeds 2] [--first-seed 0] [--splits 100] [--bootstrap 1000] [--limit-fields N] [--datasets TEXT ...]
-       [-o OUT]
+       [--seeds 2] [--first-seed 0] [--splits 100] [--bootstrap 1000] [--limit-fields N]
+       [--datasets TEXT ...] [-o OUT]
 """
 
 from __future__ import annotations
