@@ -8,8 +8,9 @@ log T = a + b·x, x one standardised feature of the image, fitted by the NLL of 
 rows A–B; printed per feature: b, and on rows C–D the per-file and per-field (both channels of a
 site) calibration errors (mean over files or fields of |accuracy − mean probability of the
 reported level|, miq's level on the side of the in/out call) and the mean gap
-(accuracy − confidence) per channel (Channel1 FKHR-GFP, Channel2 DNA). Features: summaries of the patches' outputs, and of the
-rated image's pixels (share of pixels within 3 noise σ of its 0.5th percentile: the dark floor).
+(accuracy − confidence) per channel (Channel1 FKHR-GFP, Channel2 DNA). Features: summaries of the
+patches' outputs, and of the rated image's pixels (share of pixels within 3 noise σ of its 0.5th
+percentile: the dark floor).
 
 A second table compares point estimates of the whole-image level on all of rows A–D (nothing is
 fitted for it; `benchmarks.point_estimates`).
@@ -79,7 +80,7 @@ def main() -> None:
     )
     img = vs.image[vs.aggregated]
     count = np.maximum(np.bincount(img, minlength=n), 1)
-    patch_cert = np.bincount(img, certainty(p), minlength=n) / count
+    gap = vs.certainty_gap(model.class_bias, model.patch_temperature)  # what miq calibrate fits
     levels = p @ np.arange(p.shape[1])
     mean_level = np.bincount(img, levels, minlength=n) / count
     spread = np.sqrt(
@@ -87,13 +88,13 @@ def main() -> None:
     )
     features = {
         "none (one temperature)": np.zeros(n),
-        "mean patch certainty": patch_cert,
+        "mean patch certainty": gap + certainty(q),
         "whole-image certainty": certainty(q),
-        "patch − whole-image certainty": patch_cert - certainty(q),
+        "patch − whole-image certainty": gap,
         "sd of patch expected levels": spread,
         "dark-floor share of pixels": np.asarray(dark),
         "patch − whole-image certainty, dark-floor share": np.stack(
-            [patch_cert - certainty(q), np.asarray(dark)], axis=1
+            [gap, np.asarray(dark)], axis=1
         ),
     }
     names = np.asarray(names)
