@@ -65,6 +65,12 @@ def train(args: argparse.Namespace) -> int:
     if args.width and args.architecture == "yang2018":
         error("--width applies to the compact, stride4 and separable architectures only")
         return EXIT_USAGE
+    if args.channels and args.architecture != "compact":
+        error("--channels applies to the compact architecture only")
+        return EXIT_USAGE
+    if args.channels and args.width:
+        error("give --width or --channels, not both")
+        return EXIT_USAGE
     if args.batch_size % args.image_group_size:
         error(
             f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
@@ -85,7 +91,7 @@ def train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     config = TrainConfig(
         architecture=args.architecture,
-        architecture_kwargs={"width": args.width} if args.width else {},
+        architecture_kwargs=_architecture_kwargs(args),
         steps=args.steps,
         batch_size=args.batch_size,
         learning_rate=args.lr,
@@ -462,6 +468,14 @@ def calibrate(args: argparse.Namespace) -> int:
         return EXIT_SOME_FAILED
     say(f"calibration written to {args.model}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _architecture_kwargs(args) -> dict:
+    """The network's keyword arguments that `miq train` options set (model.json's
+    ``architecture_kwargs``, with n_levels and patch_size added by training)."""
+    if args.channels:
+        return {"channels": list(args.channels)}
+    return {"width": args.width} if args.width else {}
 
 
 def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:

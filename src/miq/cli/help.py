@@ -135,6 +135,9 @@ TRAIN_OPTIONS = {
     "yang2018",
     "width": "channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
     "separable: 32)",
+    "channels": "compact only: the five layers' output channels, e.g. 8,24,24,48,48 (half the "
+    "default's multiply-adds); with --init-from a wider compact model, training starts from it "
+    "pruned to these channels",
     "procedural": "share of samples from procedural in-focus content (0..1)",
     "clipped_sensor": "share of simulated images from a sensor that records nothing below a "
     "threshold: flat backgrounds with single photon counts (0..1, default 0.2; 0 = none)",

@@ -54,6 +54,14 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "at least 1")
 
 
+def compact_channels(text: str) -> list[int]:
+    """Five comma-separated channel counts, e.g. ``8,24,24,48,48``."""
+    counts = [positive_int(part.strip()) for part in text.split(",")]
+    if len(counts) != 5:
+        raise argparse.ArgumentTypeError(f"needs five channel counts, got {len(counts)}: {text}")
+    return counts
+
+
 def non_negative_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 0, "0 or more")
 
@@ -444,6 +452,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         help=h["architecture"],
     )
     p.add_argument("--width", type=positive_int, default=None, help=h["width"])
+    p.add_argument("--channels", type=compact_channels, default=None, help=h["channels"])
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")

@@ -89,18 +89,31 @@ class CompactFocusNet(_MeanMaxPooledNet):
     Layers: 5×5/2 → 3×3/2 → 3×3/1 → 3×3/2 → 3×3/2 convolutions (BN + ReLU), global mean and max
     pooling, one linear layer to ``n_levels`` logits. Receptive field 41 px before the global
     pooling, so blur up to ~30 px across is seen whole.
+
+    ``channels``: the five layers' output channels; default (w, 2w, 2w, 4w, 4w) for ``width`` w.
+    (8, 24, 24, 48, 48) has half the multiply-adds of the default (5.4 M) at the same depth and
+    receptive field.
     """
 
-    def __init__(self, n_levels: int = 11, width: int = 16, patch_size: int = 84) -> None:
+    def __init__(
+        self,
+        n_levels: int = 11,
+        width: int = 16,
+        patch_size: int = 84,
+        channels: Sequence[int] | None = None,
+    ) -> None:
         w = width
+        c = [w, 2 * w, 2 * w, 4 * w, 4 * w] if channels is None else [int(n) for n in channels]
+        if len(c) != 5 or min(c) < 1:
+            raise ValueError(f"channels needs five positive channel counts, got {channels}")
         features = nn.Sequential(
-            _conv_bn_relu(1, w, 5, 2),
-            _conv_bn_relu(w, 2 * w, 3, 2),
-            _conv_bn_relu(2 * w, 2 * w, 3, 1),
-            _conv_bn_relu(2 * w, 4 * w, 3, 2),
-            _conv_bn_relu(4 * w, 4 * w, 3, 2),
+            _conv_bn_relu(1, c[0], 5, 2),
+            _conv_bn_relu(c[0], c[1], 3, 2),
+            _conv_bn_relu(c[1], c[2], 3, 1),
+            _conv_bn_relu(c[2], c[3], 3, 2),
+            _conv_bn_relu(c[3], c[4], 3, 2),
         )
-        super().__init__(features, n_features=4 * w, n_levels=n_levels)
+        super().__init__(features, n_features=c[4], n_levels=n_levels)
 
 
 class Stride4FocusNet(_MeanMaxPooledNet):

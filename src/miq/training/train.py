@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..model.network import CompactFocusNet
 from ..optics import LevelTable, Optics
 from .export import export_model
 from .loss import (
@@ -22,6 +23,7 @@ from .loss import (
     ranked_probability_score,
     soft_ranked_probability_score,
 )
+from .prune import prune_compact_state
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
@@ -82,9 +84,12 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
+def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Start from trained weights (fine-tuning): a model folder (or its ``model.safetensors``,
-    checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``."""
+    checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``.
+
+    A compact network narrower than the weights starts from them pruned to its channels
+    (`miq.training.prune`). Returns how the weights were taken, for the log."""
     from ..model.package import ModelPackage
 
     source = Path(path)
@@ -102,10 +107,27 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> None:
         state = load_file(path)
     else:
         state = torch.load(path, weights_only=True)["model"]  # tensors and plain data only
+    how = "as they are"
+    if isinstance(model, CompactFocusNet) and _shapes_differ(model.state_dict(), state):
+        channels = [int(model.features[i][0].out_channels) for i in range(len(model.features))]
+        try:
+            state = prune_compact_state(state, channels)
+        except ValueError as exc:
+            raise ValueError(f"{path}: cannot prune to channels {channels} ({exc})") from None
+        how = f"pruned to channels {channels} by batch-norm scale"
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{path}: weights do not fit this architecture ({exc})") from None
+    return how
+
+
+def _shapes_differ(target: dict[str, torch.Tensor], source: dict[str, torch.Tensor]) -> bool:
+    """True when a tensor both state dicts name has different shapes in them."""
+    return any(
+        name in source and tuple(source[name].shape) != tuple(tensor.shape)
+        for name, tensor in target.items()
+    )
 
 
 def _load_teacher(path: str):
@@ -220,8 +242,8 @@ def train(
     kwargs.setdefault("patch_size", config.patch_size)
     model = build_network(config.architecture, **kwargs)
     if config.init_from and not resume:
-        _load_initial_weights(model, config.init_from)
-        log(f"initial weights: {config.init_from}")
+        how = _load_initial_weights(model, config.init_from)
+        log(f"initial weights: {config.init_from} ({how})")
     teacher, teacher_package = _load_teacher(config.teacher) if config.teacher else (None, None)
     if teacher is not None:
         log(f"distilling from {config.teacher} (weight {config.distill_weight})")
@@ -238,8 +260,9 @@ def train(
         optimizer,
         max_lr=config.learning_rate,
         total_steps=config.steps,
-        # at least 2 warm-up steps: OneCycleLR divides by zero on a shorter phase (short runs)
-        pct_start=min(0.5, max(0.05, 2.5 / config.steps)),
+        # at least 2 warm-up steps: OneCycleLR divides by zero on a shorter phase (short runs),
+        # and on a warm-up ending exactly at step 0 (2-step runs)
+        pct_start=0.75 if config.steps <= 2 else min(0.5, max(0.05, 2.5 / config.steps)),
     )
     step, elapsed_before = 0, 0.0
     ckpt_path = out / "checkpoint.pt"
