@@ -83,9 +83,16 @@ def non_inferiority_verdict(low: np.ndarray, high: np.ndarray, n_units: int, uni
     return f"non-inferior on all {len(NON_INFERIORITY)} margins ({n_units} {unit}s)"
 
 
-def rate(models: list, items) -> list[np.ndarray]:
+def model_label(requested: str, model) -> str:
+    """How a model is named in the tables: as given to ``--models``, with the name its
+    model.json records when that differs (a copied run folder keeps its source's name)."""
+    return requested if requested == model.name else f"{requested} ({model.name})"
+
+
+def rate(models: list, items, labels: list[str]) -> list[np.ndarray]:
     """Whole-image level distributions (M, K) of ``items`` by each model (calibrated); each
-    image is loaded (simulated) once for all models. Prints each model's rating time."""
+    image is loaded (simulated) once for all models. Prints each model's rating time under its
+    label."""
     rated = [[] for _ in models]
     seconds = [0.0] * len(models)
     for item in items:
@@ -94,8 +101,8 @@ def rate(models: list, items) -> list[np.ndarray]:
             start = time.perf_counter()
             rated[k].append(miq.assess(image, model, name=item.name).probabilities)
             seconds[k] += time.perf_counter() - start
-    for model, s in zip(models, seconds):
-        print(f"  {model.name}: {s:.0f} s rating", file=sys.stderr)
+    for label, s in zip(labels, seconds):
+        print(f"  {label}: {s:.0f} s rating", file=sys.stderr)
     return [np.stack(r) for r in rated]
 
 
@@ -190,6 +197,7 @@ def main() -> int:
     args = parser.parse_args()
 
     models = [miq.load_model(m, threads=1) for m in args.models]
+    labels = [model_label(m, model) for m, model in zip(args.models, models)]
     first = models[0]
     simulate = {
         "seeds": args.seeds,
@@ -216,7 +224,7 @@ def main() -> int:
         file=sys.stderr,
     )
 
-    rated = rate(models, items)
+    rated = rate(models, items, labels)
 
     rng = np.random.default_rng(0)
     members = [np.flatnonzero(plane == p) for p in range(plane.max() + 1)]
@@ -241,7 +249,7 @@ def main() -> int:
     # the first model's scores on each bootstrap draw, shared by every comparison with it
     base_draws = np.array([scores(rated[0][d], truth[d], groups) for d, groups in draws])
     verdicts = []
-    for model, probabilities in zip(models, rated):
+    for model, label, probabilities in zip(models, labels, rated):
         own = scores(probabilities, truth, plane)
         cells = [f"{v:.3f}" for v in own]
         if model is first:
@@ -256,12 +264,12 @@ def main() -> int:
                 f"{o - b:+.3f} ({lo:+.3f}, {hi:+.3f})" for o, b, lo, hi in zip(own, base, low, high)
             ]
             verdict = non_inferiority_verdict(low, high, len(units), args.unit)
-            verdicts.append(f"{model.name} against {first.name}: {verdict}")
-        print(f"| {model.name} | " + " | ".join(cells) + " |")
+            verdicts.append(f"{label} against {labels[0]}: {verdict}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
     print("\n" + "\n".join(verdicts))
     if args.per_plane:
         names = [items[m[0]].name.rsplit(" @", 1)[0] for m in members]
-        print_per_plane(names, members, [m.name for m in models], rated, truth)
+        print_per_plane(names, members, labels, rated, truth)
     return 0
 
 
