@@ -15,6 +15,13 @@ Rewritten again on purpose (2026-11-30, issue 21): ``level`` is the most probabl
 side of the in/out call (`miq.assessment.level_on_call_side`); two planes of the deconwolf stack
 in evaluate/predictions.csv changed level (z=13: 2 → 4, flagged out with P(in focus) 0.46; z=15:
 3 → 2, flagged in with 0.52), nothing else.
+
+Rewritten again on purpose (2026-11-30, issues 19 and 21): the default model is v3-slim
+(docs/lab-notebook/slim-network.md). Every best plane is as before; levels changed on 7 rows:
+the cropped z10 field in predict (1 → 2, still in focus), one Golgi plane in rescaled (1 → 0),
+the sample at 0 µm in evaluate (1 → 2), and four deconwolf planes in evaluate (z=13 4 → 3, z=24
+5 → 4, and z=14 and z=15, 1.8 and 1.5 µm from the best plane, 2 → 3: now flagged out of focus).
+Probabilities, certainties and level means changed with the network everywhere.
 """
 
 from __future__ import annotations

@@ -42,15 +42,16 @@ def _one_error_line(capsys, name: str) -> str:
 
 
 def test_package_reads_metadata_once_into_typed_fields():
-    package = ModelPackage.open("v3")
-    assert package.name == "miq-compact-v3" and package.architecture == "compact"
+    package = ModelPackage.open("v3-slim")
+    assert package.name == "miq-compact-slim-v3" and package.architecture == "compact"
+    assert package.architecture_kwargs["channels"] == [8, 24, 24, 48, 48]
     assert package.patch_size == 84 and package.n_levels == 11 and package.um_per_level == 2.0
     assert package.levels.defocus_um == tuple(2.0 * k for k in range(11))
     assert package.optics.pixel_size_um == 0.65 and package.optics.numerical_aperture == 0.5
     assert package.calibration.fitted and package.calibration.class_bias.shape == (11,)
     # is_bundled: the default bundled model (workers load their own copy), not any shipped one
     assert package.is_bundled and not ModelPackage.open("fast").is_bundled
-    assert not ModelPackage.open("v2").is_bundled
+    assert not ModelPackage.open("v2").is_bundled and not ModelPackage.open("v3").is_bundled
     model = miq.load_model("fast", threads=1)
     assert model.package.path == BUNDLED_MODELS["fast"] and model.levels == model.package.levels
 

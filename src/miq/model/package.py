@@ -39,11 +39,12 @@ MODEL_VERSIONS = {
     "fast-v1": _WEIGHTS / "weights_fast" / "model.json",  # miq-separable-fast-v1 (2026-11-26)
     "v3": _WEIGHTS / "weights_v3" / "model.json",  # miq-compact-v3 (2026-11-29)
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
+    "v3-slim": _WEIGHTS / "weights_v3_slim" / "model.json",  # miq-compact-slim-v3 (2026-11-30)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: v3 and fast-v2 since
-#: 2026-11-30, when the whole-image level came to rest on the foreground patches and both passed
-#: every check (docs/lab-notebook/foreground.md); v2 and fast-v1 stay loadable by name
-MODEL_ALIASES = {"default": "v3", "fast": "fast-v2"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: the default is v3-slim
+#: since it was found non-inferior to v3 at 0.7 × its time (docs/lab-notebook/slim-network.md),
+#: ``fast`` is fast-v2 (docs/lab-notebook/foreground.md); the others stay loadable by name
+MODEL_ALIASES = {"default": "v3-slim", "fast": "fast-v2"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
