@@ -81,6 +81,10 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     for name in ("field_mask.tif", "tiny.tif", "broken.tif"):  # each named once, the rest rated
         lines = [line for line in result.stderr.splitlines() if name in line]
         assert len(lines) == 1 and "left out" in lines[0], result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| fast (miq-separable-fast-v2) |")]
+    rows = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("| fast (miq-separable-fast-v2) |")
+    ]
     assert len(rows) == 2 and "+0.000 (+0.000, +0.000)" in rows[1]
     assert "undecided: 1 files, the rule needs at least 40" in result.stdout

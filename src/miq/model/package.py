@@ -42,7 +42,7 @@ MODEL_VERSIONS = {
     "v3-slim": _WEIGHTS / "weights_v3_slim" / "model.json",  # miq-compact-slim-v3 (2026-11-30)
 }
 #: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: the default is v3-slim
-#: since it was found non-inferior to v3 at 0.7 × its time (docs/lab-notebook/slim-network.md),
+#: since it was found non-inferior to v3 at ~0.6 × its time (docs/lab-notebook/slim-network.md),
 #: ``fast`` is fast-v2 (docs/lab-notebook/foreground.md); the others stay loadable by name
 MODEL_ALIASES = {"default": "v3-slim", "fast": "fast-v2"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
