@@ -4,7 +4,8 @@ Trained weights do not change the time, so this answers "how fast would it be" b
 spends an hour training. Each network is exported to ONNX (opset of torch's exporter) and run on
 625 patches (one 2048² image) in batches of 25 (one row of patches, as ``miq predict`` does), one
 thread, best of ``--repeats``; the ratio is to the default network's time in the same run.
-Networks: the registered architectures (compact, stride4, separable) at several widths.
+Networks: the registered architectures (compact, stride4, separable) at several widths, and the
+compact network with narrowed layers (``channels``, as the default v3-slim has).
 
 It also measures how fast this core can multiply and add at all: the best float32 rate of one
 large matrix product on one thread (numpy's BLAS, 2048³, and ONNX Runtime's MatMul, 1024³). Each
@@ -39,6 +40,13 @@ from torch import nn  # noqa: E402
 from miq.model.network import build_network  # noqa: E402
 
 PATCHES, BATCH = 625, 25
+#: layer widths of the compact network timed besides ``width``: v3-slim's, then narrower ones
+COMPACT_CHANNELS = [
+    (8, 24, 24, 48, 48),
+    (8, 32, 32, 64, 64),
+    (8, 16, 24, 32, 32),
+    (8, 16, 16, 32, 32),
+]
 
 
 def _one_thread_session(model_bytes_or_path) -> ort.InferenceSession:
@@ -200,7 +208,12 @@ def main() -> int:
     for engine, rate in rates.items():
         print(f"  {engine:32s} {rate / 1e9:6.1f} G/s")
 
-    candidates = [("compact width 16 (the default v2's)", build_network("compact", width=16))]
+    candidates = [("compact width 16 (v2's, v3's)", build_network("compact", width=16))]
+    candidates += [(f"compact width {w}", build_network("compact", width=w)) for w in (12, 11)]
+    candidates += [  # narrowed layers (docs/lab-notebook/slim-network.md); v3-slim's first
+        (f"compact channels {','.join(map(str, c))}", build_network("compact", channels=c))
+        for c in COMPACT_CHANNELS
+    ]
     candidates += [
         (f"stride4 width {w}", build_network("stride4", width=w)) for w in (24, 32, 40, 48)
     ]
