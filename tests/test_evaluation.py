@@ -11,7 +11,13 @@ import tifffile
 
 from miq.cli import main
 from miq.evaluation import MODEL, evaluate, format_table
-from miq.ground_truth import ManifestError, manifest_items, stack_items, synthetic_items
+from miq.ground_truth import (
+    ManifestError,
+    manifest_items,
+    stack_items,
+    synthetic_items,
+    to_camera_range,
+)
 from miq.optics import Optics, degrade
 
 
@@ -213,3 +219,29 @@ def test_field_calibration_error_groups_the_images_of_each_source_file():
     split = dataset_metrics(results({"a.tif": [True] * 8, "b.tif": [False] * 8}), methods=(MODEL,))
     assert split["model"]["ece"] == pytest.approx(0.0)
     assert split["model"]["field_ce"] == pytest.approx(0.5)
+
+
+def test_to_camera_range_puts_the_offset_back_under_planes_that_lost_it():
+    """An 8-bit plane (0 = no light) gets the sensor offset under it, so that `degrade` sees its
+    dim background as light: no pixel of the background becomes a flat, noiseless offset."""
+    rng = np.random.default_rng(0)
+    plane = rng.integers(2, 12, (96, 96)).astype(np.uint8)  # dim background, 2–11 DN
+    plane[30:60, 30:60] = 200  # one bright object
+    unit = to_camera_range(plane)
+    dn = unit * 65535
+    assert dn.min() == pytest.approx(100.0)  # darkest pixel = the offset, i.e. no light
+    assert dn.max() == pytest.approx(2000.0)  # signal scaled to a 16-bit camera's brightness
+    # the background's differences are kept (scaled), not cut off under the offset
+    assert np.corrcoef(dn[:20, :20].ravel(), plane[:20, :20].ravel())[0, 1] > 0.99
+    blurred = degrade(unit, 20.0, rng=1) * 65535
+    assert (blurred == 100.0).mean() < 0.01  # shot noise everywhere, no flat floor
+
+
+def test_to_camera_range_keeps_raw_camera_planes_as_they_are():
+    """A raw 16-bit plane sitting on its offset (all pixels ≥ 100 DN, bright enough) is used as
+    it is, as the original simulator expects; the rule is continuous at the offset."""
+    rng = np.random.default_rng(1)
+    raw = rng.integers(100, 4000, (64, 64)).astype(np.uint16)
+    np.testing.assert_allclose(to_camera_range(raw) * 65535, raw)
+    just_under = raw.astype(np.float64) - 1.0  # darkest pixel 99 DN: offset put back, + 1 DN
+    np.testing.assert_allclose(to_camera_range(just_under) * 65535, raw, atol=1e-6)

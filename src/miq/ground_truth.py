@@ -258,15 +258,25 @@ def stack_items(
     return items
 
 
-def to_camera_range(data: np.ndarray) -> np.ndarray:
-    """In-focus plane → unit range for `degrade`, at a 16-bit camera's brightness.
+def to_camera_range(data: np.ndarray, offset_dn: float = 100.0) -> np.ndarray:
+    """In-focus plane → unit range for `degrade` (1.0 = 65535 DN), on a camera with
+    ``offset_dn`` of offset and 1 photoelectron per DN.
 
-    Planes whose maximum is under 2000 DN (8-bit files) are scaled up to 2000 DN so that the
-    sensor model (offset 100 DN, 1 photoelectron per DN) leaves them a realistic signal.
+    `degrade` (the original simulator's sensor model) subtracts ``offset_dn`` before the shot
+    noise: it expects raw camera data, whose dark pixels sit on the offset. A plane that reaches
+    below it (8-bit exports, background-subtracted or offset-corrected images) has lost its
+    offset: its darkest pixel is taken as no light and the offset is put back under it, so that
+    its dim background is light, not a threshold that would cut the blurred signal off into
+    flat, noiseless patches with sharp edges. A plane at or above the offset is used as it is.
+    A plane whose signal peaks under 1900 DN above the offset (8-bit files, dim exposures) has
+    its signal scaled up to that, a 16-bit camera's brightness.
     """
     dn = np.asarray(data, dtype=np.float64)
-    dn = dn - min(0.0, float(dn.min()))
-    return dn * max(1.0, 2000.0 / max(float(dn.max()), 1e-12)) / 65535.0
+    signal = dn - min(float(dn.min()), offset_dn)
+    peak = float(signal.max())
+    if peak < 2000.0 - offset_dn:
+        signal = signal * ((2000.0 - offset_dn) / max(peak, 1e-12))
+    return (signal + offset_dn) / 65535.0
 
 
 def synthetic_items(
