@@ -22,6 +22,14 @@ the cropped z10 field in predict (1 → 2, still in focus), one Golgi plane in r
 the sample at 0 µm in evaluate (1 → 2), and four deconwolf planes in evaluate (z=13 4 → 3, z=24
 5 → 4, and z=14 and z=15, 1.8 and 1.5 µm from the best plane, 2 → 3: now flagged out of focus).
 Probabilities, certainties and level means changed with the network everywhere.
+
+Rewritten again on purpose (2026-11-30, issue 21): v3-slim's calibration was refitted to the
+synthetic ground truth with the black level put back (docs/lab-notebook/black-level.md; per-level
+biases now 0 … −0.79 instead of 0 … +1.72, patch temperature 0.25). Every best plane is as before;
+levels changed on 18 rows: the cropped z10 field in predict (2 → 1), the sample at 0, 4 and
+20 µm in evaluate (2 → 1, 3 → 2 — now flagged in focus, as its true level 2 is — and 10 → 9), and
+14 deconwolf planes in evaluate (z=1, 3, 5, 6, 28: 10 → 9; z=10–12, 26, 27: 10 → 4, where the
+whole-image distribution has a mode at 4 and one at 10; z=17: 2 → 3; z=24: 4 → 5).
 """
 
 from __future__ import annotations
