@@ -197,21 +197,31 @@ def test_row_patches_are_the_unit_mapped_patches_cut_by_hand(dtype):
 
 
 def test_sparse_content_on_a_large_background_is_rated_by_its_content(sample_image, model):
-    """A sharp 2×2-patch piece of the sample in a field of camera background (100 patches): the
-    level is the content's, as uint16 and as 8-bit. Aggregating every patch instead lets the
-    96 background patches (rated towards level 10) call the field out of focus."""
+    """A 2×2-patch piece of the sample, sharp or defocused by 16 µm, in a field of camera
+    background (100 patches): the level is the content's, as uint16 and as 8-bit, although the
+    96 background patches alone would say something else for at least one of the two (a
+    network's reading of pure noise is arbitrary: towards 10 for some, towards 0 for others)."""
     rng = np.random.default_rng(0)
-    field = rng.poisson(float(np.median(sample_image)), (840, 840)).astype(np.float64)
-    crop = sample_image[100:268, 200:368]
-    field[336:504, 336:504] = crop
-    alone = miq.assess(crop, model).level
-    as_8bit = np.round((field - field.min()) / np.ptp(field) * 255).astype(np.uint8)
-    for image in (field.astype(np.uint16), as_8bit):
-        a = miq.assess(image, model)
-        assert a.n_foreground == 4 and a.n_patches == 100
-        assert abs(a.level - alone) <= 1 and a.level <= 2
-        every_patch = miq.aggregate(a.patch_probabilities.reshape(-1, 11), a.patch_valid.ravel())
-        assert every_patch["level"] >= 6  # what the background alone would have said
+    background = rng.poisson(float(np.median(sample_image)), (840, 840)).astype(np.float64)
+    defocused = degrade(sample_image / 65535.0, 16.0, rng=0) * 65535.0
+    background_says_otherwise = []
+    for source in (sample_image, defocused):
+        field = background.copy()
+        crop = source[100:268, 200:368]
+        field[336:504, 336:504] = crop
+        alone = miq.assess(crop, model).level
+        as_8bit = np.round((field - field.min()) / np.ptp(field) * 255).astype(np.uint8)
+        for image in (field.astype(np.uint16), as_8bit):
+            a = miq.assess(image, model)
+            assert a.n_foreground == 4 and a.n_patches == 100
+            assert abs(a.level - alone) <= 1
+            assert a.level <= 2 if source is sample_image else a.level >= 6
+        only_background = a.patch_valid.ravel() & ~a.patch_foreground.ravel()
+        said = miq.aggregate(a.patch_probabilities.reshape(-1, 11), only_background)["level"]
+        background_says_otherwise.append(abs(said - alone) >= 3)
+    assert any(background_says_otherwise)
+    field = background.copy()
+    field[336:504, 336:504] = sample_image[100:268, 200:368]
     # a camera with 2× larger pixels, resampled back: the noise is judged at the camera's pixels
     coarse = AssessOptions(pixel_size_um=1.3)
     binned = field.reshape(420, 2, 420, 2).sum(axis=(1, 3))
@@ -253,12 +263,12 @@ def test_assessment_level_and_flag_agree(sample_image, model):
     a = miq.assess(sample_image, model)
     probs = a.patch_probabilities.reshape(-1, 11)
     valid = a.patch_valid.ravel()
-    for options in (AssessOptions(), AssessOptions(in_focus_threshold=0.99)):
+    # a threshold just above the sample's P(in focus) calls it out of focus
+    stricter = AssessOptions(in_focus_threshold=(1.0 + a.p_in_focus) / 2)
+    for options in (AssessOptions(), stricter):
         b = assessment_from_probabilities(a.grid, probs, valid, model, options)
         assert (b.level < options.in_focus_levels) == b.in_focus
-    strict = assessment_from_probabilities(
-        a.grid, probs, valid, model, AssessOptions(in_focus_threshold=0.99)
-    )
+    strict = assessment_from_probabilities(a.grid, probs, valid, model, stricter)
     assert a.in_focus and not strict.in_focus and strict.level >= 3
 
 

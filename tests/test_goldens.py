@@ -30,6 +30,14 @@ levels changed on 18 rows: the cropped z10 field in predict (2 → 1), the sampl
 20 µm in evaluate (2 → 1, 3 → 2 — now flagged in focus, as its true level 2 is — and 10 → 9), and
 14 deconwolf planes in evaluate (z=1, 3, 5, 6, 28: 10 → 9; z=10–12, 26, 27: 10 → 4, where the
 whole-image distribution has a mode at 4 and one at 10; z=17: 2 → 3; z=24: 4 → 5).
+
+Rewritten again on purpose (2026-11-30, issue 21): the default model is fast-v2, recalibrated
+likewise (docs/lab-notebook/black-level.md, "The default"). Every best plane is as before; levels
+changed on 23 rows: the cropped z10 field in predict (1 → 2, still in focus), two Golgi planes in
+rescaled (1 → 0, 0 → 1), the sample at 4 and 20 µm in evaluate (2 → 3, flagged out of focus;
+9 → 10), and 18 deconwolf planes in evaluate: five planes 2–8 from the best one now in focus
+(z=14–17 and 22: 3 → 2), the far planes back at 10 (z=1–11, 25–28), z=12 4 → 5, z=13 3 → 6,
+z=24 5 → 4.
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def test_package_reads_metadata_once_into_typed_fields():
     assert package.optics.pixel_size_um == 0.65 and package.optics.numerical_aperture == 0.5
     assert package.calibration.fitted and package.calibration.class_bias.shape == (11,)
     # is_bundled: the default bundled model (workers load their own copy), not any shipped one
-    assert package.is_bundled and not ModelPackage.open("fast").is_bundled
-    assert not ModelPackage.open("v2").is_bundled and not ModelPackage.open("v3").is_bundled
+    assert ModelPackage.open("default").is_bundled and ModelPackage.open("fast").is_bundled
+    assert not package.is_bundled and not ModelPackage.open("v2").is_bundled
     model = miq.load_model("fast", threads=1)
     assert model.package.path == BUNDLED_MODELS["fast"] and model.levels == model.package.levels
 

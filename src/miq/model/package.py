@@ -41,10 +41,11 @@ MODEL_VERSIONS = {
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
     "v3-slim": _WEIGHTS / "weights_v3_slim" / "model.json",  # miq-compact-slim-v3 (2026-11-30)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: the default is v3-slim
-#: since it was found non-inferior to v3 at ~0.6 × its time (docs/lab-notebook/slim-network.md),
-#: ``fast`` is fast-v2 (docs/lab-notebook/foreground.md); the others stay loadable by name
-MODEL_ALIASES = {"default": "v3-slim", "fast": "fast-v2"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: both are fast-v2 since
+#: it was found non-inferior to v3-slim at ~0.6 × its time, both calibrated to the ground truth
+#: with the black level put back (docs/lab-notebook/black-level.md); v3-slim, v3 and the older
+#: models stay loadable by name
+MODEL_ALIASES = {"default": "fast-v2", "fast": "fast-v2"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
