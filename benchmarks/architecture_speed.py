@@ -3,9 +3,9 @@
 Trained weights do not change the time, so this answers "how fast would it be" before anyone
 spends an hour training. Each network is exported to ONNX (opset of torch's exporter) and run on
 625 patches (one 2048² image) in batches of 25 (one row of patches, as ``miq predict`` does), one
-thread, best of ``--repeats``; the ratio is to the default network's time in the same run.
+thread, best of ``--repeats``; the ratio is to v3's network (compact, width 16) in the same run.
 Networks: the registered architectures (compact, stride4, separable) at several widths, and the
-compact network with narrowed layers (``channels``, as the default v3-slim has).
+compact network with narrowed layers (``channels``, as v3-slim has).
 
 It also measures how fast this core can multiply and add at all: the best float32 rate of one
 large matrix product on one thread (numpy's BLAS, 2048³, and ONNX Runtime's MatMul, 1024³). Each

@@ -261,3 +261,16 @@ def test_shared_options_are_offered_where_they_make_sense():
     for name in ("predict", "demo", "best-focus"):
         assert "-q" in options[name], name
     assert "--pixel-size" in options["simulate"] and "--pixel-size" in options["train"]
+
+
+def test_simulate_keeps_the_background_of_an_8_bit_file(tmp_path, sample_image):
+    """An 8-bit plane (0 = no light) is not cut off under the simulated camera's 100 DN offset:
+    its background stays light with shot noise, not a flat floor at the offset."""
+    as_8bit = np.round((sample_image - sample_image.min()) / np.ptp(sample_image) * 255)
+    tifffile.imwrite(tmp_path / "a.tif", as_8bit.astype(np.uint8))
+    assert (
+        main(["simulate", str(tmp_path / "a.tif"), "-o", str(tmp_path / "sim"), "--z-um", "0"]) == 0
+    )
+    out = tifffile.imread(tmp_path / "sim" / "a_defocus_0um.tif").astype(np.float64)
+    assert out.min() >= 100 and (out == 100).mean() < 0.2  # before: most pixels exactly 100
+    assert np.corrcoef(out.ravel(), as_8bit.ravel())[0, 1] > 0.9

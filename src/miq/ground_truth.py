@@ -24,7 +24,7 @@ import numpy as np
 from .errors import MiqError
 from .io import ImageSource
 from .io.budget import DEFAULT_MEMORY_BUDGET
-from .optics import LevelTable, Optics, degrade
+from .optics import LevelTable, Optics, degrade, restore_offset
 
 __all__ = [
     "Item",
@@ -262,17 +262,11 @@ def to_camera_range(data: np.ndarray, offset_dn: float = 100.0) -> np.ndarray:
     """In-focus plane → unit range for `degrade` (1.0 = 65535 DN), on a camera with
     ``offset_dn`` of offset and 1 photoelectron per DN.
 
-    `degrade` (the original simulator's sensor model) subtracts ``offset_dn`` before the shot
-    noise: it expects raw camera data, whose dark pixels sit on the offset. A plane that reaches
-    below it (8-bit exports, background-subtracted or offset-corrected images) has lost its
-    offset: its darkest pixel is taken as no light and the offset is put back under it, so that
-    its dim background is light, not a threshold that would cut the blurred signal off into
-    flat, noiseless patches with sharp edges. A plane at or above the offset is used as it is.
-    A plane whose signal peaks under 1900 DN above the offset (8-bit files, dim exposures) has
-    its signal scaled up to that, a 16-bit camera's brightness.
+    The offset is put back under a plane that lost it (`miq.optics.restore_offset`); a plane
+    whose signal peaks under 1900 DN above the offset (8-bit files, dim exposures) then has its
+    signal scaled up to that, a 16-bit camera's brightness.
     """
-    dn = np.asarray(data, dtype=np.float64)
-    signal = dn - min(float(dn.min()), offset_dn)
+    signal = restore_offset(data, offset_dn) - offset_dn
     peak = float(signal.max())
     if peak < 2000.0 - offset_dn:
         signal = signal * ((2000.0 - offset_dn) / max(peak, 1e-12))

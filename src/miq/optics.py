@@ -27,6 +27,7 @@ __all__ = [
     "blur",
     "set_exposure",
     "poisson_noise",
+    "restore_offset",
     "degrade",
 ]
 
@@ -180,6 +181,20 @@ def set_exposure(
     f, o = photoelectron_factor, offset_photoelectrons
     electrons = np.maximum(0.0, np.asarray(image, dtype=np.float64) * f - o)
     return np.minimum(1.0, (electrons * exposure_factor + o) / f)
+
+
+def restore_offset(dn: np.ndarray, offset_dn: float = 100.0) -> np.ndarray:
+    """A plane in DN made fit for `degrade`'s sensor model (offset ``offset_dn``, 1 e⁻/DN).
+
+    `degrade` subtracts the offset before the shot noise, so it expects raw camera data whose
+    dark pixels sit on the offset. A plane that reaches below it (8-bit exports,
+    background-subtracted or offset-corrected images) has lost its offset: its darkest pixel is
+    taken as no light and the offset is put back under it (otherwise its dim background and the
+    skirts of blurred objects would be cut off into flat, noiseless floors). A plane at or above
+    the offset is returned as it is; the rule is continuous there. Float64, same shape.
+    """
+    dn = np.asarray(dn, dtype=np.float64)
+    return dn - min(float(dn.min()), offset_dn) + offset_dn
 
 
 def poisson_noise(

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import ImageSource, atomic_write
-from .optics import Optics, degrade
+from .optics import Optics, degrade, restore_offset
 
 __all__ = ["simulate_file", "DN_FULL_SCALE"]
 
@@ -30,7 +30,9 @@ def simulate_file(
     """Defocus every plane of an in-focus image file to each of ``depths_um`` (µm).
 
     Pixel values are DN of a 16-bit camera (offset 100 DN, 1 photoelectron per DN, as in the
-    original simulator: `miq.optics.degrade`); each depth is written as
+    original simulator: `miq.optics.degrade`); a plane that reaches below the offset (8-bit
+    files, background-subtracted images) has it put back under its darkest pixel first
+    (`miq.optics.restore_offset`), so that its background is not cut off. Each depth is written as
     ``out_dir/{stem}_defocus_{z}um.tif``, uint16, one plane or a stack (Z, Y, X) of the file's
     planes. Returns the files written. Raises `miq.errors.MiqError` for an unreadable
     input.
@@ -43,7 +45,7 @@ def simulate_file(
     for z_um in depths_um:
         stack = [
             degrade(
-                plane.data.astype(np.float64) / DN_FULL_SCALE,
+                restore_offset(plane.data) / DN_FULL_SCALE,
                 z_um,
                 optics=optics,
                 exposure_factor=exposure,

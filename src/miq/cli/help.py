@@ -80,7 +80,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         *_text(
             "Defocus in-focus images with the physical simulator (defocus PSF, Poisson noise). "
             "Pixel values are taken as DN of a 16-bit camera (1 photoelectron per DN, offset "
-            "100 DN, as in the original simulator); output is uint16.",
+            "100 DN, as in the original simulator; a plane reaching below 100 DN, e.g. 8-bit, gets its "
+            "darkest pixel put on the offset); output is uint16.",
             "OUTPUT/{stem}_defocus_{z}um.tif for each input and depth",
             "miq simulate field.tif -o blurred/ --level 3 --level 6",
         ),
@@ -130,13 +131,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 #: help of ``miq train``'s longer options
 TRAIN_OPTIONS = {
-    "architecture": "compact (the default model's), stride4 (about 3x fewer multiply-adds), "
-    "separable (stride4's stem, then 5 depthwise-separable blocks; about stride4's speed) or "
+    "architecture": "compact (v3's and v3-slim's), stride4 (about 3x fewer multiply-adds), "
+    "separable (stride4's stem, then 5 depthwise-separable blocks; about stride4's speed; the "
+    "default model's) or "
     "yang2018",
     "width": "channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
     "separable: 32)",
-    "channels": "compact only: the five layers' output channels, e.g. 8,24,24,48,48 (half the "
-    "default's multiply-adds); with --init-from a wider compact model, training starts from it "
+    "channels": "compact only: the five layers' output channels, e.g. 8,24,24,48,48 (half v3's "
+    "multiply-adds); with --init-from a wider compact model, training starts from it "
     "pruned to these channels",
     "procedural": "share of samples from procedural in-focus content (0..1)",
     "clipped_sensor": "share of simulated images from a sensor that records nothing below a "

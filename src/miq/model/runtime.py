@@ -2,7 +2,8 @@
 GPU, torch runs the same weights when ONNX Runtime has no CUDA provider: `.torch_runner`).
 
 A model is a folder (or its ``model.json``) holding ``model.json`` (metadata) and ``model.onnx``.
-The bundled default model lives in ``miq/model/weights/`` and loads offline.
+The bundled models live in ``miq/model/weights*/`` (`miq.model.package.MODEL_VERSIONS`) and load
+offline.
 """
 
 from __future__ import annotations
