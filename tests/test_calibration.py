@@ -81,6 +81,7 @@ def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
     assert main(["calibrate", str(tmp_path / "val.tif"), "-m", str(folder)]) == 0
     entry = json.loads((folder / "model.json").read_text())["calibration"]
     assert entry["validation"]["n_images"] == 11 and len(entry["class_bias"]) == 11
+    assert "to_camera_range" in entry["validation"]["ground_truth"]  # how the images were made
     assert entry["validation"]["after"]["ece"] <= entry["validation"]["before"]["ece"] + 0.05
     model = FocusModel(folder / "model.json")
     assert model.calibrated and model.image_temperature == entry["image_temperature"]

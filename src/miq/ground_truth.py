@@ -427,6 +427,8 @@ def collect_items(
             "noise_seed_rule": "1000 * level + seed",
             "optics": dataclasses.asdict(optics),
             "levels_um": list(levels.defocus_um),
-            "sensor": "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN)",
+            "sensor": "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN); planes brought "
+            "there by miq.ground_truth.to_camera_range (the offset put back under planes that lost "
+            "it: miq.optics.restore_offset)",
         }
     return GroundTruth(items, info, failures)
