@@ -272,3 +272,19 @@ def test_a_malformed_content_temperature_is_refused(tmp_path):
     (folder / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="image_temperature_slope"):
         FocusModel(folder / "model.json")
+
+
+def test_collect_validation_names_each_image_and_its_source(tmp_path, sample_image):
+    """Every validation image keeps its name (file, defocus, seed) and source folder, so that
+    errors can be broken down by source (`benchmarks.per_source`)."""
+    import tifffile
+
+    from miq.calibration import collect_validation
+    from miq.model.runtime import load_model
+
+    (tmp_path / "src").mkdir()
+    tifffile.imwrite(tmp_path / "src" / "val.tif", sample_image[:260, :340])
+    data = collect_validation(load_model(threads=1), [tmp_path / "src" / "val.tif"], progress=False)
+    assert len(data.image_names) == len(data.image_labels) == 11
+    assert data.image_names[3].endswith("val.tif @6um seed0") and data.image_labels[3] == 3
+    assert set(data.image_groups) == {"src"}

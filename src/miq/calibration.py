@@ -150,10 +150,20 @@ class ValidationSet:
     `miq.assessment.assessment_from_probabilities` chooses them (its valid foreground patches,
     or all its valid ones when it has none); ``image_labels`` (M,) true level per image;
     ``image_groups`` (M,) the collection each image comes from (e.g. its source's folder; all
-    alike when not given); ``rated`` (M,) images with at least one valid patch.
+    alike when not given); ``image_names`` (M,) what each image is (e.g. "FILE @4um seed0"; empty
+    strings when not given); ``rated`` (M,) images with at least one valid patch.
     """
 
-    def __init__(self, probabilities, valid, labels, image, image_groups=None, foreground=None):
+    def __init__(
+        self,
+        probabilities,
+        valid,
+        labels,
+        image,
+        image_groups=None,
+        foreground=None,
+        image_names=None,
+    ):
         from scipy.sparse import csr_matrix
 
         self.probabilities = np.asarray(probabilities, dtype=np.float32)
@@ -165,6 +175,9 @@ class ValidationSet:
         self.image_labels[self.image] = self.labels
         self.image_groups = (
             np.zeros(n_images, dtype=int) if image_groups is None else np.asarray(image_groups)
+        )
+        self.image_names = (
+            np.full(n_images, "", dtype=object) if image_names is None else np.asarray(image_names)
         )
         self.foreground = (
             np.ones_like(self.valid) if foreground is None else np.asarray(foreground, dtype=bool)
@@ -236,7 +249,7 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         optics=model.optics,
         levels=model.levels,
     )
-    probs, valid, foreground, labels, image, groups = [], [], [], [], [], []
+    probs, valid, foreground, labels, image, groups, names = [], [], [], [], [], [], []
     skipped: dict[str, str] = {}  # plane → why (reported once, not once per level and seed)
     for item in tqdm(
         items,
@@ -259,12 +272,14 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
         labels.append(np.full(len(ok), item.level))
         image.append(np.full(len(ok), len(image)))
         groups.append(os.path.basename(os.path.dirname(item.source or item.name)))
+        names.append(item.name)
     if not probs:
         raise MiqError("no validation image could be rated")
     return ValidationSet(
         *(np.concatenate(x) for x in (probs, valid, labels, image)),
         image_groups=groups,
         foreground=np.concatenate(foreground),
+        image_names=names,
     )
 
 
