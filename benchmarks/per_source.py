@@ -71,10 +71,17 @@ def main() -> int:
         data = collect_validation(
             model, files, seeds=args.seeds, progress=False, log=lambda _: None
         )
-        q = data.image_distributions(np.asarray(model.class_bias), model.patch_temperature)
+        bias, patch_t = np.asarray(model.class_bias), model.patch_temperature
+        q = data.image_distributions(bias, patch_t)
+        image_t = model.image_temperature  # T₀ · exp(slope · (gap − centre)) when content-dependent
+        if model.image_temperature_slope:
+            gap = data.certainty_gap(bias, patch_t)
+            image_t = image_t * np.exp(
+                model.image_temperature_slope * (gap - model.image_temperature_centre)
+            )
         rated = data.rated
         level = np.full(len(q), -1)
-        level[rated] = level_on_call_side(sharpen(q[rated], model.image_temperature))
+        level[rated] = level_on_call_side(sharpen(q, image_t)[rated])
         truth_level = data.image_labels
         sources = np.array([source_of(n, args.by_file_prefix) for n in data.image_names])
         k = model.n_levels

@@ -283,13 +283,6 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
     )
 
 
-#: how the validation images were made, recorded with each calibration
-GROUND_TRUTH = (
-    "in-focus planes defocused to every level by miq.optics.degrade, brought to its camera range "
-    "by miq.ground_truth.to_camera_range (the offset put back under planes that lost it)"
-)
-
-
 def _image_accuracy(q: np.ndarray, labels: np.ndarray) -> dict:
     from .assessment import level_on_call_side
     from .metrics import accuracy_within, calibration, log_loss
@@ -321,6 +314,7 @@ def calibrate_model(
     the validation images before and after).
     """
     from .errors import MiqError
+    from .ground_truth import SYNTHETIC_SENSOR
     from .model.package import ModelPackage
     from .model.runtime import FocusModel
 
@@ -363,7 +357,7 @@ def calibrate_model(
             "files": [str(f) for f in files],
             "seeds": seeds,
             "weighting": "images weighted by source folder, sqrt(number of images) each",
-            "ground_truth": GROUND_TRUTH,
+            "ground_truth": "in-focus planes defocused to every level; sensor: " + SYNTHETIC_SENSOR,
             "fit": (
                 "stored biases and patch T kept"
                 if keep_patch_calibration

@@ -35,7 +35,16 @@ __all__ = [
     "stack_items",
     "synthetic_items",
     "to_camera_range",
+    "SYNTHETIC_SENSOR",
 ]
+
+#: how `synthetic_items` turns an in-focus plane into a defocused one, in words (recorded in
+#: evaluation summaries and with each calibration)
+SYNTHETIC_SENSOR = (
+    "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN); planes brought there by "
+    "miq.ground_truth.to_camera_range (the offset put back under planes that lost it: "
+    "miq.optics.restore_offset)"
+)
 
 
 class ManifestError(MiqError, ValueError):
@@ -427,8 +436,6 @@ def collect_items(
             "noise_seed_rule": "1000 * level + seed",
             "optics": dataclasses.asdict(optics),
             "levels_um": list(levels.defocus_um),
-            "sensor": "miq.optics.degrade defaults (offset 100 DN, 1 e-/DN); planes brought "
-            "there by miq.ground_truth.to_camera_range (the offset put back under planes that lost "
-            "it: miq.optics.restore_offset)",
+            "sensor": SYNTHETIC_SENSOR,
         }
     return GroundTruth(items, info, failures)

@@ -40,12 +40,12 @@ def simulate_file(
     import tifffile
 
     with ImageSource.open(path) as source:
-        planes = source.planes()
+        planes = [restore_offset(plane.data) / DN_FULL_SCALE for plane in source.planes()]
     written = []
     for z_um in depths_um:
         stack = [
             degrade(
-                restore_offset(plane.data) / DN_FULL_SCALE,
+                plane,
                 z_um,
                 optics=optics,
                 exposure_factor=exposure,
