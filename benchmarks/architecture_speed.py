@@ -217,7 +217,9 @@ def main() -> int:
     candidates += [
         (f"stride4 width {w}", build_network("stride4", width=w)) for w in (24, 32, 40, 48)
     ]
-    candidates += [(f"separable width {w}", build_network("separable", width=w)) for w in (32, 48)]
+    candidates += [
+        (f"separable width {w}", build_network("separable", width=w)) for w in (16, 24, 32, 48)
+    ]
 
     layers = layer_multiply_adds(candidates[0][1])
     total = sum(macs for _, macs in layers)

@@ -1,5 +1,6 @@
-"""A narrower compact network started from a wider one's weights (`miq.training.prune`,
-`miq train --channels ... --init-from`); needs the 'train' extra."""
+"""A narrower compact or separable network started from a wider one's weights
+(`miq.training.prune`, `miq train --channels ... --init-from`, `miq train --architecture
+separable --width ... --init-from`); needs the 'train' extra."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from miq.model.network import build_network  # noqa: E402
-from miq.training.prune import kept_channels, prune_compact_state  # noqa: E402
+from miq.training.prune import (  # noqa: E402
+    SEPARABLE_STAGE_WIDTHS,
+    kept_channels,
+    prune_compact_state,
+    prune_separable_state,
+)
 
 SLIM = [8, 24, 24, 48, 48]
 
@@ -79,6 +85,78 @@ def test_pruning_refuses_wider_targets_and_other_architectures():
         prune_compact_state(build_network("separable").state_dict(), SLIM)
 
 
+def _wide_separable_with_dead_channels(width: int, seed: int = 0):
+    """A width-32 separable network with random weights in which, per stage, only ``width`` ×
+    the stage's multiple of channels are live after the pointwise (or stem) BN + ReLU (the
+    others have BN scale and shift 0 there and in the next block's depthwise BN). Returns it
+    (eval mode) and each stage's live channels."""
+    generator = torch.Generator().manual_seed(seed)
+    net = build_network("separable", width=32)
+    live_per_stage = []
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.normal_(0, 0.3, generator=generator)
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1, generator=generator)
+                module.running_var.uniform_(0.5, 2.0, generator=generator)
+                module.weight.uniform_(0.5, 1.5, generator=generator)
+                module.bias.normal_(0, 0.1, generator=generator)
+        for stage, multiple in enumerate(SEPARABLE_STAGE_WIDTHS):
+            bn = net.features[stage][1 if stage == 0 else 4]
+            n, keep = bn.num_features, width * multiple
+            live = torch.sort(torch.randperm(n, generator=generator)[:keep]).values
+            dead = torch.ones(n, dtype=torch.bool)
+            dead[live] = False
+            bn.weight[dead] = 0.0
+            bn.bias[dead] = 0.0
+            if stage + 1 < len(SEPARABLE_STAGE_WIDTHS):  # the next depthwise BN would turn a
+                depthwise_bn = net.features[stage + 1][1]  # dead channel into its shift
+                depthwise_bn.weight[dead] = 0.0
+                depthwise_bn.bias[dead] = 0.0
+            live_per_stage.append(live)
+        net.head.weight.normal_(0, 0.3, generator=generator)
+    return net.eval(), live_per_stage
+
+
+def test_separable_pruning_keeps_the_live_channels_and_the_outputs():
+    """Each stage keeps its channels of largest BN scale; the depthwise convolution after it
+    keeps the same ones. With the rest switched off, the width-16 network computes the same
+    logits as the width-32 one."""
+    wide, live = _wide_separable_with_dead_channels(16)
+    state = prune_separable_state(wide.state_dict(), 16)
+    narrow = build_network("separable", width=16).eval()
+    narrow.load_state_dict(state)
+    for stage, channels in enumerate(live):
+        bn = "features.0.1" if stage == 0 else f"features.{stage}.4"
+        torch.testing.assert_close(
+            state[f"{bn}.weight"], wide.state_dict()[f"{bn}.weight"][channels]
+        )
+    x = torch.randn(6, 1, 84, 84, generator=torch.Generator().manual_seed(5)) * 40 + 150
+    with torch.no_grad():
+        torch.testing.assert_close(narrow(x), wide(x), rtol=1e-3, atol=1e-3)
+    assert sum(p.numel() for p in narrow.parameters()) < 0.35 * sum(
+        p.numel() for p in wide.parameters()
+    )
+
+
+def test_separable_pruning_to_its_own_width_changes_nothing():
+    wide, _ = _wide_separable_with_dead_channels(16)
+    same = build_network("separable", width=32).eval()
+    same.load_state_dict(prune_separable_state(wide.state_dict(), 32))
+    x = torch.randn(3, 1, 84, 84, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), wide(x))
+
+
+def test_separable_pruning_refuses_wider_targets_and_other_architectures():
+    state = build_network("separable", width=16).state_dict()
+    with pytest.raises(ValueError, match="stem: cannot keep 32 of 16"):
+        prune_separable_state(state, 32)
+    with pytest.raises(ValueError, match="not a separable network"):
+        prune_separable_state(build_network("compact").state_dict(), 8)
+
+
 def test_channels_must_be_five_positive_counts():
     with pytest.raises(ValueError, match="five positive"):
         build_network("compact", channels=[8, 24, 24, 48])
@@ -112,6 +190,26 @@ def test_train_cli_starts_a_slim_network_from_a_wider_model(tmp_path, sample_ima
     with torch.no_grad():
         expected = torch.softmax(net(torch.from_numpy(patches[:, None])), 1).numpy()
     np.testing.assert_allclose(miq.load_model(out).predict(patches), expected, atol=1e-5)
+
+
+def test_train_cli_starts_a_narrow_separable_network_from_fast_v2(tmp_path, sample_image, capsys):
+    import tifffile
+
+    import miq
+    from miq.cli import main
+    from miq.model.package import MODEL_VERSIONS
+
+    image = tmp_path / "in_focus.tif"
+    tifffile.imwrite(image, sample_image)
+    out = tmp_path / "narrow"
+    args = ["train", str(image), "-o", str(out), "--batch-size", "4", "--steps", "2"]
+    args += ["--architecture", "separable", "--width", "16"]
+    args += ["--init-from", str(MODEL_VERSIONS["fast-v2"].parent)]
+    assert main(args) == 0
+    assert "pruned to width 16" in capsys.readouterr().out
+    meta = json.loads((out / "model.json").read_text())
+    assert (meta["architecture"], meta["architecture_kwargs"]["width"]) == ("separable", 16)
+    assert miq.load_model(out).predict(np.full((2, 84, 84), 7.0, np.float32)).shape == (2, 11)
 
 
 @pytest.mark.parametrize(

@@ -136,7 +136,8 @@ TRAIN_OPTIONS = {
     "default model's) or "
     "yang2018",
     "width": "channels of the first layer (compact: default 16, 8 is ~4x faster; stride4 and "
-    "separable: 32)",
+    "separable: 32); with --init-from a wider separable model, training starts from it pruned "
+    "to this width",
     "channels": "compact only: the five layers' output channels, e.g. 8,24,24,48,48 (half v3's "
     "multiply-adds); with --init-from a wider compact model, training starts from it "
     "pruned to these channels",

@@ -1,11 +1,13 @@
-"""Channel pruning of a trained compact network, to start a narrower one from it.
+"""Channel pruning of a trained compact or separable network, to start a narrower one from it.
 
-`miq train --channels ... --init-from WIDER_MODEL` uses it: each convolution keeps the output
-channels whose batch-norm scale |γ| is largest (a channel's BN scale bounds how much it can
-contribute after the ReLU), the next layer keeps the matching input channels, and the linear
-head keeps the mean- and max-pooled features of the channels kept in the last layer. The result
-is a starting point for fine-tuning (ideally with the wider model as ``--teacher``), not a
-finished model: removing channels changes the outputs.
+`miq train --channels ... --init-from WIDER_MODEL` (compact) and `miq train --architecture
+separable --width W --init-from WIDER_MODEL` use it: each convolution keeps the output channels
+whose batch-norm scale |γ| is largest (a channel's BN scale bounds how much it can contribute
+after the ReLU), the next layer keeps the matching input channels (a depthwise convolution keeps
+exactly its input's channels), and the linear head keeps the mean- and max-pooled features of
+the channels kept in the last layer. The result is a starting point for fine-tuning (ideally
+with the wider model as ``--teacher``), not a finished model: removing channels changes the
+outputs.
 """
 
 from __future__ import annotations
@@ -53,12 +55,72 @@ def prune_compact_state(
             raise ValueError(f"layer {layer}: {exc}") from None
         weight = weight[kept]
         pruned[f"{conv}.weight"] = weight if previous is None else weight[:, previous]
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            pruned[f"{bn}.{name}"] = state[f"{bn}.{name}"][kept]
-        pruned[f"{bn}.num_batches_tracked"] = state[f"{bn}.num_batches_tracked"]
+        _copy_batch_norm(pruned, state, bn, kept)
         previous = kept
     n_last = state[f"features.{_N_LAYERS - 1}.1.weight"].numel()
-    head_columns = torch.cat([previous, previous + n_last])  # [mean pooled, max pooled]
+    return _with_head(pruned, state, previous, n_last)
+
+
+def _copy_batch_norm(
+    pruned: dict[str, torch.Tensor], state: dict[str, torch.Tensor], bn: str, kept: torch.Tensor
+) -> None:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        pruned[f"{bn}.{name}"] = state[f"{bn}.{name}"][kept]
+    pruned[f"{bn}.num_batches_tracked"] = state[f"{bn}.num_batches_tracked"]
+
+
+def _with_head(
+    pruned: dict[str, torch.Tensor],
+    state: dict[str, torch.Tensor],
+    kept_last: torch.Tensor,
+    n_last: int,
+) -> dict[str, torch.Tensor]:
+    """``pruned`` plus the linear head cut to the mean- and max-pooled features of the last
+    layer's ``kept_last`` channels (of ``n_last``); every tensor a contiguous copy."""
+    head_columns = torch.cat([kept_last, kept_last + n_last])  # [mean pooled, max pooled]
     pruned["head.weight"] = state["head.weight"][:, head_columns]
     pruned["head.bias"] = state["head.bias"]
     return {name: tensor.clone().contiguous() for name, tensor in pruned.items()}
+
+
+#: `miq.model.network.SeparableFocusNet`'s output channels per stage, in units of its width:
+#: the stride-4 stem, then the five depthwise-separable blocks (features.0 … features.5)
+SEPARABLE_STAGE_WIDTHS = (1, 1, 2, 2, 4, 4)
+
+
+def prune_separable_state(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
+    """A `miq.model.network.SeparableFocusNet` state dict cut down to ``width`` (the narrow
+    network's width; each stage keeps its multiple of it, `SEPARABLE_STAGE_WIDTHS`). Raises
+    ValueError naming the stage when the source is not a separable network or is too narrow."""
+    try:
+        stem, stem_scale = state["features.0.0.weight"], state["features.0.1.weight"]
+    except KeyError as missing:
+        raise ValueError(f"not a separable network's weights: no {missing}") from None
+    if stem.ndim != 4 or tuple(stem.shape[1:]) != (1, 4, 4):
+        raise ValueError(
+            f"not a separable network's weights: features.0.0.weight has shape {tuple(stem.shape)}"
+        )
+    try:
+        kept = kept_channels(stem_scale, width * SEPARABLE_STAGE_WIDTHS[0])
+    except ValueError as exc:
+        raise ValueError(f"stem: {exc}") from None
+    pruned = {"features.0.0.weight": stem[kept]}
+    _copy_batch_norm(pruned, state, "features.0.1", kept)
+    for stage in range(1, len(SEPARABLE_STAGE_WIDTHS)):
+        block = f"features.{stage}"
+        try:
+            depthwise, pointwise = state[f"{block}.0.weight"], state[f"{block}.3.weight"]
+            scale = state[f"{block}.4.weight"]
+        except KeyError as missing:
+            raise ValueError(f"not a separable network's weights: no {missing}") from None
+        previous = kept
+        pruned[f"{block}.0.weight"] = depthwise[previous]  # depthwise: one filter per input
+        _copy_batch_norm(pruned, state, f"{block}.1", previous)
+        try:
+            kept = kept_channels(scale, width * SEPARABLE_STAGE_WIDTHS[stage])
+        except ValueError as exc:
+            raise ValueError(f"block {stage}: {exc}") from None
+        pruned[f"{block}.3.weight"] = pointwise[kept][:, previous]
+        _copy_batch_norm(pruned, state, f"{block}.4", kept)
+    n_last = state[f"features.{len(SEPARABLE_STAGE_WIDTHS) - 1}.4.weight"].numel()
+    return _with_head(pruned, state, kept, n_last)

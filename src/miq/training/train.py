@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..model.network import CompactFocusNet
+from ..model.network import CompactFocusNet, SeparableFocusNet
 from ..optics import LevelTable, Optics
 from .export import export_model
 from .loss import (
@@ -23,7 +23,7 @@ from .loss import (
     ranked_probability_score,
     soft_ranked_probability_score,
 )
-from .prune import prune_compact_state
+from .prune import prune_compact_state, prune_separable_state
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
@@ -88,8 +88,8 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Start from trained weights (fine-tuning): a model folder (or its ``model.safetensors``,
     checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``.
 
-    A compact network narrower than the weights starts from them pruned to its channels
-    (`miq.training.prune`). Returns how the weights were taken, for the log."""
+    A compact network narrower than the weights starts from them pruned to its channels, a
+    separable one narrower than them pruned to its width (`miq.training.prune`). Returns how the weights were taken, for the log."""
     from ..model.package import ModelPackage
 
     source = Path(path)
@@ -115,6 +115,13 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
         except ValueError as exc:
             raise ValueError(f"{path}: cannot prune to channels {channels} ({exc})") from None
         how = f"pruned to channels {channels} by batch-norm scale"
+    elif isinstance(model, SeparableFocusNet) and _shapes_differ(model.state_dict(), state):
+        width = int(model.features[0][0].out_channels)
+        try:
+            state = prune_separable_state(state, width)
+        except ValueError as exc:
+            raise ValueError(f"{path}: cannot prune to width {width} ({exc})") from None
+        how = f"pruned to width {width} by batch-norm scale"
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
