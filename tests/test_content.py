@@ -222,3 +222,35 @@ def test_hot_pixel_clipping_of_a_pool_equals_searching_all(monkeypatch, sample_i
     pooled = [content_score(p) for p in planes]
     monkeypatch.setattr(miq.content, "_clip_tails", _clip_tails_searching_all)
     assert [content_score(p) for p in planes] == pooled
+
+
+@pytest.mark.parametrize(
+    "dtype, block, shape",
+    [
+        (np.uint8, 8, (130, 97)),
+        (np.uint16, 8, (2048, 2048)),
+        (np.uint16, 5, (84, 90)),
+        (np.int16, 8, (100, 120)),
+        (np.float32, 7, (91, 200)),
+        (np.float64, 4, (64, 80)),
+    ],
+)
+def test_block_means_equal_float64_means(dtype, block, shape):
+    """The exact uint32 path for 8/16-bit planes gives bit for bit the float64 block means."""
+    from miq.content import _block_means
+
+    rng = np.random.default_rng(block)
+    info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+    if info is None:
+        plane = (rng.random(shape) * 1000 - 100).astype(dtype)
+    else:
+        plane = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    ny, nx = shape[0] // block, shape[1] // block
+    whole = plane[: ny * block, : nx * block].astype(np.float64)
+    expected = whole.reshape(ny, block, nx, block).sum(axis=(1, 3)) / block**2
+    got = _block_means(plane[: ny * block, : nx * block], block)
+    assert got.dtype == np.float64 and got.shape == (ny, nx)
+    if info is not None:
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-12)

@@ -189,6 +189,22 @@ def _clip_tails(blocks: np.ndarray, means: np.ndarray, r: np.ndarray, k: int, hi
         done[todo] = True
 
 
+def _block_means(a: np.ndarray, b: int) -> np.ndarray:
+    """(H // b, W // b) float64: the means of ``a``'s b×b-px blocks (``a`` cropped to whole
+    blocks). 8/16-bit unsigned planes are summed exactly in uint32 (b² · 65 535 < 2³² for b ≤
+    256), the b columns of each block added one strided slice at a time: numpy's reduction over
+    a short last axis is 2 × slower at 2048² px."""
+    ny, nx = a.shape[0] // b, a.shape[1] // b
+    rows = a.reshape(ny, b, nx * b)
+    if a.dtype.kind == "u" and a.dtype.itemsize <= 2 and b <= 256:
+        columns = rows.sum(axis=1, dtype=np.uint32).reshape(ny, nx, b)
+        sums = columns[:, :, 0].copy()
+        for i in range(1, b):
+            sums += columns[:, :, i]
+        return sums / (b * b)
+    return rows.sum(axis=1, dtype=np.float64).reshape(ny, nx, b).sum(axis=2) / (b * b)
+
+
 def _content_parts(
     plane: np.ndarray, *, block: int | None = None, sigma: float | None = None
 ) -> tuple[float, float]:
@@ -204,9 +220,7 @@ def _content_parts(
     b = block or _block_size(a.shape)
     ny, nx = a.shape[0] // b, a.shape[1] // b
     a = a[: ny * b, : nx * b]
-    acc = np.uint32 if a.dtype.kind == "u" and a.dtype.itemsize <= 2 else np.float64
-    sums = a.reshape(ny, b, nx * b).sum(axis=1, dtype=acc)
-    means = sums.reshape(ny, nx, b).sum(axis=2, dtype=np.float64) / (b * b)
+    means = _block_means(a, b)
     if means.min() == means.max():
         return 0.0, sigma
     r = (means - _background(means)).ravel()
