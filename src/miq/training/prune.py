@@ -64,6 +64,8 @@ def prune_compact_state(
 def _copy_batch_norm(
     pruned: dict[str, torch.Tensor], state: dict[str, torch.Tensor], bn: str, kept: torch.Tensor
 ) -> None:
+    """Put batch-norm layer ``bn``'s scale, shift and running statistics of the ``kept``
+    channels into ``pruned``."""
     for name in ("weight", "bias", "running_mean", "running_var"):
         pruned[f"{bn}.{name}"] = state[f"{bn}.{name}"][kept]
     pruned[f"{bn}.num_batches_tracked"] = state[f"{bn}.num_batches_tracked"]

@@ -89,7 +89,8 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``.
 
     A compact network narrower than the weights starts from them pruned to its channels, a
-    separable one narrower than them pruned to its width (`miq.training.prune`). Returns how the weights were taken, for the log."""
+    separable one narrower than them pruned to its width (`miq.training.prune`). Returns how
+    the weights were taken, for the log."""
     from ..model.package import ModelPackage
 
     source = Path(path)
