@@ -58,7 +58,7 @@ def main() -> int:
 
     import miq
     import miq.ground_truth
-    from miq.assessment import level_on_call_side
+    from miq.assessment import content_temperature, level_on_call_side
     from miq.calibration import collect_validation, sharpen
 
     if args.old_ground_truth:
@@ -73,11 +73,13 @@ def main() -> int:
         )
         bias, patch_t = np.asarray(model.class_bias), model.patch_temperature
         q = data.image_distributions(bias, patch_t)
-        image_t = model.image_temperature  # T₀ · exp(slope · (gap − centre)) when content-dependent
-        if model.image_temperature_slope:
-            gap = data.certainty_gap(bias, patch_t)
-            image_t = image_t * np.exp(
-                model.image_temperature_slope * (gap - model.image_temperature_centre)
+        image_t = model.image_temperature
+        if model.image_temperature_slope:  # as miq predict applies it (`aggregate`)
+            image_t = content_temperature(
+                image_t,
+                model.image_temperature_slope,
+                model.image_temperature_centre,
+                data.certainty_gap(bias, patch_t),
             )
         rated = data.rated
         level = np.full(len(q), -1)

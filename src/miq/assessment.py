@@ -19,6 +19,7 @@ from .tiling import PatchGrid, extract_patches, patch_grid
 __all__ = [
     "certainty",
     "aggregate",
+    "content_temperature",
     "level_on_call_side",
     "ImageAssessment",
     "assess",
@@ -44,6 +45,13 @@ def certainty(probabilities: np.ndarray) -> np.ndarray:
     out = 1.0 - entropy / np.log(k)
     out = np.where(total[..., 0] > 0, out, 0.0)
     return np.clip(out, 0.0, 1.0)
+
+
+def content_temperature(temperature: float, slope: float, centre: float, gap):
+    """The image temperature that depends on the image, T = ``temperature`` · exp(``slope`` ·
+    (``gap`` − ``centre``)): one T per ``gap`` (a number or an array (M,)); ``gap`` is the
+    patches' mean certainty − the certainty of their aggregate (see `aggregate`)."""
+    return temperature * np.exp(slope * (np.asarray(gap, dtype=np.float64) - centre))
 
 
 def aggregate(
@@ -95,7 +103,9 @@ def aggregate(
     agg = weights @ p
     if temperature_slope != 0.0:
         gap = float(c.mean() - certainty(agg / agg.sum()))
-        temperature = temperature * float(np.exp(temperature_slope * (gap - temperature_centre)))
+        temperature = float(
+            content_temperature(temperature, temperature_slope, temperature_centre, gap)
+        )
     if temperature != 1.0:
         with np.errstate(divide="ignore"):
             agg = np.exp((np.log(agg) - np.log(agg.max())) / temperature)
