@@ -48,9 +48,7 @@ def certainty(probabilities: np.ndarray) -> np.ndarray:
 
 
 def content_temperature(temperature: float, slope: float, centre: float, gap):
-    """The image temperature that depends on the image, T = ``temperature`` · exp(``slope`` ·
-    (``gap`` − ``centre``)): one T per ``gap`` (a number or an array (M,)); ``gap`` is the
-    patches' mean certainty − the certainty of their aggregate (see `aggregate`)."""
+    """T = ``temperature`` · exp(``slope`` · (``gap`` − ``centre``)), one per ``gap`` (`aggregate`)."""
     return temperature * np.exp(slope * (np.asarray(gap, dtype=np.float64) - centre))
 
 
