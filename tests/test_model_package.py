@@ -132,3 +132,15 @@ def test_malformed_calibration_is_refused(tmp_path):
     with pytest.raises(ModelError, match="'calibration' does not fit an? 11-level model"):
         ModelPackage.open(folder)
     assert np.isfinite(ModelPackage.open("fast").calibration.class_bias).all()
+
+
+def test_model_option_help_names_every_bundled_model():
+    """``--model``'s help lists what each alias means and every version that loads by name, so
+    it cannot go stale when the default changes."""
+    from miq.cli.help import MODEL_HELP
+    from miq.model.package import MODEL_ALIASES, MODEL_VERSIONS
+
+    for name in [*MODEL_ALIASES, *MODEL_VERSIONS]:
+        assert name in MODEL_HELP, name
+    for alias, version in MODEL_ALIASES.items():
+        assert f"both {version}" in MODEL_HELP or f"{alias} ({version})" in MODEL_HELP
