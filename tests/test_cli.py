@@ -274,3 +274,19 @@ def test_simulate_keeps_the_background_of_an_8_bit_file(tmp_path, sample_image):
     out = tifffile.imread(tmp_path / "sim" / "a_defocus_0um.tif").astype(np.float64)
     assert out.min() >= 100 and (out == 100).mean() < 0.2  # before: most pixels exactly 100
     assert np.corrcoef(out.ravel(), as_8bit.ravel())[0, 1] > 0.9
+
+
+def test_simulate_writes_a_three_plane_stack_as_grey_z_planes(tmp_path, sample_image):
+    """A 3-plane z-stack comes out as three grey pages with axes ZYX (tifffile took a (3, Y, X)
+    array for one planar RGB page before), each plane the simulation of that plane alone."""
+    planes = np.stack([sample_image, sample_image[::-1], sample_image[:, ::-1]]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "stack.tif", planes, metadata={"axes": "ZYX"})
+    tifffile.imwrite(tmp_path / "middle.tif", planes[1])
+    args = ["-o", str(tmp_path / "sim"), "--z-um", "6"]
+    assert main(["simulate", str(tmp_path / "stack.tif"), str(tmp_path / "middle.tif"), *args]) == 0
+    with tifffile.TiffFile(tmp_path / "sim" / "stack_defocus_6um.tif") as tif:
+        assert len(tif.pages) == 3 and tif.series[0].axes == "ZYX"
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+        stack = tif.asarray()
+    alone = tifffile.imread(tmp_path / "sim" / "middle_defocus_6um.tif")
+    assert stack.shape == planes.shape and np.array_equal(stack[1], alone)

@@ -34,30 +34,39 @@ def simulate_file(
     files, background-subtracted images) has it put back under its darkest pixel first
     (`miq.optics.restore_offset`), so that its background is not cut off. Each depth is written as
     ``out_dir/{stem}_defocus_{z}um.tif``, uint16, one plane or a stack (Z, Y, X) of the file's
-    planes. Returns the files written. Raises `miq.errors.MiqError` for an unreadable
-    input.
+    planes (one grey page each, axes ZYX in the TIFF's metadata). Memory: the file as stored
+    plus one plane's simulation at a time. Returns the files written. Raises
+    `miq.errors.MiqError` for an unreadable input.
     """
     import tifffile
 
     with ImageSource.open(path) as source:
-        planes = [restore_offset(plane.data) / DN_FULL_SCALE for plane in source.planes()]
-    written = []
-    for z_um in depths_um:
-        stack = [
-            degrade(
-                plane,
-                z_um,
-                optics=optics,
-                exposure_factor=exposure,
-                rng=seed,
-                noise=noise,
-            )
-            * DN_FULL_SCALE
-            for plane in planes
-        ]
-        data = np.round(np.stack(stack)).clip(0, DN_FULL_SCALE).astype(np.uint16)
-        out = Path(out_dir) / f"{Path(path).stem}_defocus_{z_um:g}um.tif"
-        with atomic_write(out) as fh:
-            tifffile.imwrite(fh, data[0] if len(stack) == 1 else data)
-        written.append(out)
+        # the file's planes as stored (no float copy): one plane at a time is defocused, so
+        # the peak is the file plus one plane's simulation, whatever the number of planes
+        planes = [plane.data for plane in source.planes(native_integers=True)]
+        shape = (len(planes), *planes[0].shape) if len(planes) > 1 else planes[0].shape
+        written = []
+        for z_um in depths_um:
+            pages = (_defocused_dn(plane, z_um, optics, exposure, seed, noise) for plane in planes)
+            out = Path(out_dir) / f"{Path(path).stem}_defocus_{z_um:g}um.tif"
+            with atomic_write(out) as fh:
+                # one grey page per plane, so that a 3- or 4-plane stack is not taken for RGB(A)
+                tifffile.imwrite(
+                    fh,
+                    data=pages,
+                    shape=shape,
+                    dtype=np.uint16,
+                    photometric="minisblack",
+                    metadata={"axes": "ZYX" if len(planes) > 1 else "YX"},
+                )
+            written.append(out)
     return written
+
+
+def _defocused_dn(
+    plane: np.ndarray, z_um: float, optics: Optics, exposure: float, seed: int, noise: bool
+) -> np.ndarray:
+    """One plane (Y, X) in DN defocused by ``z_um`` µm through `miq.optics.degrade`: uint16 DN."""
+    unit = restore_offset(plane) / DN_FULL_SCALE
+    dn = degrade(unit, z_um, optics=optics, exposure_factor=exposure, rng=seed, noise=noise)
+    return np.round(dn * DN_FULL_SCALE).clip(0, DN_FULL_SCALE).astype(np.uint16)
