@@ -155,17 +155,19 @@ class SeparableFocusNet(_MeanMaxPooledNet):
     mean and max pooling, one linear layer. Receptive field 84 px (the whole patch).
     """
 
+    #: output channels of the stem and of each block (features.0 … features.5), in units of
+    #: ``width`` (`miq.training.prune.prune_separable_state` cuts each stage to its multiple)
+    STAGE_WIDTHS = (1, 1, 2, 2, 4, 4)
+    _BLOCK_STRIDES = (1, 2, 1, 2, 1)
+
     def __init__(self, n_levels: int = 11, width: int = 32, patch_size: int = 84) -> None:
-        w = width
-        features = nn.Sequential(
-            _stride4_stem(w),
-            _separable_bn_relu(w, w, 1),
-            _separable_bn_relu(w, 2 * w, 2),
-            _separable_bn_relu(2 * w, 2 * w, 1),
-            _separable_bn_relu(2 * w, 4 * w, 2),
-            _separable_bn_relu(4 * w, 4 * w, 1),
-        )
-        super().__init__(features, n_features=4 * w, n_levels=n_levels)
+        c = [m * width for m in self.STAGE_WIDTHS]
+        blocks = [
+            _separable_bn_relu(c_in, c_out, stride)
+            for c_in, c_out, stride in zip(c[:-1], c[1:], self._BLOCK_STRIDES)
+        ]
+        features = nn.Sequential(_stride4_stem(c[0]), *blocks)
+        super().__init__(features, n_features=c[-1], n_levels=n_levels)
 
 
 class Yang2018Net(nn.Module):

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ..model.network import SeparableFocusNet
+
 _N_LAYERS = 5  # CompactFocusNet's convolutions, features.0 … features.4
 _KERNELS = (5, 3, 3, 3, 3)  # their kernel sizes, px
 
@@ -85,9 +87,8 @@ def _with_head(
     return {name: tensor.clone().contiguous() for name, tensor in pruned.items()}
 
 
-#: `miq.model.network.SeparableFocusNet`'s output channels per stage, in units of its width:
-#: the stride-4 stem, then the five depthwise-separable blocks (features.0 … features.5)
-SEPARABLE_STAGE_WIDTHS = (1, 1, 2, 2, 4, 4)
+#: the separable network's output channels per stage, in units of its width
+SEPARABLE_STAGE_WIDTHS = SeparableFocusNet.STAGE_WIDTHS
 
 
 def prune_separable_state(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
