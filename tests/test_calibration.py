@@ -82,6 +82,8 @@ def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
     entry = json.loads((folder / "model.json").read_text())["calibration"]
     assert entry["validation"]["n_images"] == 11 and len(entry["class_bias"]) == 11
     assert "to_camera_range" in entry["validation"]["ground_truth"]  # how the images were made
+    # one image temperature unless --content-temperature asks (a shadowed flag fitted it always)
+    assert "image_temperature_slope" not in entry and "gap" not in entry["validation"]["fit"]
     assert entry["validation"]["after"]["ece"] <= entry["validation"]["before"]["ece"] + 0.05
     model = FocusModel(folder / "model.json")
     assert model.calibrated and model.image_temperature == entry["image_temperature"]

@@ -313,7 +313,7 @@ def calibrate_model(
     Returns the ``calibration`` entry written (fitted values, validation files, and accuracy on
     the validation images before and after).
     """
-    from .assessment import content_temperature
+    from .assessment import content_temperature as temperature_of_gap
     from .errors import MiqError
     from .ground_truth import SYNTHETIC_SENSOR
     from .model.package import ModelPackage
@@ -343,7 +343,7 @@ def calibrate_model(
             "image_temperature_slope": round(slope, 6),
             "image_temperature_centre": round(centre, 6),
         }
-        q_cal = sharpen(q, content_temperature(t_image, slope, centre, gap))
+        q_cal = sharpen(q, temperature_of_gap(t_image, slope, centre, gap))
     else:
         t_image = fit_image_temperature(q, labels, weights[rated])
         q_cal = sharpen(q, t_image)
