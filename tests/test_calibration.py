@@ -290,3 +290,35 @@ def test_collect_validation_names_each_image_and_its_source(tmp_path, sample_ima
     assert len(data.image_names) == len(data.image_labels) == 11
     assert data.image_names[3].endswith("val.tif @6um seed0") and data.image_labels[3] == 3
     assert set(data.image_groups) == {"src"}
+
+
+def test_calibrate_writes_a_calibrated_copy_and_never_rewrites_a_shipped_model(
+    tmp_path, sample_image, capsys
+):
+    """A shipped model is refused in place (one line, exit 2, its model.json untouched); with
+    -o the copy gets the new calibration and the same verified weights."""
+    import tifffile
+
+    from miq.cli import main
+    from miq.model.package import MODEL_VERSIONS
+
+    shipped = MODEL_VERSIONS["fast-v2"]
+    before = shipped.read_bytes()
+    tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
+    assert main(["calibrate", str(tmp_path / "val.tif"), "-m", "default"]) == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and "-o FOLDER" in message[0]
+    out = tmp_path / "mine"
+    assert main(["calibrate", str(tmp_path / "val.tif"), "-m", "default", "-o", str(out)]) == 0
+    assert shipped.read_bytes() == before
+    copy = FocusModel(out / "model.json")
+    original = FocusModel(shipped)
+    assert copy.image_temperature != original.image_temperature
+    assert copy.name == f"{original.name}+mine"  # told apart from the shipped one
+    assert copy.package.weight_bytes("onnx") == original.package.weight_bytes("onnx")
+    assert json.loads((out / "model.json").read_text())["calibration"]["validation"]["files"] == [
+        str(tmp_path / "val.tif")
+    ]
+    # a folder that already holds a model is not overwritten
+    assert main(["calibrate", str(tmp_path / "val.tif"), "-m", "default", "-o", str(out)]) != 0
+    assert "already holds a model.json" in capsys.readouterr().err

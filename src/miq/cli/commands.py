@@ -449,6 +449,7 @@ def export_bioimageio(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     from ..calibration import calibrate_model
     from ..errors import MiqError
+    from ..model.package import ModelPackage
 
     files, missing = _find_inputs(args.images)
     files = _without_excluded(files, args.exclude)
@@ -456,8 +457,19 @@ def calibrate(args: argparse.Namespace) -> int:
         error("no validation images found")
         return EXIT_USAGE
     try:
+        package = ModelPackage.open(args.model)
+        if args.output:
+            # named after its folder, so that reports tell it from the model it came from
+            name = f"{package.name}+{Path(args.output).resolve().name}"
+            package = package.copy_to(args.output, name=name)
+        elif package.is_shipped:
+            error(
+                f"{args.model}: a model shipped with miq is never rewritten; give -o FOLDER "
+                "to write a calibrated copy of it there"
+            )
+            return EXIT_USAGE
         calibrate_model(
-            args.model,
+            package.path,
             files,
             seeds=args.seeds,
             content_temperature=args.content_temperature,
@@ -466,7 +478,7 @@ def calibrate(args: argparse.Namespace) -> int:
     except MiqError as exc:
         error(str(exc))
         return EXIT_SOME_FAILED
-    say(f"calibration written to {args.model}")
+    say(f"calibration written to {package.path}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
 
 

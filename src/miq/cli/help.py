@@ -111,9 +111,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "fit a model's calibration on synthetic defocus of in-focus validation images",
         *_text(
             "Fit per-level bias and temperatures (see miq.calibration) on in-focus images "
-            "defocused to every level, and store them in the model's model.json.",
-            "the model's model.json (its 'calibration' entry, replaced atomically)",
-            "miq calibrate validation/ -m runs/my-model",
+            "defocused to every level, and store them in the model's model.json, or in a "
+            "calibrated copy of the model with -o (e.g. the bundled model fitted to a screen's "
+            "own in-focus fields).",
+            "the model's model.json (its 'calibration' entry, replaced atomically); with -o, "
+            "the folder's model.json, model.onnx and model.safetensors",
+            "miq calibrate my_screen/in_focus/ -m default -o my-screen-model",
         ),
     ),
     "train": (

@@ -322,7 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _command(sub, "calibrate")
     p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
-    add_model(p, required=True, help="model folder or model.json to update")
+    add_model(
+        p,
+        required=True,
+        help="model folder or model.json to update, or (with -o) any model, bundled ones by "
+        "name (default, fast, v3-slim …)",
+    )
+    add_output(
+        p,
+        "calibrate a copy of the model written to this new folder (the model given by -m is "
+        "left as it is; needed for a model shipped with miq)",
+        required=False,
+    )
     add_exclude(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="noise seeds per level")
     p.add_argument(

@@ -234,8 +234,37 @@ class ModelPackage:
         return self.path.resolve() == BUNDLED_MODEL.resolve()
 
     @property
+    def is_shipped(self) -> bool:
+        """True for any model that ships inside the package (`MODEL_VERSIONS`): its files are
+        part of the installation and are never rewritten."""
+        here = self.path.resolve()
+        return any(here == shipped.resolve() for shipped in MODEL_VERSIONS.values())
+
+    @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def copy_to(self, folder: str | os.PathLike, *, name: str | None = None) -> ModelPackage:
+        """This model's model.json and weight files (each sha256-checked) copied into
+        ``folder`` (created; refused with `miq.errors.ModelError` when it already holds a
+        model.json), each written atomically, the copy renamed ``name`` if given; returns the
+        copy's package."""
+        from ..io import atomic_write
+
+        target = Path(folder)
+        if (target / "model.json").exists():
+            raise ModelError(
+                f"{target}: already holds a model.json; give a new folder for the copy"
+            )
+        metadata = self._metadata_copy()
+        if name:
+            metadata["name"] = name
+        for kind, payload in self._weights.items():
+            with atomic_write(target / metadata["weights"][kind]["file"]) as fh:
+                fh.write(payload)
+        with atomic_write(target / "model.json", "w") as fh:
+            fh.write(json.dumps(metadata, indent=2))
+        return ModelPackage(target / "model.json")
 
     def has_weights(self, kind: str) -> bool:
         return kind in self._weights
