@@ -1,0 +1,120 @@
+"""Does an image temperature that depends on the image's content carry over to a source it was
+not fitted on? Leave-one-source-out on the *training* fields (no held-out field is read).
+
+The model rates every training file of ``benchmarks.common.training_files`` (the fields
+`miq calibrate` uses) defocused to every level (one seed), the way `miq calibrate` builds its
+validation images, with its stored patch calibration. Each whole-image distribution q then gets
+an image temperature log T = a + b·x, x a few standardised features of the image, fitted by the
+NLL of the true levels on all sources but one (images weighted as `miq calibrate` weighs them:
+each source's share ∝ √its number of images), and judged on the source left out: its ECE and its
+mean gap (accuracy − stated confidence of the reported level; > 0: under-confident). One row per
+feature set; "one temperature" is what `miq calibrate` fits now.
+
+Features (per image, from its aggregated patches after the patch calibration): the certainty gap
+`miq calibrate --content-temperature` uses (mean patch certainty − certainty of the aggregate),
+the share of patches whose most probable level is the image's, the mean patch certainty, log of
+the number of patches, and the expected level.
+
+Usage: python -m benchmarks.calibration_transfer [--model default]   (~4 min on one core)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from benchmarks.common import limit_threads, training_files
+
+limit_threads()
+
+import numpy as np  # noqa: E402
+from scipy.optimize import minimize  # noqa: E402
+
+FEATURE_SETS = [
+    [],
+    ["certainty gap"],
+    ["patch agreement"],
+    ["mean patch certainty"],
+    ["log patches"],
+    ["expected level"],
+    ["certainty gap", "patch agreement", "mean patch certainty"],
+    ["certainty gap", "patch agreement", "mean patch certainty", "log patches"],
+]
+
+
+def image_features(data, model, q: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image (M,) features of a `miq.calibration.ValidationSet` ``data`` whose image
+    distributions (patch calibration applied, no image temperature) are ``q`` (M, K)."""
+    from miq.assessment import certainty
+    from miq.model.package import apply_patch_calibration
+
+    p = apply_patch_calibration(
+        data.probabilities[data.aggregated], model.class_bias, model.patch_temperature
+    )
+    image = data.image[data.aggregated]
+    count = np.maximum(np.bincount(image, minlength=len(q)), 1)
+    agree = p.argmax(axis=1) == np.nan_to_num(q).argmax(axis=1)[image]
+    return {
+        "certainty gap": data.certainty_gap(model.class_bias, model.patch_temperature),
+        "patch agreement": np.bincount(image, agree, minlength=len(q)) / count,
+        "mean patch certainty": np.bincount(image, certainty(p), minlength=len(q)) / count,
+        "log patches": np.log(count),
+        "expected level": np.nan_to_num(q) @ np.arange(q.shape[1]),
+    }
+
+
+def fit_temperature(q, y, w, x) -> np.ndarray:
+    """(a, b…) minimising the weighted NLL of sharpen(q, exp(a + x·b)); x (M, F) standardised."""
+    from miq.calibration import sharpen
+
+    rows = np.arange(len(y))
+
+    def nll(theta):
+        qq = sharpen(q, np.exp(theta[0] + x @ theta[1:]))
+        return float(np.average(-np.log(np.clip(qq[rows, y], 1e-12, None)), weights=w))
+
+    return minimize(nll, np.zeros(1 + x.shape[1]), method="Nelder-Mead").x
+
+
+def main() -> None:
+    from miq.assessment import level_on_call_side
+    from miq.calibration import collect_validation, sharpen
+    from miq.metrics import calibration, sqrt_group_weights
+    from miq.model.runtime import load_model
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="default")
+    args = parser.parse_args()
+    t0 = time.time()
+    model = load_model(args.model, threads=1)
+    data = collect_validation(model, training_files(), progress=False, log=lambda _: None)
+    rated = data.rated
+    q_all = data.image_distributions(model.class_bias, model.patch_temperature)
+    features = {k: v[rated] for k, v in image_features(data, model, q_all).items()}
+    q, y = q_all[rated], data.image_labels[rated]
+    groups = np.asarray(data.image_groups)[rated]
+    weights = sqrt_group_weights(groups)
+    sources = sorted(set(groups))
+    print(f"{model.name}: {len(y)} images of {len(sources)} sources in {time.time() - t0:.0f} s")
+    print("ECE (mean gap) of each source when left out of the fit")
+    print("| features | " + " | ".join(sources) + " | mean ECE |")
+    print("|---|" + "---|" * (len(sources) + 1))
+    for names in FEATURE_SETS:
+        x_all = np.stack([features[n] for n in names], axis=1) if names else np.zeros((len(y), 0))
+        cells, eces = [], []
+        for source in sources:
+            fit, test = groups != source, groups == source
+            mu, sd = x_all[fit].mean(axis=0), x_all[fit].std(axis=0) + 1e-12
+            theta = fit_temperature(q[fit], y[fit], weights[fit], (x_all[fit] - mu) / sd)
+            qq = sharpen(q[test], np.exp(theta[0] + (x_all[test] - mu) / sd @ theta[1:]))
+            level = level_on_call_side(qq)
+            stated, right = qq[np.arange(len(qq)), level], level == y[test]
+            ece = calibration(stated, right).ece
+            eces.append(ece)
+            cells.append(f"{ece:.3f} ({right.mean() - stated.mean():+.2f})")
+        label = ", ".join(names) or "one temperature"
+        print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
+
+
+if __name__ == "__main__":
+    main()
