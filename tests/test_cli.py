@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -290,3 +291,23 @@ def test_simulate_writes_a_three_plane_stack_as_grey_z_planes(tmp_path, sample_i
         stack = tif.asarray()
     alone = tifffile.imread(tmp_path / "sim" / "middle_defocus_6um.tif")
     assert stack.shape == planes.shape and np.array_equal(stack[1], alone)
+
+
+def test_a_second_run_does_not_rate_the_first_runs_outputs(tmp_path, sample_image, capsys):
+    """`miq predict plate/ -o plate/run1`, then `-o plate/run2`: run2 rates the plate's image
+    only, not run1's masks (a folder holding a miq manifest is not searched; one line says so,
+    exit 0); naming run1's folder explicitly still searches it."""
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    tifffile.imwrite(plate / "a.tif", sample_image)
+    assert main(["predict", str(plate), "-o", str(plate / "run1"), "-q"]) == 0
+    assert list((plate / "run1" / "masks").glob("*.tif"))  # outputs that would be found
+    capsys.readouterr()
+    assert main(["predict", str(plate), "-o", str(plate / "run2"), "-q"]) == 0
+    rows = _read_csv(plate / "run2" / "results.csv")
+    assert [Path(r["file"]).name for r in rows] == ["a.tif"]
+    out = capsys.readouterr()
+    assert f"{plate / 'run1'}: holds the outputs of an earlier miq run" in out.out
+    assert out.err == ""
+    # asked for by name, an output folder is searched (e.g. best-focus's best/ planes)
+    assert main(["predict", str(plate / "run1" / "masks"), "-o", str(tmp_path / "run3"), "-q"]) != 0

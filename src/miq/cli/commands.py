@@ -53,7 +53,7 @@ def train(args: argparse.Namespace) -> int:
     from ..training.train import TrainConfig, train
 
     missing: list[str] = []
-    files = find_images(args.images, on_missing=missing.append, on_refused=error)
+    files = find_images(args.images, on_missing=missing.append, on_refused=error, on_skipped=say)
     for m in missing:
         error(f"{m}: no such file, folder or matching image")
     files = _without_excluded(files, args.exclude)
@@ -196,7 +196,9 @@ def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list
 
     missing: list[str] = []
     refused: list[str] = []
-    files = find_images(inputs, on_missing=missing.append, on_refused=refused.append)
+    files = find_images(
+        inputs, on_missing=missing.append, on_refused=refused.append, on_skipped=say
+    )
     for line in refused:
         error(line)
     if output is not None:
@@ -273,7 +275,10 @@ def simulate(args: argparse.Namespace) -> int:
         error("give --z-um and/or --level")
         return EXIT_USAGE
     files = find_images(
-        args.images, on_missing=lambda m: error(f"{m}: no such image"), on_refused=error
+        args.images,
+        on_missing=lambda m: error(f"{m}: no such image"),
+        on_refused=error,
+        on_skipped=say,
     )
     failed = 0
     for f in files:

@@ -8,6 +8,8 @@ import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .folder import MANIFEST_NAME
+
 __all__ = [
     "find_images",
     "file_stem",
@@ -133,9 +135,15 @@ def find_images(
     inputs: Iterable[str | os.PathLike],
     on_missing: Callable[[str], None] | None = None,
     on_refused: Callable[[str], None] | None = None,
+    on_skipped: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Expand files, folders (recursive, image suffixes only) and glob patterns into a sorted,
     de-duplicated file list. Inputs that match nothing are reported through ``on_missing``.
+
+    A folder found inside a searched folder that holds a miq output manifest
+    (`miq.io.folder.MANIFEST_NAME`: an earlier run's masks, overlays, curves …) is not searched,
+    each reported once through ``on_skipped`` (one line, not an error); a folder named
+    explicitly is always searched.
 
     An explicitly named file is kept whatever its extension (its content decides later).
     Named pipes, sockets and devices (named, matched or with an image suffix in a folder) are
@@ -146,6 +154,7 @@ def find_images(
     found: list[Path] = []
     refused: list[Path] = []
     problems: list[str] = []  # malformed plates, one line each
+    skipped: list[Path] = []  # miq output folders met while searching a folder
     for item in inputs:
         text = os.fspath(item)
         p = Path(text)
@@ -153,7 +162,7 @@ def find_images(
         if is_zarr(p):
             matches = _zarr_images(p, problems)
         elif p.is_dir():
-            matches = _images_in_folder(p, refused, problems)
+            matches = _images_in_folder(p, refused, problems, skipped)
         elif p.exists():
             matches = [p] if _regular(p, refused) else []
         elif glob.has_magic(text):
@@ -172,6 +181,11 @@ def find_images(
             on_refused(f"{f}: {special_file_kind(f)}, not an image file; skipped")
         for line in dict.fromkeys(problems):
             on_refused(line)
+    if on_skipped is not None:
+        for folder in _unique(skipped):
+            on_skipped(
+                f"{folder}: holds the outputs of an earlier miq run ({MANIFEST_NAME}); not searched for images"
+            )
     return _unique(found)
 
 
@@ -205,17 +219,25 @@ def _zarr_images(path: Path, problems: list[str] | None = None) -> list[Path]:
 
 
 def _images_in_folder(
-    folder: Path, refused: list[Path], problems: list[str] | None = None
+    folder: Path,
+    refused: list[Path],
+    problems: list[str] | None = None,
+    skipped: list[Path] | None = None,
 ) -> list[Path]:
     """Image files (by suffix) and OME-Zarr images under a folder, recursively, sorted by path;
-    a zarr folder is not searched inside (a plate gives its fields). Special files with an image
-    suffix go to ``refused``."""
+    a zarr folder is not searched inside (a plate gives its fields), nor a miq output folder
+    below ``folder`` (added to ``skipped``). Special files with an image suffix go to
+    ``refused``."""
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         here = Path(root)
         for d in list(dirs):
             if is_zarr(here / d):
                 found.extend(_zarr_images(here / d, problems))
+                dirs.remove(d)
+            elif (here / d / MANIFEST_NAME).is_file():
+                if skipped is not None:
+                    skipped.append(here / d)
                 dirs.remove(d)
         found.extend(
             here / f
