@@ -90,27 +90,37 @@ def write_images(
 ) -> list[bool]:
     """``count`` distinct TIFFs in ``folder``; returns which of them were defocused."""
     import tifffile
-    from scipy import ndimage
 
-    base = synthetic_image(side, seed=0)
-    rng = np.random.default_rng(1)
     is_blurred = []
-    for i in range(count):  # shifted and flipped copies: distinct images, cheap to make
-        image = np.roll(base, tuple(rng.integers(0, side, 2)), axis=(0, 1))
-        if i % 2:
-            image = image[:, ::-1]
-        blur = rng.random() < blurred
-        if blur:  # defocus the scene, then the camera's offset and shot noise again
-            sigma = rng.uniform(2.0, 8.0)
-            signal = ndimage.gaussian_filter(image.astype(np.float32) - 100, sigma)
-            image = (rng.poisson(np.clip(signal, 0, None)) + 100).astype(np.uint16)
-        is_blurred.append(blur)
+    for i, image, sigma in screen_images(count, side, blurred):
+        is_blurred.append(sigma > 0)
         tifffile.imwrite(
             folder / f"field_{i:04d}.tif",
             np.ascontiguousarray(image),
             compression=None if compression == "none" else compression,
         )
     return is_blurred
+
+
+def screen_images(count: int, side: int, blurred: float):
+    """Yields (index, uint16 image (side, side), σ of its Gaussian blur in px, 0 when sharp):
+    shifted and flipped copies of one procedural field (distinct images, cheap to make), a
+    ``blurred`` share of them, drawn with a fixed seed, blurred by σ 2–8 px and given fresh
+    shot noise."""
+    from scipy import ndimage
+
+    base = synthetic_image(side, seed=0)
+    rng = np.random.default_rng(1)
+    for i in range(count):
+        image = np.roll(base, tuple(rng.integers(0, side, 2)), axis=(0, 1))
+        if i % 2:
+            image = image[:, ::-1]
+        sigma = 0.0
+        if rng.random() < blurred:  # defocus the scene, then the camera's offset and shot noise
+            sigma = rng.uniform(2.0, 8.0)
+            signal = ndimage.gaussian_filter(image.astype(np.float32) - 100, sigma)
+            image = (rng.poisson(np.clip(signal, 0, None)) + 100).astype(np.uint16)
+        yield i, image, sigma
 
 
 class Timing(NamedTuple):
