@@ -1,7 +1,8 @@
 """Command line: a thin shell over the public API (``miq --help``).
 
 `.parser` holds the grammar (argparse only), `.help` what ``--help`` says, and
-`.commands` each subcommand's body. Exit codes: 0 all good; 1 some inputs failed (the rest
+`.commands` each subcommand's body (`.model_commands` those of train and calibrate; `.common`
+what they share). Exit codes: 0 all good; 1 some inputs failed (the rest
 were processed); 2 usage error or nothing could be done; 130 interrupted (Ctrl-C); 143 terminated
 (SIGTERM: handled as an interruption, so that worker processes are stopped and temporary files
 removed).
@@ -34,7 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     import logging
 
-    from .commands import COMMANDS, EXIT_OK, EXIT_USAGE, error
+    from .commands import COMMANDS
+    from .common import EXIT_OK, EXIT_USAGE, error
 
     logging.getLogger("tifffile").setLevel(logging.ERROR)  # one line per bad file: ours
     parser = build_parser()

@@ -7,24 +7,21 @@ could be done (no inputs, bad model, output folder problem).
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
+from .common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    error,
+    find_inputs,
+    optics_from,
+    warn,
+)
+from .model_commands import calibrate, train
 from .show import print_results_table, say
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
-
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def error(msg: str) -> None:
-    """One ``miq: error:`` line on stderr (newlines in file names shown as escapes)."""
-    say(f"miq: error: {msg}", file=sys.stderr)
-
-
-def _warn(msg: str) -> None:
-    say(f"miq: warning: {msg}", file=sys.stderr)
 
 
 def _note_missing_plots() -> None:
@@ -32,91 +29,7 @@ def _note_missing_plots() -> None:
     from ..plots import plots_available
 
     if not plots_available():
-        _warn("PNG plots skipped: matplotlib is not installed (" + install_hint("plot") + ")")
-
-
-def _optics(args: argparse.Namespace):
-    from ..optics import Optics
-
-    return Optics(
-        wavelength_nm=args.wavelength_nm,
-        numerical_aperture=args.na,
-        refractive_index=args.refractive_index,
-        pixel_size_um=args.pixel_size_um,
-        psf_width_px=args.psf_width_px,
-    )
-
-
-def train(args: argparse.Namespace) -> int:
-    from ..io import find_images
-    from ..training.synthetic import SimulationConfig
-    from ..training.train import TrainConfig, train
-
-    missing: list[str] = []
-    files = find_images(args.images, on_missing=missing.append, on_refused=error, on_skipped=say)
-    for m in missing:
-        error(f"{m}: no such file, folder or matching image")
-    files = _without_excluded(files, args.exclude)
-    if not files and args.procedural_fraction < 1:
-        error(
-            "no training images found (use --procedural-fraction 1 to train on procedural content only)"
-        )
-        return EXIT_USAGE
-    if args.width and args.architecture == "yang2018":
-        error("--width applies to the compact, stride4 and separable architectures only")
-        return EXIT_USAGE
-    if args.channels and args.architecture != "compact":
-        error("--channels applies to the compact architecture only")
-        return EXIT_USAGE
-    if args.channels and args.width:
-        error("give --width or --channels, not both")
-        return EXIT_USAGE
-    if args.batch_size % args.image_group_size:
-        error(
-            f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
-            f"{args.batch_size}"
-        )
-        return EXIT_USAGE
-    if not args.image_loss_temperature > 0:
-        error("--image-loss-temperature must be > 0")
-        return EXIT_USAGE
-    if args.image_loss_weight > 0 and args.image_group_size < 2:
-        error("--image-loss-weight needs --image-group-size ≥ 2 (patches per simulated image)")
-        return EXIT_USAGE
-    if not 0 <= args.image_distill_weight <= 1:
-        error(f"--image-distill-weight must be in [0, 1], got {args.image_distill_weight}")
-        return EXIT_USAGE
-    if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
-        error("--image-distill-weight needs --teacher and --image-loss-weight > 0")
-        return EXIT_USAGE
-    config = TrainConfig(
-        architecture=args.architecture,
-        architecture_kwargs=_architecture_kwargs(args),
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-        procedural_fraction=args.procedural_fraction,
-        max_minutes=args.max_minutes,
-        checkpoint_every=args.checkpoint_every,
-        threads=args.threads,
-        init_from=args.init_from,
-        teacher=args.teacher,
-        distill_weight=args.distill_weight,
-        image_group_size=args.image_group_size,
-        image_loss_weight=args.image_loss_weight,
-        image_loss_temperature=args.image_loss_temperature,
-        image_loss=args.image_loss,
-        image_distill_weight=args.image_distill_weight,
-        use_file_pixel_size=not args.ignore_file_pixel_size,
-        source_weighting=args.source_weighting,
-        optics=_optics(args),
-        simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
-    )
-    command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
-    meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)
-    say(f"model written: {meta.parent}")
-    return EXIT_OK
+        warn("PNG plots skipped: matplotlib is not installed (" + install_hint("plot") + ")")
 
 
 def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
@@ -154,7 +67,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
         workers=getattr(args, "workers", 1),
         scheduler=getattr(args, "scheduler", None),
         on_error=error,
-        on_warning=_warn,
+        on_warning=warn,
     )
     if not args.quiet:
         print_results_table(summary.rows)
@@ -188,36 +101,10 @@ def _assess_options(args: argparse.Namespace, **more):
     )
 
 
-def _find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list[Path], list[str]]:
-    """Expand files/folders/globs, leaving out anything inside the ``output`` folder (a run's
-    own masks and overlays are never inputs); report each input that matched nothing, and each
-    named pipe, socket or device (never opened: they count as missing)."""
-    from ..io import find_images
-
-    missing: list[str] = []
-    refused: list[str] = []
-    files = find_images(
-        inputs, on_missing=missing.append, on_refused=refused.append, on_skipped=say
-    )
-    for line in refused:
-        error(line)
-    if output is not None:
-        out = Path(output).resolve()
-        for item in inputs:  # a file named explicitly: say why it is not rated
-            if Path(item).is_file() and Path(item).resolve().is_relative_to(out):
-                error(
-                    f"{item}: lies inside the output folder {output}; miq never rates its outputs"
-                )
-        files = [f for f in files if not f.resolve().is_relative_to(out)]
-    for m in missing:
-        error(f"{m}: no such file, or no image in that folder / matching that pattern")
-    return files, missing + refused
-
-
 def predict(args: argparse.Namespace) -> int:
     from ..model.runtime import load_model
 
-    files, missing = _find_inputs(args.inputs, args.output)
+    files, missing = find_inputs(args.inputs, args.output)
     if not files:
         error("no input images found")
         return EXIT_USAGE
@@ -287,7 +174,7 @@ def simulate(args: argparse.Namespace) -> int:
                 f,
                 args.output,
                 depths,
-                optics=_optics(args),
+                optics=optics_from(args),
                 exposure=args.exposure,
                 seed=args.seed,
                 noise=not args.no_noise,
@@ -305,7 +192,7 @@ def measure(args: argparse.Namespace) -> int:
     from ..io import ReadOptions
     from ..runs import measure_files
 
-    files, missing = _find_inputs(args.inputs, args.output)
+    files, missing = find_inputs(args.inputs, args.output)
     if not files:
         error("no input images found")
         return EXIT_USAGE
@@ -343,7 +230,7 @@ def evaluate(args: argparse.Namespace) -> int:
         error(f"unknown measure(s) {', '.join(unknown)}; choose from {', '.join(MEASURES)}")
         return EXIT_USAGE
     model = load_model(args.model, threads=args.threads, device=args.device)
-    synthetic, missing = _find_inputs(args.synthetic) if args.synthetic else ([], [])
+    synthetic, missing = find_inputs(args.synthetic) if args.synthetic else ([], [])
     try:
         truth = collect_items(
             model,
@@ -398,12 +285,12 @@ def best_focus(args: argparse.Namespace) -> int:
     if args.stack_from_files:  # each input: a folder of single-plane files, ordered by name
         stacks = []
         for folder in args.stacks:
-            files, not_found = _find_inputs([folder], args.output)
+            files, not_found = find_inputs([folder], args.output)
             missing += not_found
             if files:
                 stacks.append(sorted(files, key=lambda p: p.name))
     else:
-        stacks, missing = _find_inputs(args.stacks, args.output)
+        stacks, missing = find_inputs(args.stacks, args.output)
     if not stacks:
         error("no stacks found")
         return EXIT_USAGE
@@ -449,55 +336,6 @@ def export_bioimageio(args: argparse.Namespace) -> int:
     path = export_bioimageio(args.output, args.model)
     say(f"bioimage.io package: {path}")
     return EXIT_OK
-
-
-def calibrate(args: argparse.Namespace) -> int:
-    from ..calibration import calibrate_model
-    from ..errors import MiqError
-    from ..model.package import ModelPackage
-
-    files, missing = _find_inputs(args.images)
-    files = _without_excluded(files, args.exclude)
-    if not files:
-        error("no validation images found")
-        return EXIT_USAGE
-    try:
-        package = ModelPackage.open(args.model)
-        if args.output:
-            # named after its folder, so that reports tell it from the model it came from
-            name = f"{package.name}+{Path(args.output).resolve().name}"
-            package = package.copy_to(args.output, name=name)
-        elif package.is_shipped:
-            error(
-                f"{args.model}: a model shipped with miq is never rewritten; give -o FOLDER "
-                "to write a calibrated copy of it there"
-            )
-            return EXIT_USAGE
-        calibrate_model(
-            package.path,
-            files,
-            seeds=args.seeds,
-            content_temperature=args.content_temperature,
-            keep_patch_calibration=args.keep_patch_calibration,
-        )
-    except MiqError as exc:
-        error(str(exc))
-        return EXIT_SOME_FAILED
-    say(f"calibration written to {package.path}")
-    return EXIT_SOME_FAILED if missing else EXIT_OK
-
-
-def _architecture_kwargs(args) -> dict:
-    """The network's keyword arguments that `miq train` options set (model.json's
-    ``architecture_kwargs``, with n_levels and patch_size added by training)."""
-    if args.channels:
-        return {"channels": list(args.channels)}
-    return {"width": args.width} if args.width else {}
-
-
-def _without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
-    """Files whose path contains none of ``patterns`` (``--exclude``)."""
-    return [f for f in files if not any(p in str(f) for p in patterns)]
 
 
 #: subcommand name -> its function

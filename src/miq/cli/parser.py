@@ -246,7 +246,7 @@ def _command(sub, name: str) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``miq`` argument parser; each subcommand's ``command`` default names its function
-    in `miq.cli.commands`."""
+    in `miq.cli.commands.COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="miq",
         description="Microscope image focus quality: absolute defocus level per patch and image.",

@@ -1,0 +1,136 @@
+"""The subcommands that make and fit models: ``miq train`` and ``miq calibrate``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    error,
+    find_inputs,
+    optics_from,
+    without_excluded,
+)
+from .show import say
+
+__all__ = ["train", "calibrate"]
+
+
+def train(args: argparse.Namespace) -> int:
+    from ..io import find_images
+    from ..training.synthetic import SimulationConfig
+    from ..training.train import TrainConfig, train
+
+    missing: list[str] = []
+    files = find_images(args.images, on_missing=missing.append, on_refused=error, on_skipped=say)
+    for m in missing:
+        error(f"{m}: no such file, folder or matching image")
+    files = without_excluded(files, args.exclude)
+    if not files and args.procedural_fraction < 1:
+        error(
+            "no training images found (use --procedural-fraction 1 to train on procedural content only)"
+        )
+        return EXIT_USAGE
+    if args.width and args.architecture == "yang2018":
+        error("--width applies to the compact, stride4 and separable architectures only")
+        return EXIT_USAGE
+    if args.channels and args.architecture != "compact":
+        error("--channels applies to the compact architecture only")
+        return EXIT_USAGE
+    if args.channels and args.width:
+        error("give --width or --channels, not both")
+        return EXIT_USAGE
+    if args.batch_size % args.image_group_size:
+        error(
+            f"--image-group-size {args.image_group_size} must be ≥ 1 and divide --batch-size "
+            f"{args.batch_size}"
+        )
+        return EXIT_USAGE
+    if not args.image_loss_temperature > 0:
+        error("--image-loss-temperature must be > 0")
+        return EXIT_USAGE
+    if args.image_loss_weight > 0 and args.image_group_size < 2:
+        error("--image-loss-weight needs --image-group-size ≥ 2 (patches per simulated image)")
+        return EXIT_USAGE
+    if not 0 <= args.image_distill_weight <= 1:
+        error(f"--image-distill-weight must be in [0, 1], got {args.image_distill_weight}")
+        return EXIT_USAGE
+    if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
+        error("--image-distill-weight needs --teacher and --image-loss-weight > 0")
+        return EXIT_USAGE
+    config = TrainConfig(
+        architecture=args.architecture,
+        architecture_kwargs=_architecture_kwargs(args),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        procedural_fraction=args.procedural_fraction,
+        max_minutes=args.max_minutes,
+        checkpoint_every=args.checkpoint_every,
+        threads=args.threads,
+        init_from=args.init_from,
+        teacher=args.teacher,
+        distill_weight=args.distill_weight,
+        image_group_size=args.image_group_size,
+        image_loss_weight=args.image_loss_weight,
+        image_loss_temperature=args.image_loss_temperature,
+        image_loss=args.image_loss,
+        image_distill_weight=args.image_distill_weight,
+        use_file_pixel_size=not args.ignore_file_pixel_size,
+        source_weighting=args.source_weighting,
+        optics=optics_from(args),
+        simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
+    )
+    command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
+    meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)
+    say(f"model written: {meta.parent}")
+    return EXIT_OK
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from ..calibration import calibrate_model
+    from ..errors import MiqError
+    from ..model.package import ModelPackage
+
+    files, missing = find_inputs(args.images)
+    files = without_excluded(files, args.exclude)
+    if not files:
+        error("no validation images found")
+        return EXIT_USAGE
+    try:
+        package = ModelPackage.open(args.model)
+        if args.output:
+            # named after its folder, so that reports tell it from the model it came from
+            name = f"{package.name}+{Path(args.output).resolve().name}"
+            package = package.copy_to(args.output, name=name)
+        elif package.is_shipped:
+            error(
+                f"{args.model}: a model shipped with miq is never rewritten; give -o FOLDER "
+                "to write a calibrated copy of it there"
+            )
+            return EXIT_USAGE
+        calibrate_model(
+            package.path,
+            files,
+            seeds=args.seeds,
+            content_temperature=args.content_temperature,
+            keep_patch_calibration=args.keep_patch_calibration,
+        )
+    except MiqError as exc:
+        error(str(exc))
+        return EXIT_SOME_FAILED
+    say(f"calibration written to {package.path}")
+    return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _architecture_kwargs(args) -> dict:
+    """The network's keyword arguments that `miq train` options set (model.json's
+    ``architecture_kwargs``, with n_levels and patch_size added by training)."""
+    if args.channels:
+        return {"channels": list(args.channels)}
+    return {"width": args.width} if args.width else {}
