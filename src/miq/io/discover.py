@@ -184,7 +184,8 @@ def find_images(
     if on_skipped is not None:
         for folder in _unique(skipped):
             on_skipped(
-                f"{folder}: holds the outputs of an earlier miq run ({MANIFEST_NAME}); not searched for images"
+                f"{folder}: holds the outputs of an earlier miq run ({MANIFEST_NAME}); "
+                "not searched for images"
             )
     return _unique(found)
 
