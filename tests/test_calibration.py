@@ -70,7 +70,7 @@ def test_model_applies_calibration_from_model_json(tmp_path, sample_image):
         FocusModel(folder / "model.json")
 
 
-def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
+def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image, capsys):
     import tifffile
 
     from miq.cli import main
@@ -81,6 +81,9 @@ def test_calibrate_cli_writes_a_loadable_calibration(tmp_path, sample_image):
     assert main(["calibrate", str(tmp_path / "val.tif"), "-m", str(folder)]) == 0
     entry = json.loads((folder / "model.json").read_text())["calibration"]
     assert entry["validation"]["n_images"] == 11 and len(entry["class_bias"]) == 11
+    # one plane: a warning line that the fit rests on too few (the run still completes)
+    assert entry["validation"]["n_planes"] == 1
+    assert "miq: warning: calibrating on 1 in-focus plane(s) only" in capsys.readouterr().err
     assert "to_camera_range" in entry["validation"]["ground_truth"]  # how the images were made
     # one image temperature unless --content-temperature asks (a shadowed flag fitted it always)
     assert "image_temperature_slope" not in entry and "gap" not in entry["validation"]["fit"]

@@ -13,6 +13,7 @@ from .common import (
     error,
     find_inputs,
     optics_from,
+    warn,
     without_excluded,
 )
 from .show import say
@@ -120,6 +121,7 @@ def calibrate(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             content_temperature=args.content_temperature,
             keep_patch_calibration=args.keep_patch_calibration,
+            on_warning=warn,
         )
     except MiqError as exc:
         error(str(exc))
