@@ -322,6 +322,11 @@ def test_calibrate_writes_a_calibrated_copy_and_never_rewrites_a_shipped_model(
     assert json.loads((out / "model.json").read_text())["calibration"]["validation"]["files"] == [
         str(tmp_path / "val.tif")
     ]
-    # a folder that already holds a model is not overwritten
+    # a folder that already holds something is not overwritten
     assert main(["calibrate", str(tmp_path / "val.tif"), "-m", "default", "-o", str(out)]) != 0
-    assert "already holds a model.json" in capsys.readouterr().err
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+    # a fit that fails (no plane can be rated) leaves no uncalibrated copy, nor its staging
+    tifffile.imwrite(tmp_path / "tiny.tif", sample_image[:40, :40])
+    failed = tmp_path / "failed"
+    assert main(["calibrate", str(tmp_path / "tiny.tif"), "-m", "default", "-o", str(failed)]) != 0
+    assert not failed.exists() and not list(tmp_path.glob(".failed.*"))

@@ -103,31 +103,61 @@ def calibrate(args: argparse.Namespace) -> int:
     if not files:
         error("no validation images found")
         return EXIT_USAGE
-    try:
-        package = ModelPackage.open(args.model)
-        if args.output:
-            # named after its folder, so that reports tell it from the model it came from
-            name = f"{package.name}+{Path(args.output).resolve().name}"
-            package = package.copy_to(args.output, name=name)
-        elif package.is_shipped:
-            error(
-                f"{args.model}: a model shipped with miq is never rewritten; give -o FOLDER "
-                "to write a calibrated copy of it there"
-            )
-            return EXIT_USAGE
+
+    def fit(model_json: Path) -> None:
         calibrate_model(
-            package.path,
+            model_json,
             files,
             seeds=args.seeds,
             content_temperature=args.content_temperature,
             keep_patch_calibration=args.keep_patch_calibration,
             on_warning=warn,
         )
+
+    try:
+        package = ModelPackage.open(args.model)
+        if args.output:
+            written = _calibrated_copy(package, Path(args.output), fit)
+        elif package.is_shipped:
+            error(
+                f"{args.model}: a model shipped with miq is never rewritten; give -o FOLDER "
+                "to write a calibrated copy of it there"
+            )
+            return EXIT_USAGE
+        else:
+            fit(package.path)
+            written = package.path
     except MiqError as exc:
         error(str(exc))
         return EXIT_SOME_FAILED
-    say(f"calibration written to {package.path}")
+    say(f"calibration written to {written}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
+
+
+def _calibrated_copy(package, folder: Path, fit) -> Path:
+    """Copy ``package`` into a hidden folder beside ``folder``, ``fit`` its model.json there,
+    then move it to ``folder`` (which may exist only empty): a failed or interrupted fit leaves
+    no uncalibrated copy behind. The copy is named after ``folder``, so that reports tell it
+    from the model it came from. Returns the copy's model.json."""
+    import shutil
+    import tempfile
+
+    from ..errors import ModelError
+
+    folder = folder.resolve()
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise ModelError(f"{folder}: exists and is not an empty folder; give a new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        copy = package.copy_to(staging, name=f"{package.name}+{folder.name}")
+        fit(copy.path)
+        if folder.exists():
+            folder.rmdir()
+        staging.replace(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder / "model.json"
 
 
 def _architecture_kwargs(args) -> dict:
