@@ -140,10 +140,10 @@ def find_images(
     """Expand files, folders (recursive, image suffixes only) and glob patterns into a sorted,
     de-duplicated file list. Inputs that match nothing are reported through ``on_missing``.
 
-    A folder found inside a searched folder that holds a miq output manifest
-    (`miq.io.folder.MANIFEST_NAME`: an earlier run's masks, overlays, curves …) is not searched,
-    each reported once through ``on_skipped`` (one line, not an error); a folder named
-    explicitly is always searched.
+    A folder found inside a searched folder, or below the fixed start of a glob pattern, that
+    holds a miq output manifest (`miq.io.folder.MANIFEST_NAME`: an earlier run's masks,
+    overlays, curves …) is not searched, each reported once through ``on_skipped`` (one line,
+    not an error); a folder named explicitly, or a pattern inside one, is always searched.
 
     An explicitly named file is kept whatever its extension (its content decides later).
     Named pipes, sockets and devices (named, matched or with an image suffix in a folder) are
@@ -167,7 +167,12 @@ def find_images(
             matches = [p] if _regular(p, refused) else []
         elif glob.has_magic(text):
             matches = []
+            root = _literal_root(text)
             for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
+                output = _output_folder_between(root, m)
+                if output is not None:
+                    skipped.append(output)
+                    continue
                 matches.extend(
                     _zarr_images(m, problems) if is_zarr(m) else [m] if _regular(m, refused) else []
                 )
@@ -188,6 +193,30 @@ def find_images(
                 "not searched for images"
             )
     return _unique(found)
+
+
+def _literal_root(pattern: str) -> Path:
+    """The folder a glob pattern starts from: its leading path components without wildcards."""
+    parts = Path(pattern).parts
+    literal = []
+    for part in parts[:-1]:
+        if glob.has_magic(part):
+            break
+        literal.append(part)
+    return Path(*literal) if literal else Path(".")
+
+
+def _output_folder_between(root: Path, match: Path) -> Path | None:
+    """The miq output folder (holding `MANIFEST_NAME`) strictly below ``root`` that ``match``
+    lies in, if any: a glob from a plate folder does not pick up an earlier run's outputs, one
+    written from inside the output folder does."""
+    root = root.resolve()
+    for folder in match.resolve().parents:
+        if folder == root or root not in folder.parents:
+            return None
+        if (folder / MANIFEST_NAME).is_file():
+            return folder
+    return None
 
 
 def _regular(path: Path, refused: list[Path]) -> bool:
