@@ -266,7 +266,8 @@ def test_calibrate_content_temperature_keeps_the_patch_stage_and_is_applied(tmp_
     meta = json.loads((folder / "model.json").read_text())
     meta.pop("calibration")
     (folder / "model.json").write_text(json.dumps(meta))
-    assert main([*args, "--keep-patch-calibration"]) != 0
+    assert main([*args, "--keep-patch-calibration"]) == 2  # nothing could be done
+    assert main(["calibrate", str(tmp_path / "val.tif"), "-m", str(tmp_path / "no-model")]) == 2
 
 
 def test_a_malformed_content_temperature_is_refused(tmp_path):
@@ -328,5 +329,5 @@ def test_calibrate_writes_a_calibrated_copy_and_never_rewrites_a_shipped_model(
     # a fit that fails (no plane can be rated) leaves no uncalibrated copy, nor its staging
     tifffile.imwrite(tmp_path / "tiny.tif", sample_image[:40, :40])
     failed = tmp_path / "failed"
-    assert main(["calibrate", str(tmp_path / "tiny.tif"), "-m", "default", "-o", str(failed)]) != 0
+    assert main(["calibrate", str(tmp_path / "tiny.tif"), "-m", "default", "-o", str(failed)]) == 2
     assert not failed.exists() and not list(tmp_path.glob(".failed.*"))

@@ -127,9 +127,9 @@ def calibrate(args: argparse.Namespace) -> int:
         else:
             fit(package.path)
             written = package.path
-    except MiqError as exc:
+    except MiqError as exc:  # a bad model, no plane that could be rated …: nothing written
         error(str(exc))
-        return EXIT_SOME_FAILED
+        return EXIT_USAGE
     say(f"calibration written to {written}")
     return EXIT_SOME_FAILED if missing else EXIT_OK
 
