@@ -15,6 +15,10 @@ Features (per image, from its aggregated patches after the patch calibration): t
 the share of patches whose most probable level is the image's, the mean patch certainty, log of
 the number of patches, and the expected level.
 
+Also printed first, on the same images: each source's exact level, stated confidence and gap with
+the model's own image temperature (and at levels 0 and 1), and each source's ECE with one
+temperature refitted on every image weighted alike.
+
 Usage: python -m benchmarks.calibration_transfer [--model default]   (~4 min on one core)
 """
 
@@ -76,6 +80,50 @@ def fit_temperature(q, y, w, x) -> np.ndarray:
     return minimize(nll, np.zeros(1 + x.shape[1]), method="Nelder-Mead").x
 
 
+def print_in_sample(q, y, groups, model, weights) -> None:
+    """Per source: exact, mean stated confidence and gap with the model's own image temperature;
+    then ECE (gap) per source with one temperature refitted on every image weighted alike."""
+    from miq.assessment import level_on_call_side
+    from miq.calibration import fit_image_temperature, sharpen
+    from miq.metrics import calibration
+
+    def judged(temperature):
+        qq = sharpen(q, temperature)
+        level = level_on_call_side(qq)
+        return level, qq[np.arange(len(qq)), level], level == y
+
+    level, stated, right = judged(model.image_temperature)
+    print(f"with the model's image temperature {model.image_temperature:.3f}:")
+    print("| source | images | exact | stated | gap |\n|---|---|---|---|---|")
+    for source in sorted(set(groups)):
+        s = groups == source
+        print(
+            f"| {source} | {s.sum()} | {right[s].mean():.3f} | {stated[s].mean():.3f} | "
+            f"{right[s].mean() - stated[s].mean():+.3f} |"
+        )
+    for source in sorted(set(groups)):
+        low = [(groups == source) & (y == k) for k in (0, 1)]
+        print(
+            f"{source}, levels 0 and 1: exact "
+            + ", ".join(f"{right[s].mean():.2f}" for s in low)
+            + " against stated "
+            + ", ".join(f"{stated[s].mean():.2f}" for s in low)
+        )
+    t_alike = fit_image_temperature(q, y, np.ones(len(y)))
+    t_sqrt = fit_image_temperature(q, y, weights)
+    _, stated, right = judged(t_alike)
+    cells = []
+    for source in sorted(set(groups)):
+        s = groups == source
+        ece = calibration(stated[s], right[s]).ece
+        cells.append(f"{source} {ece:.3f} ({right[s].mean() - stated[s].mean():+.2f})")
+    print(
+        f"every image weighted alike: T {t_alike:.3f} (by source, as miq calibrate: {t_sqrt:.3f})"
+    )
+    print("ECE (gap) per source: " + "; ".join(cells))
+    print()
+
+
 def main() -> None:
     from miq.assessment import level_on_call_side
     from miq.calibration import collect_validation, sharpen
@@ -96,6 +144,7 @@ def main() -> None:
     weights = sqrt_group_weights(groups)
     sources = sorted(set(groups))
     print(f"{model.name}: {len(y)} images of {len(sources)} sources in {time.time() - t0:.0f} s")
+    print_in_sample(q, y, groups, model, weights)
     print("ECE (mean gap) of each source when left out of the fit")
     print("| features | " + " | ".join(sources) + " | mean ECE |")
     print("|---|" + "---|" * (len(sources) + 1))
