@@ -304,9 +304,8 @@ def test_calibrate_writes_a_calibrated_copy_and_never_rewrites_a_shipped_model(
     import tifffile
 
     from miq.cli import main
-    from miq.model.package import MODEL_VERSIONS
 
-    shipped = MODEL_VERSIONS["fast-v2"]
+    shipped = BUNDLED_MODEL  # what -m default names
     before = shipped.read_bytes()
     tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
     assert main(["calibrate", str(tmp_path / "val.tif"), "-m", "default"]) == 2

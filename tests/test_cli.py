@@ -313,7 +313,10 @@ def test_a_second_run_does_not_rate_the_first_runs_outputs(tmp_path, sample_imag
     glob = str(plate / "**" / "*.tif")
     assert main(["predict", glob, "-o", str(tmp_path / "run3"), "-q"]) == 0
     assert [Path(r["file"]).name for r in _read_csv(tmp_path / "run3" / "results.csv")] == ["a.tif"]
-    # asked for by name, an output folder is searched (e.g. best-focus's best/ planes)
+    # asked for by name, an output folder is searched (e.g. best-focus's best/ planes): here its
+    # per-patch masks are found, and refused as smaller than one patch
+    capsys.readouterr()
     assert main(["predict", str(plate / "run1" / "masks"), "-o", str(tmp_path / "run4"), "-q"]) != 0
     masks = str(plate / "run1" / "masks" / "*.tif")
     assert main(["predict", masks, "-o", str(tmp_path / "run5"), "-q"]) != 0
+    assert capsys.readouterr().err.count("a_level_per_patch.tif: image is") == 2
