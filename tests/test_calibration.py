@@ -330,3 +330,27 @@ def test_calibrate_writes_a_calibrated_copy_and_never_rewrites_a_shipped_model(
     failed = tmp_path / "failed"
     assert main(["calibrate", str(tmp_path / "tiny.tif"), "-m", "default", "-o", str(failed)]) == 2
     assert not failed.exists() and not list(tmp_path.glob(".failed.*"))
+
+
+def test_calibrate_leaves_out_an_unreadable_file_and_uses_the_rest(tmp_path, sample_image, capsys):
+    """A corrupt validation file, or one over --memory-budget, is one error line naming it and
+    exit 1; the calibration is still fitted on the other files and written."""
+    import tifffile
+
+    from miq.cli import main
+
+    tifffile.imwrite(tmp_path / "val.tif", sample_image[:260, :340])
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 64)
+    out = tmp_path / "mine"
+    files = [str(tmp_path / "broken.tif"), str(tmp_path / "val.tif")]
+    assert main(["calibrate", *files, "-m", "default", "-o", str(out)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "miq: error" in line]
+    assert len(errors) == 1 and "broken.tif" in errors[0]
+    entry = json.loads((out / "model.json").read_text())["calibration"]
+    assert entry["validation"]["n_images"] == 11  # val.tif's 11 levels
+    # over the memory budget (a 3000² plane declared, never read): nothing could be calibrated
+    big = tifffile.memmap(tmp_path / "big.tif", shape=(3000, 3000), dtype=np.uint16)
+    del big
+    budget = ["--memory-budget", "16M", "-o", str(tmp_path / "none")]
+    assert main(["calibrate", str(tmp_path / "big.tif"), "-m", "default", *budget]) == 2
+    assert "memory budget of 16.0 MiB" in capsys.readouterr().err

@@ -320,3 +320,15 @@ def test_a_second_run_does_not_rate_the_first_runs_outputs(tmp_path, sample_imag
     masks = str(plate / "run1" / "masks" / "*.tif")
     assert main(["predict", masks, "-o", str(tmp_path / "run5"), "-q"]) != 0
     assert capsys.readouterr().err.count("a_level_per_patch.tif: image is") == 2
+
+
+def test_simulate_has_a_memory_budget(tmp_path, capsys):
+    """A file over ``--memory-budget`` is refused before reading, one line naming it (the hint
+    it gives names an option simulate has)."""
+    big = tifffile.memmap(tmp_path / "a.tif", shape=(3000, 3000), dtype=np.uint16)  # not read
+    del big
+    args = ["simulate", str(tmp_path / "a.tif"), "-o", str(tmp_path / "sim"), "--z-um", "2"]
+    assert main([*args, "--memory-budget", "16M"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a.tif" in err[0] and "--memory-budget" in err[0]
+    assert not (tmp_path / "sim" / "a_defocus_2um.tif").exists()

@@ -237,10 +237,21 @@ class ValidationSet:
         return sqrt_group_weights(self.image_groups)
 
 
-def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = None, log=print):
+def collect_validation(
+    model,
+    files,
+    *,
+    seeds: int = 1,
+    progress: bool | None = None,
+    log=print,
+    memory_budget: int | None = None,
+    on_error=None,
+):
     """Rate every in-focus plane of ``files`` defocused to every level (``seeds`` noise seeds).
     A plane that cannot be rated (e.g. smaller than one patch once brought to the model's pixel
-    size) is left out, with one line through ``log`` per such plane."""
+    size) is left out, with one line through ``log`` per such plane; a file that cannot be read
+    (corrupt, or over ``memory_budget`` bytes: `miq.io.budget`, default 2 GiB) is left out with
+    one line through ``on_error`` (default ``log``), and the other files are still used."""
     import sys
 
     from tqdm import tqdm
@@ -249,13 +260,19 @@ def collect_validation(model, files, *, seeds: int = 1, progress: bool | None = 
     from .errors import MiqError
     from .ground_truth import synthetic_items
 
-    items = synthetic_items(
-        files,
-        dataset="calibration",
-        seeds=seeds,
-        optics=model.optics,
-        levels=model.levels,
-    )
+    items = []
+    for f in files:  # file by file: one that cannot be read leaves the others in
+        try:
+            items += synthetic_items(
+                [f],
+                dataset="calibration",
+                seeds=seeds,
+                optics=model.optics,
+                levels=model.levels,
+                **({} if memory_budget is None else {"memory_budget": memory_budget}),
+            )
+        except MiqError as exc:
+            (on_error or log)(f"left out of the calibration: {exc}")
     probs, valid, foreground, labels, image, groups, names = [], [], [], [], [], [], []
     skipped: dict[str, str] = {}  # plane → why (reported once, not once per level and seed)
     for item in tqdm(
@@ -312,6 +329,8 @@ def calibrate_model(
     keep_patch_calibration: bool = False,
     log=print,
     on_warning=None,
+    memory_budget: int | None = None,
+    on_error=None,
 ) -> dict:
     """Fit both calibration stages on synthetic validation images; update ``model.json``.
 
@@ -320,7 +339,9 @@ def calibrate_model(
     keep the stored per-level biases and patch temperature and refit the image stage only.
     Returns the ``calibration`` entry written (fitted values, validation files, and accuracy on
     the validation images before and after). Fewer than `MIN_CALIBRATION_PLANES` in-focus
-    planes: one line through ``on_warning`` (default: `warnings.warn`).
+    planes: one line through ``on_warning`` (default: `warnings.warn`). ``memory_budget``: bytes
+    one file may take to read (`miq.io.budget`; default 2 GiB); a file that cannot be read is
+    left out with one line through ``on_error`` (`collect_validation`).
     """
     from .assessment import content_temperature as temperature_of_gap
     from .errors import MiqError
@@ -331,7 +352,9 @@ def calibrate_model(
     model = FocusModel(ModelPackage.open(model_json), threads=None)
     if keep_patch_calibration and not model.calibrated:
         raise MiqError(f"{model_json}: no stored calibration to keep; calibrate it fully first")
-    data = collect_validation(model, files, seeds=seeds, log=log)
+    data = collect_validation(
+        model, files, seeds=seeds, log=log, memory_budget=memory_budget, on_error=on_error
+    )
     n_planes = len({name.split(" @")[0] for name in data.image_names})
     if n_planes < MIN_CALIBRATION_PLANES:
         message = (

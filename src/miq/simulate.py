@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import ImageSource, atomic_write
+from .io.budget import DEFAULT_MEMORY_BUDGET
 from .optics import Optics, degrade, restore_offset
 
 __all__ = ["simulate_file", "DN_FULL_SCALE"]
@@ -26,6 +27,7 @@ def simulate_file(
     exposure: float = 1.0,
     seed: int = 0,
     noise: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Path]:
     """Defocus every plane of an in-focus image file to each of ``depths_um`` (µm).
 
@@ -36,11 +38,12 @@ def simulate_file(
     ``out_dir/{stem}_defocus_{z}um.tif``, uint16, one plane or a stack (Z, Y, X) of the file's
     planes (one grey page each, axes ZYX in the TIFF's metadata). Memory: the file as stored
     plus one plane's simulation at a time. Returns the files written. Raises
-    `miq.errors.MiqError` for an unreadable input.
+    `miq.errors.MiqError` for an unreadable input, or one whose planes would not fit in
+    ``memory_budget`` bytes (`miq.io.budget`, checked before reading).
     """
     import tifffile
 
-    with ImageSource.open(path) as source:
+    with ImageSource.open(path, memory_budget=memory_budget) as source:
         # the file's planes as stored (no float copy): one plane at a time is defocused, so
         # the peak is the file plus one plane's simulation, whatever the number of planes
         planes = [plane.data for plane in source.planes(native_integers=True)]

@@ -178,6 +178,7 @@ def simulate(args: argparse.Namespace) -> int:
                 exposure=args.exposure,
                 seed=args.seed,
                 noise=not args.no_noise,
+                memory_budget=args.memory_budget,
             )
         except MiqError as exc:
             error(str(exc))

@@ -5,7 +5,7 @@ Plain text only (no argparse here): `.parser` attaches it to the subcommands.
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS", "MODEL_HELP", "RATING_OPTIONS", "TRAIN_OPTIONS"]
+__all__ = ["COMMANDS", "MODEL_HELP", "RATING_OPTIONS", "TRAIN_OPTIONS", "CALIBRATE_OPTIONS"]
 
 MODEL_HELP = (
     "model folder or model.json, or a bundled model by name: default and fast (both fast-v2), "
@@ -166,6 +166,18 @@ TRAIN_OPTIONS = {
 
 
 #: help of the options of ``miq predict`` and ``miq demo``
+#: ``miq calibrate``'s option help, by option (`.parser`)
+CALIBRATE_OPTIONS = {
+    "model": "model folder or model.json to update, or (with -o) any model, bundled ones by name "
+    "(default, fast, v3-slim …)",
+    "output": "calibrate a copy of the model written to this new folder (the model given by -m "
+    "is left as it is; needed for a model shipped with miq)",
+    "content_temperature": "image temperature that depends on each image (softer where "
+    "confident patches disagree) instead of one number",
+    "keep_patch_calibration": "keep the stored per-level biases and patch temperature; refit "
+    "the image temperature only",
+}
+
 RATING_OPTIONS = {
     "in_focus_levels": "levels 0..N-1 count as in focus (default 3: levels 0-2); the reported "
     "level is the most probable one on the side of the in/out call",

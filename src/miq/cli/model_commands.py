@@ -104,6 +104,12 @@ def calibrate(args: argparse.Namespace) -> int:
         error("no validation images found")
         return EXIT_USAGE
 
+    unreadable: list[str] = []
+
+    def left_out(line: str) -> None:  # a file that could not be read: the rest is still used
+        error(line)
+        unreadable.append(line)
+
     def fit(model_json: Path) -> None:
         calibrate_model(
             model_json,
@@ -112,6 +118,8 @@ def calibrate(args: argparse.Namespace) -> int:
             content_temperature=args.content_temperature,
             keep_patch_calibration=args.keep_patch_calibration,
             on_warning=warn,
+            memory_budget=args.memory_budget,
+            on_error=left_out,
         )
 
     try:
@@ -131,7 +139,7 @@ def calibrate(args: argparse.Namespace) -> int:
         error(str(exc))
         return EXIT_USAGE
     say(f"calibration written to {written}")
-    return EXIT_SOME_FAILED if missing else EXIT_OK
+    return EXIT_SOME_FAILED if missing or unreadable else EXIT_OK
 
 
 def _calibrated_copy(package, folder: Path, fit) -> Path:

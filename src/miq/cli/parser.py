@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .help import COMMANDS, MODEL_HELP, RATING_OPTIONS, TRAIN_OPTIONS
+from .help import CALIBRATE_OPTIONS, COMMANDS, MODEL_HELP, RATING_OPTIONS, TRAIN_OPTIONS
 
 __all__ = ["build_parser"]
 
@@ -316,38 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--no-noise", action="store_true", help="skip Poisson noise")
     add_optics(p)
+    add_memory_budget(p)
 
     _add_evaluate(_command(sub, "evaluate"))
     _add_best_focus(_command(sub, "best-focus"))
 
     p = _command(sub, "calibrate")
+    h = CALIBRATE_OPTIONS
     p.add_argument("images", nargs="+", help="in-focus validation images (not test fields)")
-    add_model(
-        p,
-        required=True,
-        help="model folder or model.json to update, or (with -o) any model, bundled ones by "
-        "name (default, fast, v3-slim …)",
-    )
-    add_output(
-        p,
-        "calibrate a copy of the model written to this new folder (the model given by -m is "
-        "left as it is; needed for a model shipped with miq)",
-        required=False,
-    )
+    add_model(p, required=True, help=h["model"])
+    add_output(p, h["output"], required=False)
     add_exclude(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="noise seeds per level")
-    p.add_argument(
-        "--content-temperature",
-        action="store_true",
-        help="image temperature that depends on each image (softer where confident patches "
-        "disagree) instead of one number",
-    )
-    p.add_argument(
-        "--keep-patch-calibration",
-        action="store_true",
-        help="keep the stored per-level biases and patch temperature; refit the image "
-        "temperature only",
-    )
+    p.add_argument("--content-temperature", action="store_true", help=h["content_temperature"])
+    flag = "--keep-patch-calibration"
+    p.add_argument(flag, action="store_true", help=h["keep_patch_calibration"])
+    add_memory_budget(p)
 
     _add_train(_command(sub, "train"))
     return parser
