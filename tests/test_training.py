@@ -494,3 +494,22 @@ def test_training_sources_are_brought_to_the_model_pixel_size_and_dequantised(tm
     p = _source_probabilities(sources, "sqrt")
     assert np.isclose(p[:9].sum(), 0.75) and np.isclose(p[9], 0.25)
     assert _source_probabilities(sources, "plane") is None
+
+
+def test_train_leaves_out_an_unreadable_file_and_trains_on_the_rest(tmp_path, sample_image, capsys):
+    """A corrupt training file is one error line naming it, the model is trained on the other
+    files and written, exit 1; when no file can be used, nothing is trained (exit 2)."""
+    import tifffile
+
+    from miq.cli import main
+
+    tifffile.imwrite(tmp_path / "good.tif", sample_image)
+    (tmp_path / "broken.tif").write_bytes(b"II*\x00" + b"\x00" * 64)
+    args = ["--steps", "2", "--batch-size", "8", "--threads", "1", "--width", "4"]
+    files = [str(tmp_path / "broken.tif"), str(tmp_path / "good.tif")]
+    assert main(["train", *files, "-o", str(tmp_path / "m"), *args]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "miq: error" in line]
+    assert len(errors) == 1 and "broken.tif" in errors[0]
+    assert (tmp_path / "m" / "model.json").exists()
+    assert main(["train", files[0], "-o", str(tmp_path / "none"), *args]) == 2
+    assert "no plane of the training images could be used" in capsys.readouterr().err

@@ -88,9 +88,23 @@ def train(args: argparse.Namespace) -> int:
         simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
-    meta = train([str(f) for f in files], args.output, config, resume=args.resume, command=command)
+    unreadable: list[str] = []
+
+    def left_out(line: str) -> None:  # a file that could not be read: training uses the rest
+        error(line)
+        unreadable.append(line)
+
+    meta = train(
+        [str(f) for f in files],
+        args.output,
+        config,
+        resume=args.resume,
+        command=command,
+        on_error=left_out,
+        memory_budget=args.memory_budget,
+    )
     say(f"model written: {meta.parent}")
-    return EXIT_OK
+    return EXIT_SOME_FAILED if unreadable else EXIT_OK
 
 
 def calibrate(args: argparse.Namespace) -> int:

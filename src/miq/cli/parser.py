@@ -440,6 +440,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="in-focus image files, folders or globs")
     add_output(p, "output folder for the model")
     add_exclude(p)
+    add_memory_budget(p)
     p.add_argument(
         "--architecture",
         default="compact",

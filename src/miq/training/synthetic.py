@@ -89,6 +89,8 @@ def load_sources(
     use_file_pixel_size: bool = True,
     seed: int = 0,
     log=None,
+    on_error=None,
+    memory_budget: int | None = None,
 ) -> list[Source]:
     """Every plane of every file as a training source (planes smaller than ``min_side`` px, or
     constant, skipped).
@@ -101,17 +103,28 @@ def load_sources(
     16-bit ones) get a uniform dither of ±0.5 DN (seeded by ``seed``) before they are
     scaled, so that their quantisation steps do not become sharp contours in the relative
     intensity; pixels clipped at the type's limits stay as they are (flat, as recorded).
-    ``log``: called with one line per resampled file.
+    ``log``: called with one line per resampled file. A file that cannot be read
+    (`miq.errors.MiqError`: corrupt, over the memory budget …) raises, or with ``on_error`` is
+    left out with one line through it. ``memory_budget``: bytes one file may take to read
+    (`miq.io.budget`; default 2 GiB), checked before reading.
     """
+    from ..errors import MiqError
     from ..io import ImageSource
     from ..resampling import pixel_size_rule, resample_to_pixel_size
 
     rng = np.random.default_rng(seed)
     sources = []
     for path in paths:
-        with ImageSource.open(path) as source:
-            recorded = source.pixel_size_um
-            planes = source.planes(native_integers=True)
+        try:
+            budget = {} if memory_budget is None else {"memory_budget": memory_budget}
+            with ImageSource.open(path, **budget) as source:
+                recorded = source.pixel_size_um
+                planes = source.planes(native_integers=True)
+        except MiqError as exc:
+            if on_error is None:
+                raise
+            on_error(f"left out of training: {exc}")
+            continue
         size, _, resample = (
             pixel_size_rule(None, recorded, use_file_pixel_size, pixel_size_um)
             if pixel_size_um is not None

@@ -194,6 +194,8 @@ def train(
     resume: bool = False,
     log=print,
     command: str | None = None,
+    on_error=None,
+    memory_budget: int | None = None,
 ) -> Path:
     """Train a focus model on in-focus images and export it to ``out_dir``.
 
@@ -204,6 +206,9 @@ def train(
     out_dir : receives ``checkpoint.pt`` (resumable), ``train_log.csv``, ``train_config.json``
         and the exported model (``model.onnx``, ``model.safetensors``, ``model.json``).
     resume : continue from ``out_dir/checkpoint.pt``.
+    on_error : called with one line for each file that cannot be read, which is then left out
+        (default: such a file raises `miq.errors.MiqError`).
+    memory_budget : bytes one training file may take to read (`miq.io.budget`; default 2 GiB).
 
     Returns
     -------
@@ -229,7 +234,13 @@ def train(
         pixel_size_um=config.optics.pixel_size_um if config.use_file_pixel_size else None,
         seed=config.seed,
         log=log,
+        on_error=on_error,
+        memory_budget=memory_budget,
     )
+    if image_paths and not sources and config.procedural_fraction < 1:
+        from ..errors import MiqError
+
+        raise MiqError("no plane of the training images could be used")
     log(
         f"training sources: {len(sources)} planes from {len(image_paths)} files; "
         f"procedural fraction {config.procedural_fraction}; crop {margin_side}px"
