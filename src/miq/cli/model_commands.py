@@ -164,13 +164,18 @@ def _calibrated_copy(package, folder: Path, fit) -> Path:
     import shutil
     import tempfile
 
-    from ..errors import ModelError
+    from ..errors import ModelError, OutputError
 
     folder = folder.resolve()
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ModelError(f"{folder}: exists and is not an empty folder; give a new folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent)
+        )
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
     try:
         copy = package.copy_to(staging, name=f"{package.name}+{folder.name}")
         fit(copy.path)
