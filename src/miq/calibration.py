@@ -26,6 +26,7 @@ from datetime import date
 
 import numpy as np
 
+from .io.budget import DEFAULT_MEMORY_BUDGET
 from .model.package import apply_patch_calibration
 
 __all__ = [
@@ -244,7 +245,7 @@ def collect_validation(
     seeds: int = 1,
     progress: bool | None = None,
     log=print,
-    memory_budget: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     on_error=None,
 ):
     """Rate every in-focus plane of ``files`` defocused to every level (``seeds`` noise seeds).
@@ -269,7 +270,7 @@ def collect_validation(
                 seeds=seeds,
                 optics=model.optics,
                 levels=model.levels,
-                **({} if memory_budget is None else {"memory_budget": memory_budget}),
+                memory_budget=memory_budget,
             )
         except MiqError as exc:
             (on_error or log)(f"left out of the calibration: {exc}")
@@ -329,7 +330,7 @@ def calibrate_model(
     keep_patch_calibration: bool = False,
     log=print,
     on_warning=None,
-    memory_budget: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
     on_error=None,
 ) -> dict:
     """Fit both calibration stages on synthetic validation images; update ``model.json``.

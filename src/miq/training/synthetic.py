@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io.budget import DEFAULT_MEMORY_BUDGET
 from ..optics import LevelTable, Optics, defocus_psf
 from .procedural import procedural_field
 
@@ -90,7 +91,7 @@ def load_sources(
     seed: int = 0,
     log=None,
     on_error=None,
-    memory_budget: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Source]:
     """Every plane of every file as a training source (planes smaller than ``min_side`` px, or
     constant, skipped).
@@ -116,8 +117,7 @@ def load_sources(
     sources = []
     for path in paths:
         try:
-            budget = {} if memory_budget is None else {"memory_budget": memory_budget}
-            with ImageSource.open(path, **budget) as source:
+            with ImageSource.open(path, memory_budget=memory_budget) as source:
                 recorded = source.pixel_size_um
                 planes = source.planes(native_integers=True)
         except MiqError as exc:

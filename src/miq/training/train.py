@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io.budget import DEFAULT_MEMORY_BUDGET
 from ..model.network import CompactFocusNet, SeparableFocusNet
 from ..optics import LevelTable, Optics
 from .export import export_model
@@ -195,7 +196,7 @@ def train(
     log=print,
     command: str | None = None,
     on_error=None,
-    memory_budget: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Path:
     """Train a focus model on in-focus images and export it to ``out_dir``.
 
