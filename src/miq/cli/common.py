@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .show import say
@@ -19,6 +19,7 @@ __all__ = [
     "find_inputs",
     "without_excluded",
     "optics_from",
+    "error_collector",
 ]
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
@@ -77,3 +78,16 @@ def find_inputs(inputs: Sequence[str], output: str | None = None) -> tuple[list[
 def without_excluded(files: list[Path], patterns: Sequence[str]) -> list[Path]:
     """Files whose path contains none of ``patterns`` (``--exclude``)."""
     return [f for f in files if not any(p in str(f) for p in patterns)]
+
+
+def error_collector() -> tuple[Callable[[str], None], list[str]]:
+    """An ``on_error`` callback for inputs left out of a run that goes on with the rest: it
+    prints each line as an error and keeps it in the list returned beside it (non-empty: the
+    command exits 1)."""
+    lines: list[str] = []
+
+    def on_error(line: str) -> None:
+        error(line)
+        lines.append(line)
+
+    return on_error, lines

@@ -11,6 +11,7 @@ from .common import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     error,
+    error_collector,
     find_inputs,
     optics_from,
     warn,
@@ -88,12 +89,7 @@ def train(args: argparse.Namespace) -> int:
         simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
-    unreadable: list[str] = []
-
-    def left_out(line: str) -> None:  # a file that could not be read: training uses the rest
-        error(line)
-        unreadable.append(line)
-
+    left_out, unreadable = error_collector()  # files that could not be read: the rest is used
     meta = train(
         [str(f) for f in files],
         args.output,
@@ -117,12 +113,7 @@ def calibrate(args: argparse.Namespace) -> int:
     if not files:
         error("no validation images found")
         return EXIT_USAGE
-
-    unreadable: list[str] = []
-
-    def left_out(line: str) -> None:  # a file that could not be read: the rest is still used
-        error(line)
-        unreadable.append(line)
+    left_out, unreadable = error_collector()  # files that could not be read: the rest is used
 
     def fit(model_json: Path) -> None:
         calibrate_model(

@@ -167,7 +167,7 @@ def find_images(
             matches = [p] if _regular(p, refused) else []
         elif glob.has_magic(text):
             matches = []
-            root = _literal_root(text)
+            root = _literal_root(text).resolve()
             for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
                 output = _output_folder_between(root, m)
                 if output is not None:
@@ -207,16 +207,20 @@ def _literal_root(pattern: str) -> Path:
 
 
 def _output_folder_between(root: Path, match: Path) -> Path | None:
-    """The miq output folder (holding `MANIFEST_NAME`) strictly below ``root`` that ``match``
-    lies in, if any: a glob from a plate folder does not pick up an earlier run's outputs, one
-    written from inside the output folder does."""
-    root = root.resolve()
+    """The miq output folder strictly below ``root`` (resolved) that ``match`` lies in, if any:
+    a glob from a plate folder does not pick up an earlier run's outputs, one written from
+    inside the output folder does."""
     for folder in match.resolve().parents:
         if folder == root or root not in folder.parents:
             return None
-        if (folder / MANIFEST_NAME).is_file():
+        if _holds_outputs(folder):
             return folder
     return None
+
+
+def _holds_outputs(folder: Path) -> bool:
+    """True for a folder a miq command wrote its outputs to (its `MANIFEST_NAME` is there)."""
+    return (folder / MANIFEST_NAME).is_file()
 
 
 def _regular(path: Path, refused: list[Path]) -> bool:
@@ -265,7 +269,7 @@ def _images_in_folder(
             if is_zarr(here / d):
                 found.extend(_zarr_images(here / d, problems))
                 dirs.remove(d)
-            elif (here / d / MANIFEST_NAME).is_file():
+            elif _holds_outputs(here / d):
                 if skipped is not None:
                     skipped.append(here / d)
                 dirs.remove(d)
