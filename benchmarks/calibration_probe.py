@@ -29,7 +29,6 @@ from benchmarks.common import SHARED_DATA, limit_threads
 limit_threads()
 
 import numpy as np  # noqa: E402
-from scipy.optimize import minimize  # noqa: E402
 
 
 def dark_fraction(plane: np.ndarray) -> float:
@@ -41,6 +40,7 @@ def dark_fraction(plane: np.ndarray) -> float:
 
 
 def main() -> None:
+    from benchmarks.calibration_transfer import fit_temperature
     from benchmarks.point_estimates import print_point_estimates
     from miq.assessment import certainty, level_on_call_side, prepare_patches
     from miq.calibration import ValidationSet, sharpen
@@ -112,12 +112,8 @@ def main() -> None:
         x = x.reshape(n, -1)
         x = (x - x[fit].mean(axis=0)) / (x[fit].std(axis=0) + 1e-12)
 
-        def nll(w, x=x):
-            qq = sharpen(q[fit], np.exp(w[0] + x[fit] @ w[1:]))
-            return -np.mean(np.log(np.clip(qq[np.arange(fit.sum()), y[fit]], 1e-12, None)))
-
         start = [np.log(model.image_temperature)] + [0.0] * x.shape[1]
-        w = minimize(nll, start, method="Nelder-Mead").x
+        w = fit_temperature(q[fit], y[fit], None, x[fit], start)
         qq = sharpen(q, np.exp(w[0] + x @ w[1:]))
         level = level_on_call_side(qq)
         stated = qq[np.arange(n), level]

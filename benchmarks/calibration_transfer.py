@@ -67,8 +67,9 @@ def image_features(data, model, q: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def fit_temperature(q, y, w, x) -> np.ndarray:
-    """(a, b…) minimising the weighted NLL of sharpen(q, exp(a + x·b)); x (M, F) standardised."""
+def fit_temperature(q, y, w, x, start=None) -> np.ndarray:
+    """(a, b…) minimising the NLL of sharpen(q, exp(a + x·b)), images weighted by ``w`` (None:
+    alike); x (M, F) standardised; Nelder-Mead from ``start`` (default all 0)."""
     from miq.calibration import sharpen
 
     rows = np.arange(len(y))
@@ -77,7 +78,8 @@ def fit_temperature(q, y, w, x) -> np.ndarray:
         qq = sharpen(q, np.exp(theta[0] + x @ theta[1:]))
         return float(np.average(-np.log(np.clip(qq[rows, y], 1e-12, None)), weights=w))
 
-    return minimize(nll, np.zeros(1 + x.shape[1]), method="Nelder-Mead").x
+    start = np.zeros(1 + x.shape[1]) if start is None else start
+    return minimize(nll, start, method="Nelder-Mead").x
 
 
 def print_in_sample(q, y, groups, model, weights) -> None:
