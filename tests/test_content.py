@@ -14,6 +14,7 @@ from miq.content import (
     noise_sigma,
     noise_sigma_of_samples,
     patch_foreground,
+    patch_validity_and_foreground,
 )
 from miq.optics import Optics, degrade
 
@@ -185,6 +186,27 @@ def test_without_noise_every_non_constant_patch_is_foreground():
     patches[1, 40, 40] = 1.0  # one pixel
     patches[2] += np.arange(84) * 1e-3  # a faint ramp
     assert patch_foreground(patches, 0.0).tolist() == [False, True, True]
+
+
+def test_validity_is_exactly_whether_a_patch_is_constant(defocused):
+    """Validity comes from the foreground test's block means, falling back to the pixels only
+    where those nearly agree: it must equal max > min for constant patches of any value,
+    patches with a single pixel one float32 step off, and real ones."""
+    real = _patches(defocused.astype(np.float32) / np.float32(defocused.max()))
+    n_real = len(real)
+    values = [0.0, 1.0, 0.7, 1e-30, 3.3e4, 0.1 + 1e-7]
+    constant = np.stack([np.full((84, 84), v, np.float32) for v in values])
+    nudged = constant.copy()
+    for patch in nudged:
+        patch[83, 83] = np.nextafter(patch[83, 83], np.float32(np.inf))
+    patches = np.concatenate([real, constant, nudged])
+    flat = patches.reshape(len(patches), -1)
+    valid, foreground = patch_validity_and_foreground(patches, 1e-3)
+    assert valid.tolist() == (flat.max(axis=1) > flat.min(axis=1)).tolist()
+    assert valid.sum() == n_real + len(values)  # the real patches and the nudged ones
+    assert foreground.tolist() == patch_foreground(patches, 1e-3).tolist()
+    assert not foreground[n_real : n_real + len(values)].any()  # constant: never foreground
+    assert patch_validity_and_foreground(patches, None)[1].all()
 
 
 def _clip_tails_searching_all(blocks, means, r, k, hi):

@@ -337,7 +337,7 @@ def rate_patch_rows(
     float32 at a time, whatever the plane's size (faster than cutting every patch first, and
     what lets large planes be read in bands).
     """
-    from .content import patch_foreground
+    from .content import patch_validity_and_foreground
     from .io import unit_map
 
     p = model.patch_size
@@ -355,10 +355,9 @@ def rate_patch_rows(
         for piece, n in pieces:
             unit_map(windows[y, piece], lo, hi, out=patches[start : start + n])
             start += n
-        valid.append(patches.max(axis=(1, 2)) > patches.min(axis=(1, 2)))
-        foreground.append(
-            np.ones(len(xs), bool) if sigma_unit is None else patch_foreground(patches, sigma_unit)
-        )
+        row_valid, row_foreground = patch_validity_and_foreground(patches, sigma_unit)
+        valid.append(row_valid)
+        foreground.append(row_foreground)
         probs.append(model.predict(patches, calibrated=False))
     # calibrated once for the whole plane (row-wise, so the same as per row, but one call)
     return model.calibrate(np.concatenate(probs)), np.concatenate(valid), np.concatenate(foreground)
@@ -425,16 +424,16 @@ def prepare_patches(
     Raises `miq.errors.ImageContentError` for images that cannot be rated.
     (`assess` rates the same patches row by row instead of cutting them all first.)
     """
-    from .content import patch_foreground
+    from .content import patch_validity_and_foreground
     from .io import unit_map
 
     data, scale, (lo, hi) = _checked_plane(image, model, options, name)
     unit = unit_map(data, lo, hi)
     grid = patch_grid(unit.shape, model.patch_size)
     patches = extract_patches(unit, grid).reshape(-1, model.patch_size, model.patch_size)
-    valid = patches.max(axis=(1, 2)) > patches.min(axis=(1, 2))
     sigma = rated_noise_sigma(image, data, scale) / (hi - lo)  # in unit range, as the patches
-    return grid, patches, valid, scale, patch_foreground(patches, sigma)
+    valid, foreground = patch_validity_and_foreground(patches, sigma)
+    return grid, patches, valid, scale, foreground
 
 
 def assessment_from_probabilities(

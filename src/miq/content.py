@@ -61,6 +61,7 @@ __all__ = [
     "noise_sigma_of_samples",
     "noise_sample_positions",
     "patch_foreground",
+    "patch_validity_and_foreground",
 ]
 
 EMPTY_THRESHOLD = 2.5
@@ -130,11 +131,16 @@ def _terms(degree: int) -> list[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=8)
-def _fit_design(ny: int, nx: int, step: int, degree: int) -> np.ndarray:
-    """Design matrix of the polynomial x**i · y**j (i + j ≤ degree) on every ``step``-th
-    block row and column, one row per block (row-major)."""
+def _fit_design(ny: int, nx: int, step: int, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Design matrix X of the polynomial x**i · y**j (i + j ≤ degree) on every ``step``-th
+    block row and column, one row per block (row-major), and its Gram matrix XᵀX (the same for
+    every plane of this shape, so computed once)."""
     py, px = _powers(ny, degree)[::step], _powers(nx, degree)[::step]
-    return np.stack([np.outer(py[:, j], px[:, i]).ravel() for i, j in _terms(degree)], axis=1)
+    xs = np.stack([np.outer(py[:, j], px[:, i]).ravel() for i, j in _terms(degree)], axis=1)
+    xs.setflags(write=False)
+    gram = xs.T @ xs
+    gram.setflags(write=False)
+    return xs, gram
 
 
 def _background(means: np.ndarray) -> np.ndarray:
@@ -142,14 +148,20 @@ def _background(means: np.ndarray) -> np.ndarray:
     ny, nx = means.shape
     degree = min(_MAX_DEGREE, max(1, min(ny, nx) // 4))
     step = max(1, int(np.sqrt(ny * nx / _FIT_BLOCKS)))
-    xs = _fit_design(ny, nx, step, degree)
+    xs, gram = _fit_design(ny, nx, step, degree)
     ms = means[::step, ::step].ravel()
-    coef = np.linalg.lstsq(xs.T @ xs, xs.T @ ms, rcond=None)[0]
+    coef = np.linalg.lstsq(gram, xs.T @ ms, rcond=None)[0]
     rs = ms - xs @ coef
     keep = np.abs(rs) <= 3 * 1.4826 * np.median(np.abs(rs - np.median(rs)))
-    if keep.sum() > 2 * xs.shape[1]:
-        xk = xs[keep]
-        coef = np.linalg.lstsq(xk.T @ xk, xk.T @ ms[keep], rcond=None)[0]
+    n_keep = int(keep.sum())
+    if n_keep > 2 * xs.shape[1]:
+        if n_keep >= keep.size // 2:  # few outliers: take their rows out of the full Gram matrix
+            out = xs[~keep]
+            gram_kept = gram - out.T @ out
+        else:
+            kept = xs[keep]
+            gram_kept = kept.T @ kept
+        coef = np.linalg.lstsq(gram_kept, xs.T @ np.where(keep, ms, 0.0), rcond=None)[0]
     c = np.zeros((degree + 1, degree + 1))
     for (i, j), value in zip(_terms(degree), coef):
         c[j, i] = value
@@ -174,19 +186,31 @@ def _clip_tails(blocks: np.ndarray, means: np.ndarray, r: np.ndarray, k: int, hi
         pool = np.arange(r.size)
     rp = r[pool]  # the pool's residuals, kept in step with r
     done = np.zeros(pool.size, dtype=bool)
-    for _ in range(_CLIP_ROUNDS):
+    clipped_pool = None  # every pool block's clipped mean, once a second round is needed
+    for round_ in range(_CLIP_ROUNDS):
         if done[np.argpartition(rp, rp.size - k)[rp.size - k :]].all():
             return
         top = np.argpartition(rp, rp.size - batch)[rp.size - batch :]
         todo = top[~done[top]]
+        if round_ == 1:  # many bright blocks: clip the rest of the pool at once, not 64 a round
+            clipped_pool = _clipped_means(blocks, pool, hi)
+        if clipped_pool is None:
+            clipped = _clipped_means(blocks, pool[todo], hi)
+        else:
+            clipped = clipped_pool[todo]
         index = pool[todo]
-        iy, ix = np.divmod(index, blocks.shape[2])
-        clipped = np.minimum(blocks[iy, :, ix, :].astype(np.float64), hi).mean(axis=(1, 2))
         drop = means[index] - clipped
         r[index] -= drop
         rp[todo] -= drop
         means[index] = clipped
         done[todo] = True
+
+
+def _clipped_means(blocks: np.ndarray, index: np.ndarray, hi: float) -> np.ndarray:
+    """The means (float64) of the blocks at flat ``index`` of ``blocks`` (ny, b, nx, b), their
+    pixels clipped at ``hi``."""
+    iy, ix = np.divmod(index, blocks.shape[2])
+    return np.minimum(blocks[iy, :, ix, :].astype(np.float64), hi).mean(axis=(1, 2))
 
 
 def _block_means(a: np.ndarray, b: int) -> np.ndarray:
@@ -296,17 +320,37 @@ def patch_foreground(patches: np.ndarray, sigma: float) -> np.ndarray:
     (pure noise: 1 σ) ≥ `FOREGROUND_STD` σ. With σ = 0 (no noise) every non-constant patch is
     foreground. Both ratios are unchanged by gain and offset.
     """
+    return patch_validity_and_foreground(patches, sigma)[1]
+
+
+def patch_validity_and_foreground(
+    patches: np.ndarray, sigma: float | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(valid, foreground), each (N,) bool, for patches (N, P, P): valid = not constant (max >
+    min); foreground as `patch_foreground` (all True when ``sigma`` is None). One pass over the
+    pixels for both: a patch whose block means differ is not constant, so max and min are
+    computed only for the patches whose block means (nearly) agree."""
     x = np.asarray(patches, dtype=np.float32)
     n, p = x.shape[0], x.shape[1]
     a = _block_sum_matrix(p)
     means = (a @ x @ a.T).reshape(n, -1) / np.float32(_PATCH_BLOCK * _PATCH_BLOCK)
-    spread = means.max(axis=1) - means.min(axis=1)
+    top, bottom = means.max(axis=1), means.min(axis=1)
+    spread = top - bottom
+    # block sums of a constant patch can differ by rounding (≲ 49 float32 ulps of the value):
+    # below this bound the pixels themselves decide
+    undecided = np.flatnonzero(spread <= 1e-4 * np.maximum(np.abs(top), np.abs(bottom)))
+    valid = np.ones(n, dtype=bool)
+    if undecided.size:
+        flat = x[undecided].reshape(undecided.size, -1)
+        valid[undecided] = flat.max(axis=1) > flat.min(axis=1)
+    if sigma is None:
+        return valid, np.ones(n, dtype=bool)
     if sigma <= 0.0:
-        return (spread > 0) | (np.ptp(x.reshape(n, -1), axis=1) > 0)
+        return valid, valid.copy()
     foreground = spread >= FOREGROUND_SPREAD * sigma
     rest = np.flatnonzero(~foreground)  # the pixel spread only where the blocks did not decide
     if rest.size:
         r = x[rest].reshape(rest.size, -1) - means[rest].mean(axis=1)[:, None]
         std = np.sqrt(np.einsum("ij,ij->i", r, r) / r.shape[1])
         foreground[rest] = std >= FOREGROUND_STD * sigma
-    return foreground
+    return valid, foreground
