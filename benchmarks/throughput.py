@@ -110,14 +110,14 @@ def main() -> int:
         # in this process (model already loaded), without reading the next file ahead
         from miq.io import find_images
         from miq.runs import predict_files
+        from miq.runs.outputs import OutputOptions
 
         start = time.perf_counter()
         predict_files(
             find_images([folder]),
             Path(tmp) / "out_no_read_ahead",
             model,
-            write_masks=False,
-            write_overlays=False,
+            outputs=OutputOptions(masks="none", overlays="none"),
             read_ahead=False,
             progress=False,
         )
