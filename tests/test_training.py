@@ -513,3 +513,4 @@ def test_train_leaves_out_an_unreadable_file_and_trains_on_the_rest(tmp_path, sa
     assert (tmp_path / "m" / "model.json").exists()
     assert main(["train", files[0], "-o", str(tmp_path / "none"), *args]) == 2
     assert "no plane of the training images could be used" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()  # a run that could not start leaves no folder behind

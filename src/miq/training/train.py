@@ -223,8 +223,7 @@ def train(
         )
     if config.image_distill_weight > 0 and not (config.teacher and config.image_loss_weight > 0):
         raise ValueError("image_distill_weight needs a teacher and image_loss_weight > 0")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir)  # made only once training can start: a failed start leaves no folder
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -302,6 +301,7 @@ def train(
         batches.rng.bit_generator.state = ckpt["numpy_rng"]
         batches.torch_gen.set_state(ckpt["torch_rng"])
         log(f"resumed at step {step}")
+    out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     log_file = open(out / "train_log.csv", "a", encoding="utf-8")
     if step == 0:
