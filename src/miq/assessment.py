@@ -341,10 +341,11 @@ def rate_patch_rows(
     """
     from .content import patch_validity_and_foreground
     from .io import unit_map
+    from .tiling import evenly_spaced_runs as runs
 
     p = model.patch_size
     windows = np.lib.stride_tricks.sliding_window_view(band, (p, p))  # a view, no copy
-    pieces = [(piece, len(range(piece.start, piece.stop, piece.step))) for piece in _runs(xs)]
+    pieces = [(piece, len(range(piece.start, piece.stop, piece.step))) for piece in runs(xs)]
     n_cols = len(xs)
     rows_per_call = max(1, min(len(ys), getattr(model, "batch_size", 1) // n_cols))
     batch = np.empty((rows_per_call * n_cols, p, p), np.float32)  # reused for every group
@@ -368,24 +369,6 @@ def rate_patch_rows(
         probs.append(model.predict(patches, calibrated=False))
     # calibrated once for the whole plane (row-wise, so the same as per group, but one call)
     return model.calibrate(np.concatenate(probs)), np.concatenate(valid), np.concatenate(foreground)
-
-
-def _runs(starts: np.ndarray) -> list[slice]:
-    """Increasing positions as slices, each maximal run of equal spacing one strided slice
-    (grid columns [0, 84, …, 1932, 1964] → [0:1933:84, 1964:1965:1])."""
-    starts = [int(v) for v in starts]
-    slices, i = [], 0
-    while i < len(starts):
-        j = i
-        step = starts[i + 1] - starts[i] if i + 1 < len(starts) else 1
-        if step > 0:
-            while j + 1 < len(starts) and starts[j + 1] - starts[j] == step:
-                j += 1
-        else:
-            step = 1
-        slices.append(slice(starts[i], starts[j] + 1, step))
-        i = j + 1
-    return slices
 
 
 def _checked_plane(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PatchGrid", "patch_grid", "extract_patches", "paint"]
+__all__ = ["PatchGrid", "patch_grid", "extract_patches", "paint", "evenly_spaced_runs"]
 
 
 def _starts(length: int, patch: int) -> np.ndarray:
@@ -76,3 +76,22 @@ def paint(values: np.ndarray, grid: PatchGrid, dtype=None) -> np.ndarray:
         col_of[x : x + p] = j
     out[:] = values[row_of[:, None], col_of[None, :]]
     return out
+
+
+def evenly_spaced_runs(starts: np.ndarray) -> list[slice]:
+    """Increasing positions (px) as slices, each maximal run of equal spacing one strided slice
+    (grid columns [0, 84, …, 1932, 1964] → [0:1933:84, 1964:1965:1]): the patches of a grid row
+    as few strided views of the plane."""
+    starts = [int(v) for v in starts]
+    slices, i = [], 0
+    while i < len(starts):
+        j = i
+        step = starts[i + 1] - starts[i] if i + 1 < len(starts) else 1
+        if step > 0:
+            while j + 1 < len(starts) and starts[j + 1] - starts[j] == step:
+                j += 1
+        else:
+            step = 1
+        slices.append(slice(starts[i], starts[j] + 1, step))
+        i = j + 1
+    return slices
