@@ -514,3 +514,32 @@ def test_train_leaves_out_an_unreadable_file_and_trains_on_the_rest(tmp_path, sa
     assert main(["train", files[0], "-o", str(tmp_path / "none"), *args]) == 2
     assert "no plane of the training images could be used" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()  # a run that could not start leaves no folder behind
+
+
+def test_train_on_cuda_trains_there_or_says_in_one_line_why_not(tmp_path, sample_image, capsys):
+    """``miq train --device cuda``: on a machine whose torch has CUDA the network trains on the
+    GPU and model.json says so; elsewhere one error line, exit 2 and no output folder. A CPU
+    run records "cpu"."""
+    import json
+
+    import tifffile
+    import torch
+
+    from miq.cli import main
+
+    tifffile.imwrite(tmp_path / "good.tif", sample_image)
+    args = ["--steps", "2", "--batch-size", "8", "--threads", "1", "--width", "4"]
+    image = str(tmp_path / "good.tif")
+    out = tmp_path / "gpu"
+    code = main(["train", image, "-o", str(out), *args, "--device", "cuda"])
+    if torch.cuda.is_available():
+        assert code == 0
+        training = json.loads((out / "model.json").read_text())["training"]
+        assert training["device"].startswith("cuda")
+    else:
+        assert code == 2 and not out.exists()
+        errors = [line for line in capsys.readouterr().err.splitlines() if "miq: error" in line]
+        assert len(errors) == 1 and "--device cuda" in errors[0]
+    assert main(["train", image, "-o", str(tmp_path / "cpu"), *args]) == 0
+    training = json.loads((tmp_path / "cpu" / "model.json").read_text())["training"]
+    assert training["device"] == "cpu" and training["config"]["device"] == "cpu"

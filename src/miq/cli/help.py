@@ -162,10 +162,11 @@ TRAIN_OPTIONS = {
     "applied as `miq predict` does) instead of the true level (default 0)",
     "init_from": "fine-tune: start from a model folder, its model.safetensors (sha256-checked) "
     "or a checkpoint.pt of the same architecture",
+    "train_device": "train the network on the CPU (default) or a CUDA GPU (torch with CUDA); "
+    "the defocus simulation runs on the CPU either way, on --threads threads",
 }
 
 
-#: help of the options of ``miq predict`` and ``miq demo``
 #: ``miq calibrate``'s option help, by option (`.parser`)
 CALIBRATE_OPTIONS = {
     "model": "model folder or model.json to update, or (with -o) any model, bundled ones by name "
@@ -178,6 +179,7 @@ CALIBRATE_OPTIONS = {
     "the image temperature only",
 }
 
+#: help of the options of ``miq predict`` and ``miq demo``
 RATING_OPTIONS = {
     "in_focus_levels": "levels 0..N-1 count as in focus (default 3: levels 0-2); the reported "
     "level is the most probable one on the side of the in/out call",

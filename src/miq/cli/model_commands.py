@@ -75,6 +75,7 @@ def train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         checkpoint_every=args.checkpoint_every,
         threads=args.threads,
+        device=args.device,
         init_from=args.init_from,
         teacher=args.teacher,
         distill_weight=args.distill_weight,

@@ -466,7 +466,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-distill-weight", type=float, default=0.0, help=h["image_distill"])
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this")
     p.add_argument("--checkpoint-every", type=int, default=500)
-    add_threads(p, "torch CPU threads")
+    add_threads(p, "torch CPU threads (the defocus simulation runs on them)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help=h["train_device"])
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.add_argument("--init-from", default=None, metavar="WEIGHTS", help=h["init_from"])
     p.add_argument(

@@ -60,6 +60,9 @@ class TrainConfig:
     # (cross-entropy against it) instead of the true level; needs a teacher
     image_distill_weight: float = 0.0
     threads: int | None = None
+    # where the network trains: "cpu", or "cuda" (the defocus simulation stays on the CPU, with
+    # ``threads`` torch threads; the network, the teacher and the loss run on the GPU)
+    device: str = "cpu"
     # bring each training file to the optics' pixel size from the size it records (area-
     # averaging when finer) before defocus is simulated; False: every file taken as at it
     use_file_pixel_size: bool = True
@@ -108,7 +111,7 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
 
         state = load_file(path)
     else:
-        state = torch.load(path, weights_only=True)["model"]  # tensors and plain data only
+        state = torch.load(path, weights_only=True, map_location="cpu")["model"]  # data only
     how = "as they are"
     if isinstance(model, CompactFocusNet) and _shapes_differ(model.state_dict(), state):
         channels = [int(model.features[i][0].out_channels) for i in range(len(model.features))]
@@ -173,6 +176,28 @@ def _calibrated_image_distributions(
     return image_distributions(calibrated, group_size, image_temperature)
 
 
+def _training_device(name: str) -> torch.device:
+    """``"cpu"`` or ``"cuda"`` as a torch device; `miq.errors.MiqError` (one line) when torch
+    cannot use a CUDA GPU here."""
+    from ..errors import MiqError
+
+    if name not in ("cpu", "cuda"):
+        raise MiqError(f"unknown training device {name!r}; choose cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MiqError(
+            f"--device cuda, but this torch ({torch.__version__}) cannot use a CUDA GPU; install "
+            "a CUDA build of torch on a machine with a CUDA driver, or train with --device cpu"
+        )
+    return torch.device(name)
+
+
+def _device_description(device: torch.device) -> str:
+    """What trained the network, for model.json: "cpu", or "cuda (GPU name)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
 def _validation_batch(
     batches: DefocusBatches, n: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,6 +248,7 @@ def train(
         )
     if config.image_distill_weight > 0 and not (config.teacher and config.image_loss_weight > 0):
         raise ValueError("image_distill_weight needs a teacher and image_loss_weight > 0")
+    device = _training_device(config.device)
     out = Path(out_dir)  # made only once training can start: a failed start leaves no folder
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -256,6 +282,7 @@ def train(
         seed=config.seed,
     )
     val_x, val_y = _validation_batch(batches, 512, seed=config.seed + 1_000_003)
+    val_x, val_y = val_x.to(device), val_y.to(device)
     kwargs = dict(config.architecture_kwargs)
     kwargs.setdefault("n_levels", config.levels.n_levels)
     kwargs.setdefault("patch_size", config.patch_size)
@@ -263,11 +290,14 @@ def train(
     if config.init_from and not resume:
         how = _load_initial_weights(model, config.init_from)
         log(f"initial weights: {config.init_from} ({how})")
+    model.to(device)
     teacher, teacher_package = _load_teacher(config.teacher) if config.teacher else (None, None)
     if teacher is not None:
+        teacher.to(device)
         log(f"distilling from {config.teacher} (weight {config.distill_weight})")
     if config.image_distill_weight > 0:
-        teacher_calibration = _stored_calibration(teacher_package)
+        bias, patch_t, image_t = _stored_calibration(teacher_package)
+        teacher_calibration = (bias.to(device), patch_t, image_t)
         log(
             f"image loss {1 - config.image_distill_weight:g} × true level + "
             f"{config.image_distill_weight:g} × the teacher's calibrated image distribution"
@@ -288,7 +318,8 @@ def train(
     if resume:
         if not ckpt_path.exists():
             raise FileNotFoundError(f"{ckpt_path}: no checkpoint to resume from")
-        ckpt = torch.load(ckpt_path, weights_only=True)  # tensors and plain data only, no code
+        # tensors and plain data only, no code; onto the CPU, whichever device wrote them
+        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         if ckpt.get("total_steps", config.steps) != config.steps:
             raise ValueError(
                 f"{ckpt_path}: checkpoint belongs to a {ckpt['total_steps']}-step schedule; "
@@ -330,6 +361,7 @@ def train(
     model.train()
     while step < config.steps:
         x, y = batches.next_batch(config.batch_size, config.image_group_size)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         logits = model(x)
         loss = ranked_probability_score(logits, y)
         if teacher is not None:
@@ -384,7 +416,7 @@ def train(
             break
     save_checkpoint()
     log_file.close()
-    model.eval()
+    model.cpu().eval()  # exported from the CPU, whichever device trained it
     provenance = {
         "command": command or " ".join(sys.argv),
         "steps_completed": step,
@@ -392,6 +424,7 @@ def train(
         "training_minutes": round((elapsed_before + time.monotonic() - start) / 60, 1),
         "machine": f"{platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}".strip(),
         "torch_version": torch.__version__,
+        "device": _device_description(device),
         "files": [{"path": p, "sha256": _file_sha256(p)} for p in image_paths],
         "procedural_fraction": config.procedural_fraction,
     }
