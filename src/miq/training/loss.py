@@ -62,7 +62,8 @@ def image_log_loss(
     (the quantity a fitted image temperature minimises). labels : (B,), one level per group."""
     image = image_distributions(logits, group_size, temperature)
     truth = labels[::group_size]
-    return -torch.log(image[torch.arange(len(truth)), truth].clamp_min(1e-12)).mean()
+    rows = torch.arange(len(truth), device=truth.device)
+    return -torch.log(image[rows, truth].clamp_min(1e-12)).mean()
 
 
 def image_ranked_probability_score(
