@@ -2,7 +2,7 @@
 
 Trained weights do not change the time, so this answers "how fast would it be" before anyone
 spends an hour training. Each network is exported to ONNX (opset of torch's exporter) and run on
-625 patches (one 2048² image) in batches of 25 (one row of patches, as ``miq predict`` does), one
+625 patches (one 2048² image) in batches of 25 (one row of patches; ``miq predict`` sends two on a CPU), one
 thread, best of ``--repeats``; the ratio is to v3's network (compact, width 16) in the same run.
 Networks: the registered architectures (compact, stride4, separable) at several widths, and the
 compact network with narrowed layers (``channels``, as v3-slim has).
