@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -154,3 +155,24 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def gpu_description() -> str:
+    """The CUDA card(s) as nvidia-smi (or else torch) names them; "unknown" when neither can."""
+    try:
+        listed = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+        if listed:
+            return "; ".join(listed.splitlines())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    except Exception:
+        return "unknown"

@@ -20,7 +20,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import best_time, limit_threads, machine_description, synthetic_image
+from benchmarks.common import (
+    best_time,
+    gpu_description,
+    limit_threads,
+    machine_description,
+    synthetic_image,
+)
 
 limit_threads()
 
@@ -85,21 +91,12 @@ def main() -> int:
         )
         worst_overall = max(worst_overall, worst_patch, worst_in)
         failed |= not agree
-    print(f"device: {_gpu_name()}; {len(planes)} planes per model")
+    print(f"device: {gpu_description()}; {len(planes)} planes per model")
     print(header)
     print("\n".join(lines))
     ok = worst_overall <= TOLERANCE and not failed
     print(f"{'PASS' if ok else 'FAIL'}: largest difference {worst_overall:.2e} (bound {TOLERANCE})")
     return 0 if ok else 1
-
-
-def _gpu_name() -> str:
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0)
-    except Exception:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import limit_threads, machine_description, synthetic_image
+from benchmarks.common import (
+    gpu_description,
+    limit_threads,
+    machine_description,
+    synthetic_image,
+)
 
 limit_threads()  # as importing the speed benchmark for these helpers did
 
@@ -37,27 +42,6 @@ from miq.measures import power_log_log_slope
 for f in sorted(Path(sys.argv[1]).glob("*.tif")):
     power_log_log_slope(tifffile.imread(f))
 """
-
-
-def gpu_description() -> str:
-    """The CUDA card(s) as nvidia-smi (or else torch) names them; "unknown" when neither can."""
-    try:
-        listed = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        ).stdout.strip()
-        if listed:
-            return "; ".join(listed.splitlines())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        import torch
-
-        return torch.cuda.get_device_name(0)
-    except Exception:
-        return "unknown"
 
 
 def main() -> int:

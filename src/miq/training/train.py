@@ -180,9 +180,10 @@ def _training_device(name: str) -> torch.device:
     """``"cpu"`` or ``"cuda"`` as a torch device; `miq.errors.MiqError` (one line) when torch
     cannot use a CUDA GPU here."""
     from ..errors import MiqError
+    from ..model.runtime import DEVICES
 
-    if name not in ("cpu", "cuda"):
-        raise MiqError(f"unknown training device {name!r}; choose cpu or cuda")
+    if name not in DEVICES:
+        raise MiqError(f"unknown training device {name!r}; choose {' or '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
         raise MiqError(
             f"--device cuda, but this torch ({torch.__version__}) cannot use a CUDA GPU; install "
