@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -159,6 +162,47 @@ def test_to_unit_range_is_affine_invariant():
     data = rng.random((50, 60))
     np.testing.assert_allclose(to_unit_range(data * 37 + 1000), to_unit_range(data), atol=1e-5)
     assert to_unit_range(data).min() == 0 and to_unit_range(data).max() == 1
+
+
+@pytest.mark.parametrize("interruption", [KeyboardInterrupt, SystemExit])
+def test_atomic_write_interrupted_as_its_file_is_created_leaves_nothing(
+    tmp_path, monkeypatch, interruption
+):
+    """A signal that lands just after the temporary file is created (Ctrl-C, or SIGTERM in a
+    worker, which exits through SystemExit) leaves no ``.part`` file behind: on the old code,
+    created by `tempfile.mkstemp` before the cleanup was armed, it stayed (seen once in CI)."""
+
+    def interrupted_after(real_open):
+        """``real_open``, interrupted just after it created a ``.part`` file."""
+
+        def opened_then_interrupted(path, *args, **kwargs):
+            handle = real_open(path, *args, **kwargs)
+            if os.fspath(path).endswith(".part"):
+                os.close(handle) if isinstance(handle, int) else handle.close()
+                raise interruption()
+            return handle
+
+        return opened_then_interrupted
+
+    monkeypatch.setattr(os, "open", interrupted_after(os.open))  # tempfile.mkstemp's way
+    monkeypatch.setattr(builtins, "open", interrupted_after(builtins.open))  # open(..., "x")
+    with pytest.raises(interruption):
+        with atomic_write(tmp_path / "out.csv", "w") as fh:
+            fh.write("never")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    """Outputs get 0o666 less the process umask, like any file a program writes (not the
+    private 0o600 of a temporary file)."""
+    previous = os.umask(0o027)
+    try:
+        with atomic_write(tmp_path / "out.bin") as fh:
+            fh.write(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o640
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

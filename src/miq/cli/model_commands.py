@@ -154,21 +154,20 @@ def _calibrated_copy(package, folder: Path, fit) -> Path:
     no uncalibrated copy behind. The copy is named after ``folder``, so that reports tell it
     from the model it came from. Returns the copy's model.json."""
     import shutil
-    import tempfile
 
     from ..errors import ModelError, OutputError
+    from ..io import part_path
 
     folder = folder.resolve()
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ModelError(f"{folder}: exists and is not an empty folder; give a new folder")
+    staging = Path(part_path(folder))  # made inside the try: an interruption removes it
     try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(
-            tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".part", dir=folder.parent)
-        )
-    except OSError as exc:
-        raise OutputError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
-    try:
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staging.mkdir()
+        except OSError as exc:
+            raise OutputError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
         copy = package.copy_to(staging, name=f"{package.name}+{folder.name}")
         fit(copy.path)
         if folder.exists():

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..data import sample_image
 from ..errors import MiqError, ModelError, OutputError, install_hint
-from ..io import umask
+from ..io import part_path
 from .bioimageio_rdf import (
     ARCHITECTURE_CALLABLE,
     ARCHITECTURE_FILE,
@@ -237,20 +237,13 @@ def _save_package(descr, target: Path, model) -> None:
     """Save the package to a temporary file beside ``target``, then rename it into place."""
     from bioimageio.spec import save_bioimageio_package
 
+    part = part_path(target, ".part.zip")  # created by the save, inside the try: always removed
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, part = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=".part.zip", dir=target.parent
-        )
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    try:
         with warnings.catch_warnings():
             # bioimageio.spec's cache pre-fill warns about the package's relative paths
             warnings.filterwarnings("ignore", "Found mapping with 'source'", UserWarning)
             save_bioimageio_package(descr, output_path=Path(part))
-        os.chmod(part, 0o666 & ~umask())  # mkstemp makes it private
         os.replace(part, target)
     except OSError as exc:
         raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None

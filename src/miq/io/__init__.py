@@ -20,7 +20,7 @@ from .discover import (
 )
 from .planes import Plane, axis_hint, check_plane, parse_axes, to_unit_range, unit_map
 from .source import ImageSource, ReadOptions, read_pixel_size, read_planes, read_z_step
-from .write import atomic_write, read_rows_csv, umask, write_rows_csv
+from .write import atomic_write, part_path, read_rows_csv, write_rows_csv
 
 __all__ = [
     "ImageSource",
@@ -42,6 +42,6 @@ __all__ = [
     "is_zarr",
     "zarr_attributes",
     "zarr_plate_fields",
-    "umask",
+    "part_path",
     "IMAGE_SUFFIXES",
 ]

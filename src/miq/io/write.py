@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,48 +18,51 @@ __all__ = [
     "csv_cell",
     "csv_text",
     "json_ready",
-    "umask",
+    "part_path",
 ]
-
-
-def umask() -> int:
-    """The process umask (read without changing it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator:
-    """Open a temporary file next to ``path``; on success it is renamed over ``path``.
+    """Open a temporary file next to ``path`` (``mode`` "wb" or "w": UTF-8 text); on success
+    it is renamed over ``path``.
 
     A crash or exception leaves any previous ``path`` untouched and no half-written file. An
     `OSError` while writing (a full disk, a quota, a read-only file system) is raised as one
     `miq.errors.OutputError` naming ``path``.
     """
     target = Path(path)
+    tmp: str | None = None  # named before it exists: an interruption at any point removes it
+    text_args = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    except OSError as exc:
-        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
-    try:
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; outputs follow the umask
-        text_args = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
-        with open(tmp, mode, **text_args) as fh:
+        fh = None
+        while fh is None:
+            tmp = part_path(target)
+            try:  # "x": created only if new; permissions 0o666 less the umask, as any output
+                fh = open(tmp, mode.replace("w", "x"), **text_args)
+            except FileExistsError:  # another writer drew the same name
+                tmp = None
+        with fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         if isinstance(exc, OSError):
             raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def part_path(target: Path, suffix: str = ".part") -> str:
+    """A new temporary name beside ``target``: ``.{name}.{8 random hex digits}{suffix}`` (the
+    pattern `miq.io.folder` recognises as left by a killed command)."""
+    return os.fspath(target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}")
 
 
 def _valid_utf8(value):
