@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -179,6 +180,13 @@ def test_train_export_and_onnx_parity(tmp_path, in_focus_file):
     assert meta["training"]["files"][0]["sha256"]
     assert meta["level_defocus_um"] == [2.0 * k for k in range(11)]
     assert (tmp_path / "model" / "train_log.csv").read_text().count("\n") >= 2
+    # every written file is readable as any output is (0o666 less the umask): safetensors' own
+    # save_file made model.safetensors private (0o600), so a colleague could not load it
+    mask = os.umask(0o022)
+    os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "model").iterdir()}
+    assert modes == dict.fromkeys(modes, 0o666 & ~mask) and "model.safetensors" in modes
+    assert not list((tmp_path / "model").glob(".*"))  # no temporary file left
     # ONNX (runtime) and torch (safetensors) give the same probabilities
     from safetensors.torch import load_file
 

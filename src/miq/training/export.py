@@ -38,21 +38,25 @@ def write_onnx(model: torch.nn.Module, path: str | Path, patch_size: int) -> Non
     """Write ``model`` (logits) with a softmax as ONNX (opset 17): input ``patches`` (batch, 1,
     ``patch_size``, ``patch_size``) float32, output ``probabilities`` (batch, K). Written to a
     temporary file and renamed, so ``path`` is never half-written."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    import io
+
+    from ..io import atomic_write
+
     dummy = torch.zeros(2, 1, patch_size, patch_size)
     dummy[:, :, ::7, ::5] = 1.0
+    encoded = io.BytesIO()
     torch.onnx.export(
         _WithSoftmax(model.eval()),
         (dummy,),
-        str(tmp),
+        encoded,
         input_names=["patches"],
         output_names=["probabilities"],
         dynamic_axes={"patches": {0: "batch"}, "probabilities": {0: "batch"}},
         opset_version=17,
         dynamo=False,
     )
-    tmp.replace(path)
+    with atomic_write(path) as fh:
+        fh.write(encoded.getvalue())
 
 
 def export_model(
@@ -69,7 +73,9 @@ def export_model(
     ``provenance`` what the run did (files with sha256, steps, time, command).
     Returns the path of ``model.json``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..io import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +85,8 @@ def export_model(
     onnx_path = out / "model.onnx"
     write_onnx(model, onnx_path, patch)
     st_path = out / "model.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(st_path))
+    with atomic_write(st_path) as fh:  # (safetensors' own save_file makes the file private)
+        fh.write(save({k: v.detach().contiguous() for k, v in model.state_dict().items()}))
     kwargs = dict(config.get("architecture_kwargs") or {})
     kwargs.setdefault("n_levels", n_levels)
     kwargs.setdefault("patch_size", patch)
@@ -115,7 +122,8 @@ def export_model(
         "licence": licence,
     }
     meta_path = out / "model.json"
-    meta_path.write_text(json.dumps(meta, indent=2))
+    with atomic_write(meta_path, "w") as fh:
+        fh.write(json.dumps(meta, indent=2))
     return meta_path
 
 

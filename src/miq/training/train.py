@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..io import atomic_write
 from ..io.budget import DEFAULT_MEMORY_BUDGET
 from ..model.network import CompactFocusNet, SeparableFocusNet
 from ..optics import LevelTable, Optics
@@ -334,7 +335,8 @@ def train(
         batches.torch_gen.set_state(ckpt["torch_rng"])
         log(f"resumed at step {step}")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    with atomic_write(out / "train_config.json", "w") as fh:
+        fh.write(json.dumps(config.to_dict(), indent=2))
     log_file = open(out / "train_log.csv", "a", encoding="utf-8")
     if step == 0:
         log_file.write("step,loss,val_loss,val_accuracy,val_within_one,lr,elapsed_s\n")
@@ -342,21 +344,20 @@ def train(
     running = 0.0
 
     def save_checkpoint() -> None:
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-                "total_steps": config.steps,
-                "elapsed_s": elapsed_before + time.monotonic() - start,
-                "numpy_rng": batches.rng.bit_generator.state,
-                "torch_rng": batches.torch_gen.get_state(),
-            },
-            tmp,
-        )
-        tmp.replace(ckpt_path)
+        with atomic_write(ckpt_path) as fh:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "total_steps": config.steps,
+                    "elapsed_s": elapsed_before + time.monotonic() - start,
+                    "numpy_rng": batches.rng.bit_generator.state,
+                    "torch_rng": batches.torch_gen.get_state(),
+                },
+                fh,
+            )
 
     stopped_early = False
     model.train()
