@@ -1,4 +1,4 @@
-"""The throughput and GPU-agreement benchmarks still run against today's API: they are what a
+"""The throughput, GPU-agreement and training-simulation benchmarks still run against today's API: they are what a
 session with a GPU runs in its few minutes on it, so they must not break unnoticed (the
 throughput benchmark once called ``predict_files`` with keywords it no longer had)."""
 
@@ -33,5 +33,17 @@ def test_cuda_agreement_without_a_gpu_says_so_and_exits_2():
         assert "PASS" in result.stdout
         return
     result = _run("benchmarks.cuda_agreement", "--models", "fast-v2", "--repeats", "1")
+    assert result.returncode == 2
+    assert "no CUDA device" in result.stdout
+
+
+def test_training_simulation_benchmark_without_a_gpu_says_so_and_exits_2():
+    import torch
+
+    result = _run("benchmarks.training_simulation", "--repeats", "1", "--batch-size", "16")
+    if torch.cuda.is_available():  # a GPU: time and compare for real
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PASS" in result.stdout
+        return
     assert result.returncode == 2
     assert "no CUDA device" in result.stdout

@@ -551,3 +551,21 @@ def test_train_on_cuda_trains_there_or_says_in_one_line_why_not(tmp_path, sample
     assert main(["train", image, "-o", str(tmp_path / "cpu"), *args]) == 0
     training = json.loads((tmp_path / "cpu" / "model.json").read_text())["training"]
     assert training["device"] == "cpu" and training["config"]["device"] == "cpu"
+
+
+def test_a_checkpoint_resumes_only_on_the_device_kind_that_wrote_it(tmp_path, in_focus_file):
+    """The simulation's noise stream belongs to its device (a CUDA generator's state is not a
+    CPU one's): a checkpoint written on a GPU asks for ``--device cuda`` instead of failing
+    inside torch. The GPU's checkpoint is stood in for by relabelling a CPU one."""
+    from miq.training.train import TrainConfig, train
+
+    config = TrainConfig(steps=4, batch_size=8, checkpoint_every=2, max_minutes=0)
+    train([in_focus_file], tmp_path / "m", config, log=lambda *_: None)
+    path = tmp_path / "m" / "checkpoint.pt"
+    checkpoint = torch.load(path, weights_only=True)
+    assert checkpoint["device"] == "cpu"
+    checkpoint["device"] = "cuda"
+    torch.save(checkpoint, path)
+    config.max_minutes = None
+    with pytest.raises(ValueError, match="checkpoint of a run on cuda; resume with --device cuda"):
+        train([in_focus_file], tmp_path / "m", config, resume=True, log=lambda *_: None)

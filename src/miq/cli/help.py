@@ -162,8 +162,8 @@ TRAIN_OPTIONS = {
     "applied as `miq predict` does) instead of the true level (default 0)",
     "init_from": "fine-tune: start from a model folder, its model.safetensors (sha256-checked) "
     "or a checkpoint.pt of the same architecture",
-    "train_device": "train the network on the CPU (default) or a CUDA GPU (torch with CUDA); "
-    "the defocus simulation runs on the CPU either way, on --threads threads",
+    "train_device": "train on the CPU (default) or a CUDA GPU (torch with CUDA): the network "
+    "and the defocus simulation run there; crops are drawn on the CPU, on --threads threads",
 }
 
 

@@ -188,6 +188,9 @@ class DefocusBatches:
         of its number of planes, shared alike among them: a large collection of similar fields
         counts more than a single image, not in proportion).
     seed : seeds all randomness.
+    device : where the blur, the noise draws and the camera are simulated (``"cpu"`` or
+        ``"cuda"``); the batches come out there. The crops and the random camera parameters
+        are drawn on the CPU either way; the noise stream of a GPU differs from the CPU's.
     """
 
     def __init__(
@@ -202,11 +205,13 @@ class DefocusBatches:
         procedural_pool: int = 64,
         source_weighting: str = "plane",
         seed: int = 0,
+        device: str | torch.device = "cpu",
     ) -> None:
         if not sources and procedural_fraction <= 0:
             raise ValueError("no training images and no procedural content: nothing to train on")
         self.rng = np.random.default_rng(seed)
-        self.torch_gen = torch.Generator().manual_seed(seed)
+        self.device = torch.device(device)
+        self.torch_gen = torch.Generator(device=self.device).manual_seed(seed)
         self.sources = sources
         self.source_p = _source_probabilities(sources, source_weighting)
         self.optics, self.levels, self.config = optics, levels, config
@@ -216,7 +221,8 @@ class DefocusBatches:
         self.procedural_fraction = procedural_fraction if sources else 1.0
         self.z_grid = np.arange(0.0, config.top_level_max_um + 1e-9, config.z_grid_step_um)
         kernels = np.stack([defocus_psf(z, optics) for z in self.z_grid]).astype(np.float32)
-        self.kernels = torch.from_numpy(kernels[:, None])  # (n_z, 1, k, k), flipped = symmetric
+        # (n_z, 1, k, k), flipped = symmetric
+        self.kernels = torch.from_numpy(kernels[:, None]).to(self.device)
         self.pool = (
             [
                 procedural_field((2 * self.crop, 2 * self.crop), self.rng)
@@ -262,7 +268,8 @@ class DefocusBatches:
         return np.clip(np.abs(z), 0.0, cfg.top_level_max_um)
 
     def simulate(self, content: np.ndarray, z_um: np.ndarray, group_size: int = 1) -> torch.Tensor:
-        """Degrade relative-intensity crops (B, crop, crop) at defocus z (B,) → DN patches (B, 1, p, p).
+        """Degrade relative-intensity crops (B, crop, crop) at defocus z (B,) → DN patches (B, 1, p, p)
+        on the simulation's device.
 
         Consecutive runs of ``group_size`` crops share one camera (photon levels, read noise,
         gain, offset, binning), as the patches of one image do; the noise draws stay per pixel.
@@ -276,11 +283,9 @@ class DefocusBatches:
 
         peak = per_group(_log_uniform(self.rng, cfg.peak_photons, groups))
         background = per_group(_log_uniform(self.rng, cfg.background_photons, groups))
-        photons = torch.from_numpy(
-            (content * peak[:, None, None] + background[:, None, None]).astype(np.float32)
-        )
+        photons = self._on_device(content * peak[:, None, None] + background[:, None, None])
         z_index = np.clip(np.rint(z_um / cfg.z_grid_step_um).astype(int), 0, len(self.z_grid) - 1)
-        kernels = self.kernels[torch.from_numpy(z_index)]  # (B, 1, k, k)
+        kernels = self.kernels[torch.from_numpy(z_index).to(self.device)]  # (B, 1, k, k)
         blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
         read_noise = _log_uniform(self.rng, cfg.read_noise_photons, groups)
         if cfg.clipped_sensor_fraction > 0:
@@ -292,18 +297,19 @@ class DefocusBatches:
                 0.0,
             )
             read_noise = np.where(clipped, 0.0, read_noise)
-            blurred = blurred - torch.from_numpy(per_group(floor).astype(np.float32))[:, None, None]
+            blurred = blurred - self._on_device(per_group(floor))[:, None, None]
         noisy = torch.poisson(blurred.clamp_min(0), generator=self.torch_gen)
-        read = torch.from_numpy(per_group(read_noise).astype(np.float32))
-        noisy = noisy + read[:, None, None] * torch.randn(noisy.shape, generator=self.torch_gen)
-        gain = torch.from_numpy(
-            per_group(_log_uniform(self.rng, cfg.gain, groups)).astype(np.float32)
-        )
-        offset = torch.from_numpy(
-            per_group(_log_uniform(self.rng, cfg.offset_dn, groups)).astype(np.float32)
-        )
+        read = self._on_device(per_group(read_noise))
+        noise = torch.randn(noisy.shape, generator=self.torch_gen, device=self.device)
+        noisy = noisy + read[:, None, None] * noise
+        gain = self._on_device(per_group(_log_uniform(self.rng, cfg.gain, groups)))
+        offset = self._on_device(per_group(_log_uniform(self.rng, cfg.offset_dn, groups)))
         dn = torch.round(noisy * gain[:, None, None] + offset[:, None, None]).clamp(0, 65535)
         return self._coarse_camera(dn[:, None], group_size)
+
+    def _on_device(self, values: np.ndarray) -> torch.Tensor:
+        """``values`` as float32 on the simulation's device."""
+        return torch.from_numpy(values.astype(np.float32)).to(self.device)
 
     def _coarse_camera(self, dn: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """Bin a random share of the groups of ``group_size`` patches (B, 1, p, p) by a random
@@ -319,7 +325,8 @@ class DefocusBatches:
         return dn
 
     def next_batch(self, batch_size: int, group_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of simulated DN patches (B, 1, p, p) float32 and their level labels (B,) int64.
+        """A batch of simulated DN patches (B, 1, p, p) float32, on the simulation's device, and
+        their level labels (B,) int64 (CPU).
 
         ``group_size`` > 1 makes the batch B / ``group_size`` simulated *images*: each run of
         ``group_size`` consecutive patches is cropped from one content image and shares its

@@ -61,8 +61,9 @@ class TrainConfig:
     # (cross-entropy against it) instead of the true level; needs a teacher
     image_distill_weight: float = 0.0
     threads: int | None = None
-    # where the network trains: "cpu", or "cuda" (the defocus simulation stays on the CPU, with
-    # ``threads`` torch threads; the network, the teacher and the loss run on the GPU)
+    # where the network trains and the defocus is simulated: "cpu", or "cuda" (the blur, noise
+    # and camera on the GPU; crops and camera parameters drawn on the CPU, ``threads`` torch
+    # threads there)
     device: str = "cpu"
     # bring each training file to the optics' pixel size from the size it records (area-
     # averaging when finer) before defocus is simulated; False: every file taken as at it
@@ -282,6 +283,7 @@ def train(
         procedural_fraction=config.procedural_fraction,
         source_weighting=config.source_weighting,
         seed=config.seed,
+        device=device,
     )
     val_x, val_y = _validation_batch(batches, 512, seed=config.seed + 1_000_003)
     val_x, val_y = val_x.to(device), val_y.to(device)
@@ -327,6 +329,12 @@ def train(
                 f"{ckpt_path}: checkpoint belongs to a {ckpt['total_steps']}-step schedule; "
                 f"resume with --steps {ckpt['total_steps']}"
             )
+        written_on = ckpt.get("device", "cpu")  # its noise stream belongs to that device's kind
+        if written_on != device.type:
+            raise ValueError(
+                f"{ckpt_path}: checkpoint of a run on {written_on}; resume with --device "
+                f"{written_on}"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -351,6 +359,7 @@ def train(
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "step": step,
+                    "device": device.type,
                     "total_steps": config.steps,
                     "elapsed_s": elapsed_before + time.monotonic() - start,
                     "numpy_rng": batches.rng.bit_generator.state,
