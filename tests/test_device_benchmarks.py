@@ -1,6 +1,7 @@
-"""The throughput, GPU-agreement and training-simulation benchmarks still run against today's API: they are what a
-session with a GPU runs in its few minutes on it, so they must not break unnoticed (the
-throughput benchmark once called ``predict_files`` with keywords it no longer had)."""
+"""The throughput, GPU-agreement and training-simulation benchmarks still run against today's
+API: they are what a session with a GPU runs in its few minutes on it, so they must not break
+unnoticed (the throughput benchmark once called ``predict_files`` with keywords it no longer
+had)."""
 
 from __future__ import annotations
 
