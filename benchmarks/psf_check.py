@@ -49,8 +49,9 @@ def exact_phase_profile(
     uniform amplitude)."""
     from scipy.special import j0
 
-    rho, weights = np.polynomial.legendre.leggauss(n_nodes)
-    rho, weights = 0.5 * (rho + 1.0), 0.5 * weights
+    from miq.optics import _quadrature_nodes
+
+    rho, weights = _quadrature_nodes(n_nodes)  # the simulator's nodes, computed once per size
     k = 2.0 * np.pi / (wavelength_nm * 1e-3)
     na = numerical_aperture
     phase = np.exp(1j * k * z_um * np.sqrt(refractive_index**2 - (na * rho) ** 2))
