@@ -329,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_exclude(p)
     p.add_argument("--seeds", type=positive_int, default=1, help="noise seeds per level")
     p.add_argument("--content-temperature", action="store_true", help=h["content_temperature"])
-    flag = "--keep-patch-calibration"
-    p.add_argument(flag, action="store_true", help=h["keep_patch_calibration"])
+    p.add_argument(
+        "--keep-patch-calibration", action="store_true", help=h["keep_patch_calibration"]
+    )
     add_memory_budget(p)
 
     _add_train(_command(sub, "train"))
