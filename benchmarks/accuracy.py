@@ -24,7 +24,10 @@ The NEUBIAS Golgi stack is left out: its best plane is not documented.
 
 Per model: exact and within-one accuracy, ECE, field CE (|accuracy − mean probability of the
 reported level| over each field's images, averaged over fields: over- and under-confidence on
-different fields do not cancel), the F-score of its own in/out flag with no tuning, ROC-AUC and
+different fields do not cancel) and, beside them, the ECE and field CE a *perfectly calibrated*
+model with the same confidences would score on these images by chance (mean, and the 97.5 %
+point of 2 000 draws: `miq.metrics.calibration_floor`; a measured value below that point cannot
+be told from sampling noise), the F-score of its own in/out flag with no tuning, ROC-AUC and
 Spearman of its expected level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
@@ -72,6 +75,7 @@ from miq.io.write import json_ready
 from miq.metrics import (
     accuracy_within,
     calibration,
+    calibration_floor,
     f_score,
     group_bootstrap,
     group_calibration_error,
@@ -336,6 +340,17 @@ def seen_in_training(s: DataSet, model) -> dict:
     return {"known": True, "n_files": len(s.files), "seen": seen}
 
 
+def _by_chance(confidence: np.ndarray, fields) -> dict:
+    """ECE and field CE that a perfectly calibrated model with these confidences would score on
+    these images by chance (`miq.metrics.calibration_floor`): mean and 95 % range of draws."""
+    f = calibration_floor(confidence, fields)
+    return {
+        "ece": {"value": f.ece, "low": f.ece_low, "high": f.ece_high},
+        "field_ce": {"value": f.group, "low": f.group_low, "high": f.group_high},
+        "n_draws": f.n_draws,
+    }
+
+
 def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
     """Per data set: intervals of every model's and measure's statistics, F (10/90) and
     best-plane errors from `evaluate`, gross errors, and what each model saw in training."""
@@ -381,6 +396,8 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                     ),
                 }
                 m["confusion"] = ev["model"].get("confusion")
+                own_fields = [s.fields[index_of[id(r.item)]] for r in am["ok"]]
+                m["by_chance"] = _by_chance(am["confidence"], own_fields)
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
         b = group_bootstrap(measure_statistic(a, measures), fields, resamples=draws)
@@ -411,6 +428,15 @@ def _f(x: dict) -> str:
     return f"{x['mean']:.3f} ± {x['sd']:.3f}"
 
 
+def _chance(x: dict | None) -> str:
+    if not x or x["ece"]["value"] is None:
+        return "–"
+    ece, field = x["ece"], x["field_ce"]
+    return (
+        f"{ece['value']:.3f}, {field['value']:.3f} (97.5 %: {ece['high']:.3f}, {field['high']:.3f})"
+    )
+
+
 def _planes(x) -> str:
     return "–" if x is None else f"{x:.0f}"
 
@@ -420,6 +446,11 @@ ROWS = (  # label, where (models / measures / both), cell
     ("within-one", "models", lambda m: _ci(m["within_one"])),
     ("ECE", "models", lambda m: _ci(m["ece"])),
     ("field CE", "models", lambda m: _ci(m["field_ce"])),
+    (
+        "ECE, field CE of a perfectly calibrated model, by chance",
+        "models",
+        lambda m: _chance(m.get("by_chance")),
+    ),
     ("F, no tuning", "models", lambda m: _ci(m["f_fixed"])),
     ("F (10/90 split)", "both", lambda m: _f(m["f_split"])),
     ("ROC-AUC", "both", lambda m: _ci(m["roc_auc"])),

@@ -19,7 +19,10 @@ Also printed first, on the same images: each source's exact level, stated confid
 the model's own image temperature (and at levels 0 and 1), and each source's ECE with one
 temperature refitted on every image weighted alike. Last, the same leave-one-source-out test for
 a temperature with a bias per level, softmax((log q + b) / T) (b₀ = 0, an L2 penalty λ·|b|² on
-the biases), each source's exact level beside its ECE since the biases move the reported level.
+the biases), each source's exact level beside its ECE since the biases move the reported level. Then the
+same test of one temperature for three ways of pooling the patches into the image's
+distribution: the certainty-weighted arithmetic mean (`miq.assessment.aggregate`, now) and the
+geometric mean (log q = Σ wᵢ log pᵢ / Σ wᵢ, renormalised) with certainty weights or all alike.
 
 Usage: python -m benchmarks.calibration_transfer [--model default]   (~4 min on one core)
 """
@@ -103,6 +106,75 @@ def fit_level_bias(q, y, w, penalty: float) -> np.ndarray:
         return float(nll) + penalty * float(np.sum(theta[1:] ** 2))
 
     return minimize(loss, np.zeros(q.shape[1]), method="L-BFGS-B").x
+
+
+def geometric_distributions(data, model, certainty_weighted: bool) -> np.ndarray:
+    """Whole-image distributions (M, K) as the normalised weighted geometric mean of each
+    image's aggregated patches (patch calibration applied; weights: their certainties, or 1)."""
+    from miq.assessment import certainty
+    from miq.model.package import apply_patch_calibration
+
+    p = apply_patch_calibration(
+        data.probabilities[data.aggregated], model.class_bias, model.patch_temperature
+    ).astype(np.float64)
+    w = certainty(p) + 1e-12 if certainty_weighted else np.ones(len(p))
+    members = data.image[data.aggregated]
+    n_images = len(data.image_labels)
+    log_p = np.log(np.clip(p, 1e-12, None)) * w[:, None]
+    z = np.stack([np.bincount(members, log_p[:, k], n_images) for k in range(p.shape[1])], 1)
+    with np.errstate(invalid="ignore"):
+        z /= np.bincount(members, w, n_images)[:, None]
+        z -= z.max(axis=1, keepdims=True)
+        q = np.exp(z)
+        return q / q.sum(axis=1, keepdims=True)
+
+
+def print_pooling(data, model, weights, groups) -> None:
+    """Leave one source out, one temperature, for each way of pooling patches into the image."""
+    from miq.assessment import level_on_call_side
+    from miq.calibration import fit_image_temperature, sharpen
+    from miq.metrics import calibration
+
+    rated, y = data.rated, data.image_labels[data.rated]
+    pools = {
+        "arithmetic, certainty-weighted (now)": data.image_distributions(
+            model.class_bias, model.patch_temperature
+        ),
+        "geometric, certainty-weighted": geometric_distributions(data, model, True),
+        "geometric, alike": geometric_distributions(data, model, False),
+    }
+    sources = sorted(set(groups))
+    in_sample = []
+    print("ECE (mean gap; exact) of each source when left out, one temperature, by pooling")
+    print("| pooling | " + " | ".join(sources) + " | mean ECE |")
+    print("|---|" + "---|" * (len(sources) + 1))
+    for name, q_all in pools.items():
+        q = q_all[rated]
+        cells, eces = [], []
+        for source in sources:
+            fit, test = groups != source, groups == source
+            qq = sharpen(q[test], fit_image_temperature(q[fit], y[fit], weights[fit]))
+            level = level_on_call_side(qq)
+            stated, right = qq[np.arange(len(qq)), level], level == y[test]
+            eces.append(calibration(stated, right).ece)
+            cells.append(
+                f"{eces[-1]:.3f} ({right.mean() - stated.mean():+.2f}; {right.mean():.3f})"
+            )
+        t_all = fit_image_temperature(q, y, weights)
+        print(f"| {name} (T {t_all:.3f}) | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
+        qq = sharpen(q, t_all)  # fitted on every source, as miq calibrate fits
+        level = level_on_call_side(qq)
+        stated, right = qq[np.arange(len(qq)), level], level == y
+        in_sample.append(
+            f"{name}: "
+            + "; ".join(
+                f"{s} {calibration(stated[groups == s], right[groups == s]).ece:.3f} "
+                f"({right[groups == s].mean() - stated[groups == s].mean():+.3f})"
+                for s in sources
+            )
+        )
+    print("ECE (mean gap) of each source with the temperature fitted on every source:")
+    print("\n".join(in_sample))
 
 
 def print_in_sample(q, y, groups, model, weights) -> None:
@@ -204,6 +276,8 @@ def main() -> None:
                 f"{eces[-1]:.3f} ({right.mean() - stated.mean():+.2f}; {right.mean():.3f})"
             )
         print(f"| {penalty:g} | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
+    print()
+    print_pooling(data, model, weights, groups)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,44 @@ def test_group_calibration_error_does_not_let_fields_cancel():
         group_calibration_error([0.5], [True], [0, 1])
 
 
+def test_calibration_floor_is_what_chance_gives_a_calibrated_model():
+    from scipy.stats import binom
+
+    from miq.metrics import calibration, calibration_floor, group_calibration_error
+
+    # certain confidences leave nothing to chance
+    certain = calibration_floor(np.r_[np.ones(5), np.zeros(5)], np.arange(10) % 2)
+    assert certain.ece == certain.ece_high == certain.group == certain.group_high == 0.0
+    # confidence 0.5 on 8 fields of 22 images: E|Bin(22, ½)/22 − ½| by hand, for both errors
+    # (one bin holds every image, so the ECE is the pooled |accuracy − 0.5| over 176 images)
+    k = np.arange(23)
+    expected_field = float(np.sum(binom.pmf(k, 22, 0.5) * np.abs(k / 22 - 0.5)))
+    k = np.arange(177)
+    expected_pooled = float(np.sum(binom.pmf(k, 176, 0.5) * np.abs(k / 176 - 0.5)))
+    floor = calibration_floor(np.full(176, 0.5), np.repeat(np.arange(8), 22), n_draws=4000)
+    assert floor.group == pytest.approx(expected_field, abs=0.003)  # ≈ 0.084
+    assert floor.ece == pytest.approx(expected_pooled, abs=0.002)  # ≈ 0.030
+    assert floor.group_low < floor.group < floor.group_high
+    # the same as scoring draws with `calibration` and `group_calibration_error` themselves
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0.3, 1.0, 300)
+    groups = np.repeat(np.arange(10), 30)
+    draws = [rng.random(300) < confidence for _ in range(1000)]
+    by_hand = calibration_floor(confidence, groups, n_draws=1000)
+    assert np.mean([calibration(confidence, d).ece for d in draws]) == pytest.approx(
+        by_hand.ece, rel=0.05
+    )
+    assert np.mean([group_calibration_error(confidence, d, groups) for d in draws]) == (
+        pytest.approx(by_hand.group, rel=0.05)
+    )
+    # more images per field, a lower floor
+    assert calibration_floor(np.full(880, 0.5), np.repeat(np.arange(8), 110)).group < 0.5 * (
+        floor.group
+    )
+    with pytest.raises(ValueError, match="group labels"):
+        calibration_floor([0.5, 0.5], [0])
+
+
 def test_log_loss_and_ranked_probability_score_goldens():
     from miq.metrics import log_loss, ranked_probability_score
 

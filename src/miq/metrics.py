@@ -32,6 +32,8 @@ __all__ = [
     "Calibration",
     "calibration",
     "group_calibration_error",
+    "CalibrationFloor",
+    "calibration_floor",
     "sqrt_group_weights",
     "log_loss",
     "ranked_probability_score",
@@ -223,6 +225,67 @@ def group_calibration_error(confidence, correct, groups) -> float:
     n = np.bincount(g)
     gap = (np.bincount(g, weights=ok) - np.bincount(g, weights=c)) / n
     return float(np.mean(np.abs(gap)))
+
+
+@dataclass(frozen=True)
+class CalibrationFloor:
+    """What ECE and per-group calibration error a *perfectly calibrated* model would score on
+    these images by chance alone: the mean and the 2.5 / 97.5 % points over ``n_draws`` draws.
+    Fields ``ece``, ``ece_low``, ``ece_high``, ``group``, ``group_low``, ``group_high``."""
+
+    ece: float
+    ece_low: float
+    ece_high: float
+    group: float
+    group_low: float
+    group_high: float
+    n_draws: int
+
+
+def calibration_floor(
+    confidence, groups, *, n_bins: int = 10, n_draws: int = 2000, seed: int = 0
+) -> CalibrationFloor:
+    """The ECE (`calibration`) and per-group calibration error (`group_calibration_error`) that
+    a model whose stated ``confidence`` is exactly right would still score on this many images.
+
+    Each draw makes every image correct with probability equal to its confidence (independently)
+    and scores those outcomes against the same confidences. A measured error near this floor
+    cannot be told from sampling noise; with few images per group (e.g. 22 per field) the
+    per-group floor is far from 0. Images of one field are not independent in practice, which
+    only widens the spread of real outcomes, so this is a lower bound on what chance gives.
+    ``groups``: one label per image (e.g. its field of view); ``confidence`` in [0, 1].
+    """
+    c = np.clip(np.asarray(confidence, dtype=np.float64).ravel(), 0.0, 1.0)
+    _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+    if c.shape != g.shape:
+        raise ValueError(f"{c.size} confidences but {g.size} group labels")
+    if not c.size:
+        nan = float("nan")
+        return CalibrationFloor(nan, nan, nan, nan, nan, nan, 0)
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.searchsorted(edges, c, side="right") - 1, 0, n_bins - 1)
+    bin_conf = np.bincount(bins, weights=c, minlength=n_bins)
+    group_conf = np.bincount(g, weights=c)
+    n_group = np.bincount(g)
+    ece, group = np.empty(n_draws), np.empty(n_draws)
+    for k in range(n_draws):
+        correct = (rng.random(c.size) < c).astype(np.float64)
+        # Σ_bins (n_b/N)·|acc_b − conf_b| = Σ_bins |Σ correct − Σ conf| / N
+        ece[k] = np.abs(np.bincount(bins, weights=correct, minlength=n_bins) - bin_conf).sum()
+        group[k] = np.mean(np.abs(np.bincount(g, weights=correct) - group_conf) / n_group)
+    ece /= c.size
+    e_lo, e_hi = np.quantile(ece, [0.025, 0.975])
+    g_lo, g_hi = np.quantile(group, [0.025, 0.975])
+    return CalibrationFloor(
+        float(ece.mean()),
+        float(e_lo),
+        float(e_hi),
+        float(group.mean()),
+        float(g_lo),
+        float(g_hi),
+        n_draws,
+    )
 
 
 def sqrt_group_weights(groups) -> np.ndarray:
