@@ -121,3 +121,15 @@ def test_level_table():
     assert table.n_levels == 11
     assert table.defocus_um[0] == 0 and table.defocus_um[-1] == 20
     assert table.um_per_level == 2.0
+
+
+def test_degrade_blurs_with_a_given_kernel_instead_of_the_simulators(cell_image):
+    optics = Optics(psf_width_px=21, pixel_size_um=5 / 21)
+    simulated = degrade(cell_image, 6, optics=optics, rng=5)
+    # the simulator's own kernel passed in gives the same image, noise included
+    np.testing.assert_array_equal(
+        degrade(cell_image, 99.0, optics=optics, rng=5, psf=defocus_psf(6, optics)), simulated
+    )
+    box = np.ones((5, 5))  # any odd kernel: blurred by it (normalised), z unused
+    out = degrade(cell_image, 0.0, optics=optics, psf=box, noise=False, offset_photoelectrons=0)
+    np.testing.assert_allclose(out, blur(cell_image, box / 25.0).clip(None, 1.0), atol=1e-12)

@@ -224,6 +224,7 @@ def degrade(
     offset_photoelectrons: float = 100.0,
     rng: RandomSource | int | None = 0,
     noise: bool = True,
+    psf: np.ndarray | None = None,
 ) -> np.ndarray:
     """Simulate an image taken ``z_um`` µm out of focus: blur → exposure → Poisson noise.
 
@@ -237,6 +238,8 @@ def degrade(
     rng : generator, legacy RandomState, or an int seed (seeds a legacy RandomState so results
         match the original simulator).
     noise : apply Poisson noise.
+    psf : a kernel (odd sides, px of ``optics.pixel_size_um``; e.g. a measured PSF) to blur with
+        instead of the simulator's `defocus_psf` at ``z_um`` (``z_um`` is then unused).
 
     Returns
     -------
@@ -245,7 +248,7 @@ def degrade(
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
         raise ValueError(f"degrade expects a 2D image, got shape {img.shape}")
-    out = blur(img, defocus_psf(z_um, optics))
+    out = blur(img, defocus_psf(z_um, optics) if psf is None else psf)
     out = set_exposure(
         out,
         exposure_factor,
