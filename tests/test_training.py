@@ -88,6 +88,25 @@ def test_synthetic_batches_blur_more_at_higher_levels():
     assert float(peaks[0]) > 2000 and float(peaks[2]) < 200
 
 
+def test_the_fft_blur_is_the_direct_convolution_of_the_crops_centre():
+    """`DefocusBatches._blur` (FFTs on the crop's grid) against a direct convolution with each
+    patch's kernel: the same patches to float32 rounding."""
+    from scipy.signal import fftconvolve
+
+    from miq.optics import defocus_psf
+
+    batches = DefocusBatches([], procedural_fraction=1.0, seed=0)
+    rng = np.random.default_rng(7)
+    photons = rng.uniform(0, 5000, (6, 134, 134)).astype(np.float32)
+    photons[0, 60:70, 40:45] = 20000.0  # a bright block near the patch's edge
+    z_index = np.array([0, 4, 23, 40, 80, 120])
+    out = batches._blur(torch.from_numpy(photons), z_index).numpy()
+    assert out.shape == (6, 84, 84)
+    for k, z in enumerate(batches.z_grid[z_index]):
+        direct = fftconvolve(photons[k].astype(np.float64), defocus_psf(z), mode="valid")
+        np.testing.assert_allclose(out[k], direct, rtol=0, atol=1e-5 * photons[k].max())
+
+
 def test_coarse_camera_augmentation_smooths_pixel_noise():
     rng = np.random.default_rng(3)
     src = [Source(relative_intensity(procedural_field((300, 300), rng)), "p")]

@@ -2,8 +2,9 @@
 
 Each sample: a random crop of an in-focus source (real image or procedural field) with a margin
 for the PSF → relative intensity → photons (random brightness and background) → defocus PSF of a
-random level (z jittered within the level) → Poisson shot noise + read noise → random camera gain
-and offset, quantised to integer DN. Nothing is pre-rendered; every batch is new.
+random level (z jittered within the level; convolved through FFTs) → Poisson shot noise + read
+noise → random camera gain and offset, quantised to integer DN. Nothing is pre-rendered; every
+batch is new.
 """
 
 from __future__ import annotations
@@ -221,8 +222,11 @@ class DefocusBatches:
         self.procedural_fraction = procedural_fraction if sources else 1.0
         self.z_grid = np.arange(0.0, config.top_level_max_um + 1e-9, config.z_grid_step_um)
         kernels = np.stack([defocus_psf(z, optics) for z in self.z_grid]).astype(np.float32)
-        # (n_z, 1, k, k), flipped = symmetric
-        self.kernels = torch.from_numpy(kernels[:, None]).to(self.device)
+        # the kernels' spectra on the crop's grid (n_z, crop, crop // 2 + 1): a crop's circular
+        # convolution with a kernel is its linear one on the central patch, which is all it keeps
+        self.kernel_spectra = torch.fft.rfft2(
+            torch.from_numpy(kernels).to(self.device), s=(self.crop, self.crop)
+        )
         self.pool = (
             [
                 procedural_field((2 * self.crop, 2 * self.crop), self.rng)
@@ -283,10 +287,10 @@ class DefocusBatches:
 
         peak = per_group(_log_uniform(self.rng, cfg.peak_photons, groups))
         background = per_group(_log_uniform(self.rng, cfg.background_photons, groups))
-        photons = self._on_device(content * peak[:, None, None] + background[:, None, None])
+        photons = self._on_device(content) * self._on_device(peak)[:, None, None]
+        photons += self._on_device(background)[:, None, None]
         z_index = np.clip(np.rint(z_um / cfg.z_grid_step_um).astype(int), 0, len(self.z_grid) - 1)
-        kernels = self.kernels[torch.from_numpy(z_index).to(self.device)]  # (B, 1, k, k)
-        blurred = F.conv2d(photons[None], kernels, groups=b)[0]  # (B, p, p)
+        blurred = self._blur(photons, z_index)
         read_noise = _log_uniform(self.rng, cfg.read_noise_photons, groups)
         if cfg.clipped_sensor_fraction > 0:
             clipped = self.rng.random(groups) < cfg.clipped_sensor_fraction
@@ -307,9 +311,18 @@ class DefocusBatches:
         dn = torch.round(noisy * gain[:, None, None] + offset[:, None, None]).clamp(0, 65535)
         return self._coarse_camera(dn[:, None], group_size)
 
+    def _blur(self, photons: torch.Tensor, z_index: np.ndarray) -> torch.Tensor:
+        """Crops (B, crop, crop) convolved with the defocus kernels of ``self.z_grid[z_index]``
+        (B,): the patches (B, p, p) at their centres, through FFTs on the crop's grid (a circular
+        convolution; what wrapped around lies in the first 2·margin rows and columns, cut off)."""
+        spectra = self.kernel_spectra[torch.from_numpy(z_index).to(self.device)]
+        n, start = self.crop, 2 * self.margin
+        convolved = torch.fft.irfft2(torch.fft.rfft2(photons) * spectra, s=(n, n))
+        return convolved[:, start : start + self.patch, start : start + self.patch]
+
     def _on_device(self, values: np.ndarray) -> torch.Tensor:
         """``values`` as float32 on the simulation's device."""
-        return torch.from_numpy(values.astype(np.float32)).to(self.device)
+        return torch.from_numpy(np.asarray(values, dtype=np.float32)).to(self.device)
 
     def _coarse_camera(self, dn: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """Bin a random share of the groups of ``group_size`` patches (B, 1, p, p) by a random
