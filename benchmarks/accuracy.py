@@ -27,7 +27,9 @@ reported level| over each field's images, averaged over fields: over- and under-
 different fields do not cancel) and, beside them, the ECE and field CE a *perfectly calibrated*
 model with the same confidences would score on these images by chance (mean, and the 97.5 %
 point of 2 000 draws: `miq.metrics.calibration_floor`; a measured value below that point cannot
-be told from sampling noise), the F-score of its own in/out flag with no tuning, ROC-AUC and
+be told from sampling noise), how well the stated confidence tells the images whose level is
+right from those whose level is wrong (ROC-AUC of the confidence for "right": 0.5 = no better
+than chance, 1 = every wrong level stated less surely than every right one), the F-score of its own in/out flag with no tuning, ROC-AUC and
 Spearman of its expected level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
@@ -89,7 +91,16 @@ COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focu
 # feeds the "miq best-focus" rows: miq's in-focus plateau refined by FocusScore (focal stacks).
 OTHERS = ("local_focus_score_20", "brenner", "correlation_20")
 REAL = SHARED_DATA / "real-defocus"
-MODEL_STATS = ("exact", "within_one", "ece", "field_ce", "f_fixed", "roc_auc", "spearman")
+MODEL_STATS = (
+    "exact",
+    "within_one",
+    "ece",
+    "field_ce",
+    "confidence_auc",
+    "f_fixed",
+    "roc_auc",
+    "spearman",
+)
 MEASURE_STATS = ("roc_auc", "spearman")
 GROSS_HIGH, GROSS_LOW = 6, 2  # true ≥ 6 rated ≤ 2, or true ≤ 2 rated ≥ 6: a gross error
 
@@ -291,6 +302,7 @@ def model_statistic(a: dict):
                 within_one=accuracy_within(t, p, 1),
                 ece=calibration(c, p == t).ece,
                 field_ce=group_calibration_error(c, p == t, g),
+                confidence_auc=roc_auc(p == t, c),
             )
         if "out" in a:
             out.update(f_fixed=f_score(a["out"][i], a["flagged"][i]))
@@ -450,6 +462,11 @@ ROWS = (  # label, where (models / measures / both), cell
         "ECE, field CE of a perfectly calibrated model, by chance",
         "models",
         lambda m: _chance(m.get("by_chance")),
+    ),
+    (
+        "confidence separates right from wrong levels (ROC-AUC)",
+        "models",
+        lambda m: _ci(m["confidence_auc"]),
     ),
     ("F, no tuning", "models", lambda m: _ci(m["f_fixed"])),
     ("F (10/90 split)", "both", lambda m: _f(m["f_split"])),
