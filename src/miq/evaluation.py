@@ -32,6 +32,7 @@ from .measures import MEASURES, defocus_score
 from .metrics import (
     accuracy_within,
     calibration,
+    calibration_floor,
     confusion_matrix,
     f_score,
     group_calibration_error,
@@ -182,15 +183,23 @@ def dataset_metrics(
 
 def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> dict:
     """Exact / within-one accuracy, confusion matrix, ECE and ``field_ce`` (per source file:
-    `miq.metrics.group_calibration_error`) of the model's levels."""
+    `miq.metrics.group_calibration_error`) of the model's levels, and what a perfectly
+    calibrated model with the same confidences would score on them by chance (mean and 97.5 %
+    point: `miq.metrics.calibration_floor`)."""
     predicted = np.array([r.model["level"] for r in ok])
     # the probability the distribution gives the reported level
     confidence = np.array([r.model[f"prob_{r.model['level']}"] for r in ok])
     calib = calibration(confidence, predicted == truth)
     # the source file; real items without one are named "f.tif [c=0, z=1]"
     fields = [r.item.source or re.split(r" \[| @", r.item.name)[0] for r in ok]
+    chance = calibration_floor(confidence, fields)
     return {
         "field_ce": group_calibration_error(confidence, predicted == truth, fields),
+        # what a perfectly calibrated model with these confidences scores by chance
+        "ece_chance": chance.ece,
+        "ece_chance_high": chance.ece_high,
+        "field_ce_chance": chance.group,
+        "field_ce_chance_high": chance.group_high,
         "exact": accuracy_within(truth, predicted, 0),
         "within_one": accuracy_within(truth, predicted, 1),
         "mean_abs_error": float(np.mean(np.abs(predicted - truth))),
@@ -361,6 +370,10 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         "mean_abs_error",
         "ece",
         "field_ce",
+        "ece_chance",
+        "ece_chance_high",
+        "field_ce_chance",
+        "field_ce_chance_high",
         "f_fixed",
     ]
     metric_rows, plane_rows = [], []
@@ -466,6 +479,11 @@ def format_table(metrics: dict[str, dict]) -> str:
             lines.append(
                 f"  miq levels: exact {model['exact']:.3f}  within-one {model['within_one']:.3f}  "
                 f"ECE {model['ece']:.3f}  field CE {model['field_ce']:.3f}"
+            )
+            lines.append(
+                f"  a perfectly calibrated model would score by chance: ECE {model['ece_chance']:.3f}"
+                f" (97.5 %: {model['ece_chance_high']:.3f}), field CE "
+                f"{model['field_ce_chance']:.3f} (97.5 %: {model['field_ce_chance_high']:.3f})"
             )
         if "f_fixed" in model:
             lines.append(f"  miq in/out flag with no tuning: F {model['f_fixed']:.3f}")
