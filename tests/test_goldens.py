@@ -38,6 +38,11 @@ rescaled (1 → 0, 0 → 1), the sample at 4 and 20 µm in evaluate (2 → 3, fl
 9 → 10), and 18 deconwolf planes in evaluate: five planes 2–8 from the best one now in focus
 (z=14–17 and 22: 3 → 2), the far planes back at 10 (z=1–11, 25–28), z=12 4 → 5, z=13 3 → 6,
 z=24 5 → 4.
+
+Rewritten again on purpose (2026-11-30, issue 21): evaluate/metrics.csv gained four columns,
+``ece_chance``, ``ece_chance_high``, ``field_ce_chance`` and ``field_ce_chance_high`` (what a
+perfectly calibrated model with the same confidences scores by chance:
+`miq.metrics.calibration_floor`); every other cell is unchanged.
 """
 
 from __future__ import annotations

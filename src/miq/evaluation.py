@@ -49,6 +49,8 @@ BEST_FOCUS_MEASURE = "focus_score"
 BEST_FOCUS = "miq best-focus"
 # Measures compared by default (all of miq.measures).
 DEFAULT_MEASURES = tuple(MEASURES)
+# what a perfectly calibrated model with the model's confidences scores by chance: mean, 97.5 %
+CHANCE_COLUMNS = ("ece_chance", "ece_chance_high", "field_ce_chance", "field_ce_chance_high")
 
 
 @dataclass
@@ -183,23 +185,18 @@ def dataset_metrics(
 
 def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> dict:
     """Exact / within-one accuracy, confusion matrix, ECE and ``field_ce`` (per source file:
-    `miq.metrics.group_calibration_error`) of the model's levels, and what a perfectly
-    calibrated model with the same confidences would score on them by chance (mean and 97.5 %
-    point: `miq.metrics.calibration_floor`)."""
+    `miq.metrics.group_calibration_error`) of the model's levels, and `CHANCE_COLUMNS`
+    (`miq.metrics.calibration_floor`)."""
     predicted = np.array([r.model["level"] for r in ok])
     # the probability the distribution gives the reported level
     confidence = np.array([r.model[f"prob_{r.model['level']}"] for r in ok])
     calib = calibration(confidence, predicted == truth)
     # the source file; real items without one are named "f.tif [c=0, z=1]"
     fields = [r.item.source or re.split(r" \[| @", r.item.name)[0] for r in ok]
-    chance = calibration_floor(confidence, fields)
+    c = calibration_floor(confidence, fields)
     return {
         "field_ce": group_calibration_error(confidence, predicted == truth, fields),
-        # what a perfectly calibrated model with these confidences scores by chance
-        "ece_chance": chance.ece,
-        "ece_chance_high": chance.ece_high,
-        "field_ce_chance": chance.group,
-        "field_ce_chance_high": chance.group_high,
+        **dict(zip(CHANCE_COLUMNS, (c.ece, c.ece_high, c.group, c.group_high))),
         "exact": accuracy_within(truth, predicted, 0),
         "within_one": accuracy_within(truth, predicted, 1),
         "mean_abs_error": float(np.mean(np.abs(predicted - truth))),
@@ -355,26 +352,10 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
         rows.append({c: _fmt(v) for c, v in row.items()})
     write_rows_csv(out / "predictions.csv", columns, rows)
 
-    metric_columns = [
-        "dataset",
-        "method",
-        "n",
-        "spearman",
-        "roc_auc",
-        "f_mean",
-        "f_sd",
-        "best_plane_error_mean",
-        "best_plane_error_max",
-        "exact",
-        "within_one",
-        "mean_abs_error",
-        "ece",
-        "field_ce",
-        "ece_chance",
-        "ece_chance_high",
-        "field_ce_chance",
-        "field_ce_chance_high",
-        "f_fixed",
+    metric_columns = [  # one row per dataset and method
+        *("dataset", "method", "n", "spearman", "roc_auc", "f_mean", "f_sd"),
+        *("best_plane_error_mean", "best_plane_error_max", "exact", "within_one"),
+        *("mean_abs_error", "ece", "field_ce", *CHANCE_COLUMNS, "f_fixed"),
     ]
     metric_rows, plane_rows = [], []
     draw = plots_available()
