@@ -29,8 +29,9 @@ model with the same confidences would score on these images by chance (mean, and
 point of 2 000 draws: `miq.metrics.calibration_floor`; a measured value below that point cannot
 be told from sampling noise), how well the stated confidence tells the images whose level is
 right from those whose level is wrong (ROC-AUC of the confidence for "right": 0.5 = no better
-than chance, 1 = every wrong level stated less surely than every right one), the F-score of its own in/out flag with no tuning, ROC-AUC and
-Spearman of its expected level, and the gross-error check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
+than chance, 1 = every wrong level stated less surely than every right one), the F-score of its
+own in/out flag with no tuning, ROC-AUC and Spearman of its expected level, and the gross-error
+check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
 (seed 0; the same resamples for every method). The F-score of the 10/90 protocol (Bray et al.

@@ -19,8 +19,8 @@ Also printed first, on the same images: each source's exact level, stated confid
 the model's own image temperature (and at levels 0 and 1), and each source's ECE with one
 temperature refitted on every image weighted alike. Last, the same leave-one-source-out test for
 a temperature with a bias per level, softmax((log q + b) / T) (b₀ = 0, an L2 penalty λ·|b|² on
-the biases), each source's exact level beside its ECE since the biases move the reported level. Then the
-same test of one temperature for three ways of pooling the patches into the image's
+the biases), each source's exact level beside its ECE since the biases move the reported level.
+Then the same test of one temperature for three ways of pooling the patches into the image's
 distribution: the certainty-weighted arithmetic mean (`miq.assessment.aggregate`, now) and the
 geometric mean (log q = Σ wᵢ log pᵢ / Σ wᵢ, renormalised) with certainty weights or all alike.
 

@@ -219,9 +219,9 @@ def test_field_calibration_error_groups_the_images_of_each_source_file():
     split = dataset_metrics(results({"a.tif": [True] * 8, "b.tif": [False] * 8}), methods=(MODEL,))
     assert split["model"]["ece"] == pytest.approx(0.0)
     assert split["model"]["field_ce"] == pytest.approx(0.5)
-    # confidence 0.5 on 8 images per file: chance alone gives a calibrated model E|Bin(8, ½)/8 − ½|
-    # per file (0.137), which the measured 0 of ``half`` is below and the 0.5 of ``split`` far above;
-    # pooled, one bin of 16 images: E|Bin(16, ½)/16 − ½| = 0.098
+    # confidence 0.5 on 8 images per file: chance alone gives a calibrated model
+    # E|Bin(8, ½)/8 − ½| = 0.137 per file, which the measured 0 of ``half`` is below and the 0.5
+    # of ``split`` far above; pooled, one bin of 16 images: E|Bin(16, ½)/16 − ½| = 0.098
     assert half["field_ce_chance"] == pytest.approx(0.137, abs=0.01)
     assert half["field_ce_chance"] < half["field_ce_chance_high"] < split["model"]["field_ce"]
     assert half["ece_chance"] == pytest.approx(0.098, abs=0.01)

@@ -462,8 +462,8 @@ def format_table(metrics: dict[str, dict]) -> str:
                 f"ECE {model['ece']:.3f}  field CE {model['field_ce']:.3f}"
             )
             lines.append(
-                f"  a perfectly calibrated model would score by chance: ECE {model['ece_chance']:.3f}"
-                f" (97.5 %: {model['ece_chance_high']:.3f}), field CE "
+                f"  a perfectly calibrated model would score by chance: "
+                f"ECE {model['ece_chance']:.3f} (97.5 %: {model['ece_chance_high']:.3f}), field CE "
                 f"{model['field_ce_chance']:.3f} (97.5 %: {model['field_ce_chance_high']:.3f})"
             )
         if "f_fixed" in model:
