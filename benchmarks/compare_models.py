@@ -28,6 +28,13 @@ margin, and undecided while there are fewer than ``MIN_UNITS`` planes or files.
 ``--per-plane`` adds a table of each plane's accuracy and mean probability of its level per model: where
 a model's stated certainty does and does not follow its own accuracy, field by field.
 
+**Recipes:** an entry of ``--models`` may name several runs of one training recipe separated by
+commas (``runs/a1,runs/a2,runs/a3``); its scores are then the mean of its runs' scores, on the
+whole set and on every bootstrap draw, and the differences and the verdict compare recipes.
+A single training run differs from another run of its own recipe by about as much as many
+candidates differ from the default (docs/lab-notebook/training.md, "seed spread"), so a
+decision between recipes should rest on several runs of each.
+
 Usage: python -m benchmarks.compare_models [--models default fast ...] [--split held-out]
        [--folder DIR ...] [--unit plane|file] [--seeds 3] [--bootstrap 2000] [--per-plane]
 """
@@ -123,6 +130,14 @@ def scores(probabilities: np.ndarray, truth: np.ndarray, plane: np.ndarray) -> n
     )
 
 
+def recipe_scores(
+    rated: list[np.ndarray], truth: np.ndarray, images: np.ndarray, groups: np.ndarray
+) -> np.ndarray:
+    """The mean over a recipe's runs (their distributions ``rated``, each (M, K)) of `scores` on
+    ``images`` (indices) grouped by ``groups``."""
+    return np.mean([scores(p[images], truth[images], groups) for p in rated], axis=0)
+
+
 def print_per_plane(
     names: list[str],
     members: list[np.ndarray],
@@ -196,8 +211,9 @@ def main() -> int:
     )
     args = parser.parse_args()
 
-    models = [miq.load_model(m, threads=1) for m in args.models]
-    labels = [model_label(m, model) for m, model in zip(args.models, models)]
+    runs = [entry.split(",") for entry in args.models]  # each entry: one recipe's runs
+    models = [miq.load_model(m, threads=1) for recipe in runs for m in recipe]
+    run_labels = [model_label(m, model) for m, model in zip(sum(runs, []), models)]
     first = models[0]
     simulate = {
         "seeds": args.seeds,
@@ -224,7 +240,13 @@ def main() -> int:
         file=sys.stderr,
     )
 
-    rated = rate(models, items, labels)
+    rated_runs = rate(models, items, run_labels)
+    ends = np.cumsum([len(recipe) for recipe in runs])
+    rated = [rated_runs[e - len(r) : e] for e, r in zip(ends, runs)]  # per recipe, its runs
+    labels = [
+        run_labels[e - 1] if len(r) == 1 else f"{','.join(r)} (mean of {len(r)} runs)"
+        for e, r in zip(ends, runs)
+    ]
 
     rng = np.random.default_rng(0)
     members = [np.flatnonzero(plane == p) for p in range(plane.max() + 1)]
@@ -245,18 +267,19 @@ def main() -> int:
         + " |"
     )
     print("|---" * (1 + 2 * len(METRICS)) + "|")
-    base = scores(rated[0], truth, plane)
-    # the first model's scores on each bootstrap draw, shared by every comparison with it
-    base_draws = np.array([scores(rated[0][d], truth[d], groups) for d, groups in draws])
+    every_image = np.arange(len(items))
+    base = recipe_scores(rated[0], truth, every_image, plane)
+    # the first recipe's scores on each bootstrap draw, shared by every comparison with it
+    base_draws = np.array([recipe_scores(rated[0], truth, d, groups) for d, groups in draws])
     verdicts = []
-    for model, label, probabilities in zip(models, labels, rated):
-        own = scores(probabilities, truth, plane)
+    for k, (label, recipe) in enumerate(zip(labels, rated)):
+        own = recipe_scores(recipe, truth, every_image, plane)
         cells = [f"{v:.3f}" for v in own]
-        if model is first:
+        if k == 0:
             cells += ["–"] * len(METRICS)
         else:
             diff = (
-                np.array([scores(probabilities[d], truth[d], groups) for d, groups in draws])
+                np.array([recipe_scores(recipe, truth, d, groups) for d, groups in draws])
                 - base_draws
             )
             low, high = np.percentile(diff, [2.5, 97.5], axis=0)
@@ -269,7 +292,7 @@ def main() -> int:
     print("\n" + "\n".join(verdicts))
     if args.per_plane:
         names = [items[m[0]].name.rsplit(" @", 1)[0] for m in members]
-        print_per_plane(names, members, labels, rated, truth)
+        print_per_plane(names, members, run_labels, rated_runs, truth)
     return 0
 
 

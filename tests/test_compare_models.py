@@ -88,3 +88,36 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     ]
     assert len(rows) == 2 and "+0.000 (+0.000, +0.000)" in rows[1]
     assert "undecided: 1 files, the rule needs at least 40" in result.stdout
+
+
+def test_a_recipe_scores_the_mean_of_its_runs(compare_models):
+    rng = np.random.default_rng(0)
+    truth = np.repeat(np.arange(11), 4)
+    plane = np.tile(np.arange(4), 11)
+    runs = [rng.dirichlet(np.ones(11), size=len(truth)) for _ in range(3)]
+    images = np.arange(len(truth))
+    by_run = [compare_models.scores(p, truth, plane) for p in runs]
+    mean = compare_models.recipe_scores(runs, truth, images, plane)
+    np.testing.assert_allclose(mean, np.mean(by_run, axis=0))
+    one = compare_models.recipe_scores(runs[:1], truth, images[:20], plane[:20])
+    np.testing.assert_allclose(one, compare_models.scores(runs[0][:20], truth[:20], plane[:20]))
+
+
+def test_recipes_of_several_runs_are_compared_as_their_mean(tmp_path, sample_image):
+    import tifffile
+
+    folder = tmp_path / "fields"
+    folder.mkdir()
+    tifffile.imwrite(folder / "field.tif", sample_image[:168, :252])
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare_models", "--models", "fast", "fast,fast"]
+        + ["--folder", str(folder), "--seeds", "1", "--bootstrap", "20", "--unit", "file"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "mean of 2 runs" in line)
+    assert row.startswith("| fast,fast (mean of 2 runs) |")
+    assert row.count("+0.000 (+0.000, +0.000)") == 6  # two runs of one model: no difference
