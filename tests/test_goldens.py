@@ -39,10 +39,10 @@ rescaled (1 → 0, 0 → 1), the sample at 4 and 20 µm in evaluate (2 → 3, fl
 (z=14–17 and 22: 3 → 2), the far planes back at 10 (z=1–11, 25–28), z=12 4 → 5, z=13 3 → 6,
 z=24 5 → 4.
 
-Rewritten again on purpose (2026-11-30, issue 21): evaluate/metrics.csv gained four columns,
-``ece_chance``, ``ece_chance_high``, ``field_ce_chance`` and ``field_ce_chance_high`` (what a
-perfectly calibrated model with the same confidences scores by chance:
-`miq.metrics.calibration_floor`); every other cell is unchanged.
+Rewritten again on purpose (2026-11-30, issue 21): evaluate/metrics.csv gained four columns at
+the end, ``ece_chance``, ``ece_chance_high``, ``field_ce_chance`` and ``field_ce_chance_high``
+(what a perfectly calibrated model with the same confidences scores by chance:
+`miq.metrics.calibration_floor`); every earlier column and cell is where and what it was.
 """
 
 from __future__ import annotations

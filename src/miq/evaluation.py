@@ -355,7 +355,7 @@ def _write_outputs(out, results, metrics, methods, model, options, n_splits, see
     metric_columns = [  # one row per dataset and method
         *("dataset", "method", "n", "spearman", "roc_auc", "f_mean", "f_sd"),
         *("best_plane_error_mean", "best_plane_error_max", "exact", "within_one"),
-        *("mean_abs_error", "ece", "field_ce", *CHANCE_COLUMNS, "f_fixed"),
+        *("mean_abs_error", "ece", "field_ce", "f_fixed", *CHANCE_COLUMNS),  # new ones last
     ]
     metric_rows, plane_rows = [], []
     draw = plots_available()
