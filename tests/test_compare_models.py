@@ -59,6 +59,21 @@ def test_verdict_applies_each_margin_to_the_right_bound(compare_models, metric, 
         assert metric.replace("_", " ") in verdict
 
 
+def _compare_on_folder(folder: Path, models: list[str], bootstrap: int):
+    """`benchmarks.compare_models` run on ``folder`` (one seed, files resampled); it must exit 0."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.compare_models", "--models", *models]
+        + ["--folder", str(folder), "--seeds", "1", "--bootstrap", str(bootstrap)]
+        + ["--unit", "file"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     import tifffile
 
@@ -68,15 +83,7 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     tifffile.imwrite(folder / "field_mask.tif", (sample_image[:168, :252] > 500).astype("uint8"))
     tifffile.imwrite(folder / "tiny.tif", sample_image[:50, :50])
     (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare_models", "--models", "fast", "fast"]
-        + ["--folder", str(folder), "--seeds", "1", "--bootstrap", "50", "--unit", "file"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _compare_on_folder(folder, ["fast", "fast"], bootstrap=50)
     assert "11 images (1 planes of 1 files" in result.stderr
     for name in ("field_mask.tif", "tiny.tif", "broken.tif"):  # each named once, the rest rated
         lines = [line for line in result.stderr.splitlines() if name in line]
@@ -109,15 +116,7 @@ def test_recipes_of_several_runs_are_compared_as_their_mean(tmp_path, sample_ima
     folder = tmp_path / "fields"
     folder.mkdir()
     tifffile.imwrite(folder / "field.tif", sample_image[:168, :252])
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.compare_models", "--models", "fast", "fast,fast"]
-        + ["--folder", str(folder), "--seeds", "1", "--bootstrap", "20", "--unit", "file"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
+    result = _compare_on_folder(folder, ["fast", "fast,fast"], bootstrap=20)
     row = next(line for line in result.stdout.splitlines() if "mean of 2 runs" in line)
     assert row.startswith("| fast,fast (mean of 2 runs) |")
     assert row.count("+0.000 (+0.000, +0.000)") == 6  # two runs of one model: no difference
