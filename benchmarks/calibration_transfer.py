@@ -108,6 +108,18 @@ def fit_level_bias(q, y, w, penalty: float) -> np.ndarray:
     return minimize(loss, np.zeros(q.shape[1]), method="L-BFGS-B").x
 
 
+def judge(qq: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    """(ECE, gap, exact) of image distributions ``qq`` (M, K) against true levels ``y`` (M,):
+    the reported level is miq's (`miq.assessment.level_on_call_side`), the gap its accuracy −
+    its mean stated confidence (> 0: under-confident)."""
+    from miq.assessment import level_on_call_side
+    from miq.metrics import calibration
+
+    level = level_on_call_side(qq)
+    stated, right = qq[np.arange(len(qq)), level], level == y
+    return calibration(stated, right).ece, right.mean() - stated.mean(), right.mean()
+
+
 def geometric_distributions(data, model, certainty_weighted: bool) -> np.ndarray:
     """Whole-image distributions (M, K) as the normalised weighted geometric mean of each
     image's aggregated patches (patch calibration applied; weights: their certainties, or 1)."""
@@ -131,9 +143,7 @@ def geometric_distributions(data, model, certainty_weighted: bool) -> np.ndarray
 
 def print_pooling(data, model, weights, groups) -> None:
     """Leave one source out, one temperature, for each way of pooling patches into the image."""
-    from miq.assessment import level_on_call_side
     from miq.calibration import fit_image_temperature, sharpen
-    from miq.metrics import calibration
 
     rated, y = data.rated, data.image_labels[data.rated]
     pools = {
@@ -153,25 +163,17 @@ def print_pooling(data, model, weights, groups) -> None:
         cells, eces = [], []
         for source in sources:
             fit, test = groups != source, groups == source
-            qq = sharpen(q[test], fit_image_temperature(q[fit], y[fit], weights[fit]))
-            level = level_on_call_side(qq)
-            stated, right = qq[np.arange(len(qq)), level], level == y[test]
-            eces.append(calibration(stated, right).ece)
-            cells.append(
-                f"{eces[-1]:.3f} ({right.mean() - stated.mean():+.2f}; {right.mean():.3f})"
+            ece, gap, exact = judge(
+                sharpen(q[test], fit_image_temperature(q[fit], y[fit], weights[fit])), y[test]
             )
+            eces.append(ece)
+            cells.append(f"{ece:.3f} ({gap:+.2f}; {exact:.3f})")
         t_all = fit_image_temperature(q, y, weights)
         print(f"| {name} (T {t_all:.3f}) | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
         qq = sharpen(q, t_all)  # fitted on every source, as miq calibrate fits
-        level = level_on_call_side(qq)
-        stated, right = qq[np.arange(len(qq)), level], level == y
+        judged = {s: judge(qq[groups == s], y[groups == s]) for s in sources}
         in_sample.append(
-            f"{name}: "
-            + "; ".join(
-                f"{s} {calibration(stated[groups == s], right[groups == s]).ece:.3f} "
-                f"({right[groups == s].mean() - stated[groups == s].mean():+.3f})"
-                for s in sources
-            )
+            f"{name}: " + "; ".join(f"{s} {e:.3f} ({g:+.3f})" for s, (e, g, _) in judged.items())
         )
     print("ECE (mean gap) of each source with the temperature fitted on every source:")
     print("\n".join(in_sample))
@@ -222,9 +224,8 @@ def print_in_sample(q, y, groups, model, weights) -> None:
 
 
 def main() -> None:
-    from miq.assessment import level_on_call_side
     from miq.calibration import collect_validation, sharpen
-    from miq.metrics import calibration, sqrt_group_weights
+    from miq.metrics import sqrt_group_weights
     from miq.model.runtime import load_model
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -253,11 +254,9 @@ def main() -> None:
             mu, sd = x_all[fit].mean(axis=0), x_all[fit].std(axis=0) + 1e-12
             theta = fit_temperature(q[fit], y[fit], weights[fit], (x_all[fit] - mu) / sd)
             qq = sharpen(q[test], np.exp(theta[0] + (x_all[test] - mu) / sd @ theta[1:]))
-            level = level_on_call_side(qq)
-            stated, right = qq[np.arange(len(qq)), level], level == y[test]
-            ece = calibration(stated, right).ece
+            ece, gap, _ = judge(qq, y[test])
             eces.append(ece)
-            cells.append(f"{ece:.3f} ({right.mean() - stated.mean():+.2f})")
+            cells.append(f"{ece:.3f} ({gap:+.2f})")
         label = ", ".join(names) or "one temperature"
         print(f"| {label} | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
     print()
@@ -269,12 +268,9 @@ def main() -> None:
         for source in sources:
             fit, test = groups != source, groups == source
             qq = with_level_bias(q[test], fit_level_bias(q[fit], y[fit], weights[fit], penalty))
-            level = level_on_call_side(qq)
-            stated, right = qq[np.arange(len(qq)), level], level == y[test]
-            eces.append(calibration(stated, right).ece)
-            cells.append(
-                f"{eces[-1]:.3f} ({right.mean() - stated.mean():+.2f}; {right.mean():.3f})"
-            )
+            ece, gap, exact = judge(qq, y[test])
+            eces.append(ece)
+            cells.append(f"{ece:.3f} ({gap:+.2f}; {exact:.3f})")
         print(f"| {penalty:g} | " + " | ".join(cells) + f" | {np.mean(eces):.3f} |")
     print()
     print_pooling(data, model, weights, groups)
