@@ -99,20 +99,16 @@ def simulator_equivalent_z(kernels: np.ndarray, optics, fraction: float) -> np.n
 
 def in_focus_planes(model, files) -> list[tuple[str, np.ndarray]]:
     """(name, plane in unit camera range) of every plane of ``files``, at the model's pixel size
-    as `miq.ground_truth.synthetic_items` brings them."""
-    from miq.ground_truth import to_camera_range
+    as `miq.ground_truth.synthetic_items` brings them (`miq.ground_truth.camera_plane`)."""
+    from miq.ground_truth import camera_plane
     from miq.io import ImageSource
-    from miq.resampling import pixel_size_rule, resample_to_pixel_size
 
-    px = model.optics.pixel_size_um
     out = []
     for path in files:
         with ImageSource.open(path) as source:
             planes, recorded = source.planes(native_integers=True), source.pixel_size_um
-        size, _, resample = pixel_size_rule(None, recorded, True, px)
         for k, plane in enumerate(planes):
-            data = resample_to_pixel_size(plane.data, size, px) if resample else plane.data
-            out.append((f"{path.name}[{k}]", to_camera_range(data)))
+            out.append((f"{path.name}[{k}]", camera_plane(plane.data, recorded, model.optics)))
     return out
 
 

@@ -35,6 +35,7 @@ __all__ = [
     "stack_items",
     "synthetic_items",
     "to_camera_range",
+    "camera_plane",
     "SYNTHETIC_SENSOR",
 ]
 
@@ -282,6 +283,27 @@ def to_camera_range(data: np.ndarray, offset_dn: float = 100.0) -> np.ndarray:
     return (signal + offset_dn) / 65535.0
 
 
+def camera_plane(
+    data: np.ndarray,
+    recorded_um: float | None,
+    optics: Optics = Optics(),
+    use_file_pixel_size: bool = True,
+) -> np.ndarray:
+    """An in-focus plane (Y, X) as `synthetic_items` takes it before the blur: resampled to
+    ``optics.pixel_size_um`` from the pixel size its file records (``recorded_um`` µm; None:
+    taken as at it; `miq.resampling.pixel_size_rule`, area-averaging when finer) unless
+    ``use_file_pixel_size`` is False, then brought to a camera's unit range (`to_camera_range`).
+    """
+    from .resampling import pixel_size_rule, resample_to_pixel_size
+
+    size, _, resample = pixel_size_rule(
+        None, recorded_um, use_file_pixel_size, optics.pixel_size_um
+    )
+    if resample:
+        data = resample_to_pixel_size(data, size, optics.pixel_size_um)
+    return to_camera_range(data)
+
+
 def synthetic_items(
     files: list[str | os.PathLike],
     *,
@@ -304,16 +326,10 @@ def synthetic_items(
     it (area-averaging when finer), unless ``use_file_pixel_size`` is False, so that the
     simulated defocus is what the optics give at that pixel size.
     """
-    from .resampling import pixel_size_rule, resample_to_pixel_size
-
     items = []
     for f in files:
         path = Path(f)
         planes, recorded = _read(str(path), memory_budget)
-        size, _, resample = pixel_size_rule(
-            None, recorded, use_file_pixel_size, optics.pixel_size_um
-        )
-        recorded = size if resample else None  # resampled to the optics' pixel size first
         for index, plane in enumerate(planes):
             label = str(path) if len(planes) == 1 else f"{path} [c={plane.c}, z={plane.z}]"
             for level, z_um in enumerate(levels.defocus_um):
@@ -323,9 +339,8 @@ def synthetic_items(
                         path=path, index=index, z_um=z_um, rng=1000 * level + seed, px=recorded
                     ):
                         data = _planes(str(path), memory_budget)[index].data
-                        if px:
-                            data = resample_to_pixel_size(data, px, optics.pixel_size_um)
-                        return degrade(to_camera_range(data), z_um, optics=optics, rng=rng)
+                        unit = camera_plane(data, px, optics, use_file_pixel_size)
+                        return degrade(unit, z_um, optics=optics, rng=rng)
 
                     items.append(
                         Item(
