@@ -375,7 +375,11 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
         if not a["ok"]:
             continue
         index_of = {id(it): k for k, it in enumerate(s.items)}
-        fields = np.array([s.fields[index_of[id(r.item)]] for r in a["ok"]])
+
+        def fields_of(results, s=s, index_of=index_of) -> np.ndarray:
+            return np.array([s.fields[index_of[id(r.item)]] for r in results])
+
+        fields = fields_of(a["ok"])
         draws = group_resamples(fields, n_boot if s.bootstrap else 0, seed=0)
         entry = {
             "n_images": len(results),
@@ -409,8 +413,7 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                     ),
                 }
                 m["confusion"] = ev["model"].get("confusion")
-                own_fields = [s.fields[index_of[id(r.item)]] for r in am["ok"]]
-                m["by_chance"] = _by_chance(am["confidence"], own_fields)
+                m["by_chance"] = _by_chance(am["confidence"], fields_of(am["ok"]))
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
         b = group_bootstrap(measure_statistic(a, measures), fields, resamples=draws)
