@@ -158,22 +158,23 @@ def print_per_plane(
         print(f"| {Path(name).name} | " + " | ".join(cells) + " |")
 
 
-def ratable_folder_items(
-    folders: list[Path], model, simulate: dict
+def ratable_items(
+    paths: list[Path], model, simulate: dict, dataset: str
 ) -> tuple[list[Path], list[list]]:
-    """The in-focus files under ``folders`` and each one's synthetic items (``synthetic_items``
+    """The in-focus files of ``paths`` and each one's synthetic items (``synthetic_items``
     with the ``simulate`` arguments). Label images (``mask`` in the name) are left out, and so is any
-    file that cannot be read or whose sharp planes ``model`` cannot rate; one line on stderr
-    names each and says why. Exits when nothing is left."""
+    file that cannot be read or whose sharp planes ``model`` cannot rate (e.g. smaller than a
+    patch once brought to its pixel size, as ``miq calibrate`` leaves them out); one line on
+    stderr names each and says why. Exits when nothing is left."""
     from miq.errors import MiqError
 
     files, items_per_file = [], []
-    for path in find_images(folders):
+    for path in paths:
         if "mask" in path.stem.lower():
             print(f"left out: {path}: a label mask, by its name", file=sys.stderr)
             continue
         try:
-            own = synthetic_items([path], dataset="folder", **simulate)
+            own = synthetic_items([path], dataset=dataset, **simulate)
             for item in own[:: len(simulate["levels"].defocus_um) * simulate["seeds"]]:
                 miq.assess(item.load(), model, name=item.name)  # each plane, in focus
         except MiqError as exc:
@@ -182,7 +183,7 @@ def ratable_folder_items(
         files.append(path)
         items_per_file.append(own)
     if not files:
-        sys.exit(f"no ratable in-focus images under {', '.join(map(str, folders))}")
+        sys.exit(f"no ratable in-focus images among {len(paths)} files")
     return files, items_per_file
 
 
@@ -221,12 +222,12 @@ def main() -> int:
         "levels": first.levels,
     }
     if args.folder:
-        files, items_per_file = ratable_folder_items(args.folder, first, simulate)
+        files, items_per_file = ratable_items(find_images(args.folder), first, simulate, "folder")
         dataset = "folder"
     else:
-        files = held_out_files() if args.split == "held-out" else training_files()
         dataset = args.split
-        items_per_file = [synthetic_items([f], dataset=dataset, **simulate) for f in files]
+        files = held_out_files() if args.split == "held-out" else training_files()
+        files, items_per_file = ratable_items(files, first, simulate, dataset)
     items = [item for own in items_per_file for item in own]
     for model in models[1:]:
         if model.levels != first.levels:

@@ -242,7 +242,7 @@ def test_every_subcommand_help_says_what_it_writes_with_an_example(capsys):
 
     parser = build_parser()
     (subparsers,) = [a for a in parser._actions if a.dest == "command"]
-    assert len(subparsers.choices) == 10
+    assert len(subparsers.choices) == 11
     for name, sub in subparsers.choices.items():
         text = sub.format_help()
         assert sub.description, name

@@ -1,8 +1,8 @@
 """Command line: a thin shell over the public API (``miq --help``).
 
-`.parser` holds the grammar (argparse only), `.help` what ``--help`` says, and
-`.commands` each subcommand's body (`.model_commands` those of train and calibrate; `.common`
-what they share). Exit codes: 0 all good; 1 some inputs failed (the rest
+`.parser` holds the grammar (argparse only; `.model_parser` that of train, average-weights and
+calibrate), `.help` what ``--help`` says, and `.commands` each subcommand's body
+(`.model_commands` those of train, average-weights and calibrate; `.common` what they share). Exit codes: 0 all good; 1 some inputs failed (the rest
 were processed); 2 usage error or nothing could be done; 130 interrupted (Ctrl-C); 143 terminated
 (SIGTERM: handled as an interruption, so that worker processes are stopped and temporary files
 removed).

@@ -18,7 +18,7 @@ from .common import (
     optics_from,
     warn,
 )
-from .model_commands import calibrate, train
+from .model_commands import average_weights, calibrate, train
 from .show import print_results_table, say
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE"]
@@ -93,7 +93,7 @@ def _run_predict(files, args, model, *, overwrite: bool | None = None) -> int:
 
 def _assess_options(args: argparse.Namespace, **more):
     """`miq.AssessOptions` with the pixel-size options every rating command has
-    (``--pixel-size``, ``--ignore-file-pixel-size``: `miq.cli.parser.add_pixel_size`)."""
+    (``--pixel-size``, ``--ignore-file-pixel-size``: `miq.cli.options.add_pixel_size`)."""
     from ..assessment import AssessOptions
 
     return AssessOptions(
@@ -351,4 +351,5 @@ COMMANDS = {
     "best-focus": best_focus,
     "calibrate": calibrate,
     "train": train,
+    "average-weights": average_weights,
 }

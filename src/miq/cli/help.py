@@ -129,6 +129,19 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "miq train in-focus/ -o runs/my-model --steps 20000",
         ),
     ),
+    "average-weights": (
+        "average the weights of several training runs into one model (needs the 'train' extra)",
+        *_text(
+            "Average the weights of two or more runs of one network (e.g. the same fine-tune "
+            "with different --seed): about the accuracy of their ensemble at the cost of one "
+            "network. The batch-norm statistics of the average are measured again on batches "
+            "simulated from the training images, as the first run's training simulated them. "
+            "Calibrate the result with miq calibrate.",
+            "OUTPUT/model.json (listing every run averaged), model.onnx, model.safetensors",
+            "miq average-weights runs/seed1 runs/seed2 runs/seed3 --images in-focus/ "
+            "-o runs/averaged",
+        ),
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""The subcommands that make and fit models: ``miq train`` and ``miq calibrate``."""
+"""The subcommands that make and fit models: ``miq train``, ``miq average-weights`` and
+``miq calibrate``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .common import (
 )
 from .show import say
 
-__all__ = ["train", "calibrate"]
+__all__ = ["train", "calibrate", "average_weights"]
 
 
 def train(args: argparse.Namespace) -> int:
@@ -145,6 +146,54 @@ def calibrate(args: argparse.Namespace) -> int:
         error(str(exc))
         return EXIT_USAGE
     say(f"calibration written to {written}")
+    return EXIT_SOME_FAILED if missing or unreadable else EXIT_OK
+
+
+def average_weights(args: argparse.Namespace) -> int:
+    from ..errors import MiqError
+    from ..training.average import average_models
+
+    if len(args.models) < 2:
+        error("give at least two runs to average")
+        return EXIT_USAGE
+    if args.bn_batches > 0 and args.batch_size < 2:
+        error("--batch-size must be at least 2 to measure batch-norm statistics")
+        return EXIT_USAGE
+    out = Path(args.output)
+    if (out / "model.json").exists():
+        error(f"{out}: already holds a model.json; give a new folder")
+        return EXIT_USAGE
+    files: list[Path] = []
+    missing: list[str] = []
+    if args.bn_batches > 0:
+        files, missing = find_inputs(args.images)  # each one missing is reported
+        files = without_excluded(files, args.exclude)
+        if not files:
+            error(
+                "no training images found: give the runs' training images with --images "
+                "(or --bn-batches 0 to keep the mean of the runs' batch-norm statistics)"
+            )
+            return EXIT_USAGE
+    left_out, unreadable = error_collector()  # files that could not be read: the rest is used
+    command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
+    try:
+        meta = average_models(
+            args.models,
+            out,
+            [str(f) for f in files],
+            bn_batches=args.bn_batches,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            threads=args.threads,
+            log=say,
+            command=command,
+            on_error=left_out,
+            memory_budget=args.memory_budget,
+        )
+    except (MiqError, ValueError) as exc:
+        error(str(exc))
+        return EXIT_USAGE
+    say(f"averaged model written: {meta.parent} (uncalibrated: run miq calibrate on it)")
     return EXIT_SOME_FAILED if missing or unreadable else EXIT_OK
 
 
