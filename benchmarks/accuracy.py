@@ -34,7 +34,10 @@ own in/out flag with no tuning, ROC-AUC and Spearman of its expected level, and 
 check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (PLLS, FocusScore, variance of Laplacian, Tenengrad): ROC-AUC and Spearman. Every one of these is
 ``value [low, high]``: the 95 % percentile interval over ``--bootstrap`` resamples of whole fields
-(seed 0; the same resamples for every method). The F-score of the 10/90 protocol (Bray et al.
+(seed 0; the same resamples for every method). Every model after the first also gets its
+exact, ECE and field CE *minus the first model's*, with the interval of that difference over
+the same resamples (paired: a field drawn counts for both models, so what they share cancels;
+in ``accuracy.json`` also within-one and untuned F, as ``minus_first``). The F-score of the 10/90 protocol (Bray et al.
 2012: threshold tuned on a random 10 %, F on the other 90 %) is ``mean ± sd`` over ``--splits``
 splits, as before, for the models and the measures; best-plane errors on the stacks.
 
@@ -330,6 +333,27 @@ def measure_statistic(a: dict, measures: tuple[str, ...]):
     return statistic
 
 
+#: statistics also reported as a difference to the first model, paired over the same fields
+PAIRED = ("exact", "within_one", "ece", "field_ce", "f_fixed")
+
+
+def paired_difference(candidate, reference, fields, draws, intervals: bool) -> dict:
+    """Each `PAIRED` statistic of ``candidate`` minus ``reference`` (two statistics of the
+    `model_statistic` kind, on the same images), on all images and with its 95 % interval
+    over the resamples ``draws`` of ``fields``: a field drawn counts for both models at once, so
+    what they share (its content, its camera noise) cancels, and a difference can be told from
+    chance on sets whose single-model intervals overlap. Keys as `MODEL_STATS`' (the
+    `_interval` entries)."""
+
+    def statistic(i, g):
+        return np.subtract(candidate(i, g), reference(i, g))
+
+    b = group_bootstrap(statistic, fields, resamples=draws)
+    return {
+        k: _interval(b, MODEL_STATS.index(k), intervals) for k in PAIRED if k in MODEL_STATS
+    }
+
+
 def _interval(b, k: int, bootstrap: bool) -> dict:
     value = float(b.value[k])
     if not bootstrap or value != value:
@@ -416,6 +440,12 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                 m["by_chance"] = _by_chance(am["confidence"], fields_of(am["ok"]))
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
+        reference = model_statistic(a)
+        for label in list(models)[1:]:
+            own = _arrays([r for r in rated[label] if r.item.dataset == s.name])
+            entry["models"][label]["minus_first"] = paired_difference(
+                model_statistic(own), reference, fields, draws, entry["intervals"]
+            )
         b = group_bootstrap(measure_statistic(a, measures), fields, resamples=draws)
         ev = evaluations[first][s.name]
         for j, measure in enumerate(measures):
@@ -436,6 +466,16 @@ def _ci(x: dict) -> str:
     if x.get("low") is None:
         return f"{x['value']:.3f}"
     return f"{x['value']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+
+def _delta(m: dict, key: str) -> str:
+    """A model's paired difference to the first model (``minus_first``), signed."""
+    x = (m.get("minus_first") or {}).get(key)
+    if x is None or x.get("value") is None:
+        return "–"
+    if x.get("low") is None:
+        return f"{x['value']:+.3f}"
+    return f"{x['value']:+.3f} [{x['low']:+.3f}, {x['high']:+.3f}]"
 
 
 def _f(x: dict) -> str:
@@ -473,6 +513,9 @@ ROWS = (  # label, where (models / measures / both), cell
         lambda m: _ci(m["confidence_auc"]),
     ),
     ("F, no tuning", "models", lambda m: _ci(m["f_fixed"])),
+    ("exact − the first model's (paired)", "models", lambda m: _delta(m, "exact")),
+    ("ECE − the first model's (paired)", "models", lambda m: _delta(m, "ece")),
+    ("field CE − the first model's (paired)", "models", lambda m: _delta(m, "field_ce")),
     ("F (10/90 split)", "both", lambda m: _f(m["f_split"])),
     ("ROC-AUC", "both", lambda m: _ci(m["roc_auc"])),
     ("Spearman", "both", lambda m: _ci(m["spearman"])),
