@@ -349,9 +349,7 @@ def paired_difference(candidate, reference, fields, draws, intervals: bool) -> d
         return np.subtract(candidate(i, g), reference(i, g))
 
     b = group_bootstrap(statistic, fields, resamples=draws)
-    return {
-        k: _interval(b, MODEL_STATS.index(k), intervals) for k in PAIRED if k in MODEL_STATS
-    }
+    return {k: _interval(b, MODEL_STATS.index(k), intervals) for k in PAIRED if k in MODEL_STATS}
 
 
 def _interval(b, k: int, bootstrap: bool) -> dict:
