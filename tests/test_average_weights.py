@@ -180,6 +180,12 @@ def test_cli_averages_and_refuses_what_it_cannot_do(tmp_path, runs, capsys):
     # an existing model is never overwritten
     assert main(["average-weights", str(runs["a"]), str(runs["b"]), "-o", str(out)]) == 2
     assert "already holds a model.json" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")
+    assert (
+        main(["average-weights", str(runs["a"]), str(runs["b"]), "-o", str(tmp_path / "a_file")])
+        == 2
+    )
+    assert "exists and is not a folder" in capsys.readouterr().err
     # one run is not an average
     assert main(["average-weights", str(runs["a"]), "-o", str(tmp_path / "one")]) == 2
     assert "at least two runs" in capsys.readouterr().err

@@ -160,6 +160,9 @@ def average_weights(args: argparse.Namespace) -> int:
         error("--batch-size must be at least 2 to measure batch-norm statistics")
         return EXIT_USAGE
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        error(f"{out}: exists and is not a folder; give a new folder")
+        return EXIT_USAGE
     if (out / "model.json").exists():
         error(f"{out}: already holds a model.json; give a new folder")
         return EXIT_USAGE
@@ -192,6 +195,9 @@ def average_weights(args: argparse.Namespace) -> int:
         )
     except (MiqError, ValueError) as exc:
         error(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:  # the output folder cannot be made or written
+        error(f"{exc.filename or out}: cannot write the averaged model ({exc.strerror or exc})")
         return EXIT_USAGE
     say(f"averaged model written: {meta.parent} (uncalibrated: run miq calibrate on it)")
     return EXIT_SOME_FAILED if missing or unreadable else EXIT_OK
