@@ -36,7 +36,8 @@ candidates differ from the default (docs/lab-notebook/training.md, "seed spread"
 decision between recipes should rest on several runs of each.
 
 Usage: python -m benchmarks.compare_models [--models default fast ...] [--split held-out]
-       [--folder DIR ...] [--unit plane|file] [--seeds 3] [--bootstrap 2000] [--per-plane]
+       [--folder DIR ...] [--unit plane|file] [--seeds 3] [--first-seed 0] [--bootstrap 2000]
+       [--per-plane]
 """
 
 from __future__ import annotations
@@ -204,6 +205,13 @@ def main() -> int:
         help="what the bootstrap resamples: single planes, or files with all their planes",
     )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first noise seed (seeds FIRST … FIRST+SEEDS−1): fresh draws for a rule fixed "
+        "after earlier runs used seeds 0 …",
+    )
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument(
         "--per-plane",
@@ -218,6 +226,7 @@ def main() -> int:
     first = models[0]
     simulate = {
         "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "optics": first.optics,
         "levels": first.levels,
     }
@@ -235,9 +244,11 @@ def main() -> int:
     truth = np.array([item.level for item in items])
     # items run plane by plane: one block of levels × seeds per plane
     plane = np.arange(len(items)) // (first.levels.n_levels * args.seeds)
+    last_seed = args.first_seed + args.seeds - 1
     print(
         f"{dataset}: {len(items)} images ({plane.max() + 1} planes of {len(files)} files × "
-        f"{first.levels.n_levels} levels × {args.seeds} seeds)",
+        f"{first.levels.n_levels} levels × {args.seeds} seeds; noise seeds "
+        f"{args.first_seed}–{last_seed})",
         file=sys.stderr,
     )
 

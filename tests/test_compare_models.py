@@ -59,12 +59,12 @@ def test_verdict_applies_each_margin_to_the_right_bound(compare_models, metric, 
         assert metric.replace("_", " ") in verdict
 
 
-def _compare_on_folder(folder: Path, models: list[str], bootstrap: int):
+def _compare_on_folder(folder: Path, models: list[str], bootstrap: int, extra=()):
     """`benchmarks.compare_models` run on ``folder`` (one seed, files resampled); it must exit 0."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.compare_models", "--models", *models]
         + ["--folder", str(folder), "--seeds", "1", "--bootstrap", str(bootstrap)]
-        + ["--unit", "file"],
+        + ["--unit", "file", *extra],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -83,8 +83,8 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     tifffile.imwrite(folder / "field_mask.tif", (sample_image[:168, :252] > 500).astype("uint8"))
     tifffile.imwrite(folder / "tiny.tif", sample_image[:50, :50])
     (folder / "broken.tif").write_bytes(b"II*\x00 not a tiff")
-    result = _compare_on_folder(folder, ["fast", "fast"], bootstrap=50)
-    assert "11 images (1 planes of 1 files" in result.stderr
+    result = _compare_on_folder(folder, ["fast", "fast"], bootstrap=50, extra=["--first-seed", "7"])
+    assert "11 images (1 planes of 1 files × 11 levels × 1 seeds; noise seeds 7–7)" in result.stderr
     for name in ("field_mask.tif", "tiny.tif", "broken.tif"):  # each named once, the rest rated
         lines = [line for line in result.stderr.splitlines() if name in line]
         assert len(lines) == 1 and "left out" in lines[0], result.stderr
