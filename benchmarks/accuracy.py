@@ -37,9 +37,10 @@ check (true level ≥ 6 rated ≤ 2, true ≤ 2 rated ≥ 6). Per measure
 (seed 0; the same resamples for every method). Every model after the first also gets its
 exact, ECE and field CE *minus the first model's*, with the interval of that difference over
 the same resamples (paired: a field drawn counts for both models, so what they share cancels;
-in ``accuracy.json`` also within-one and untuned F, as ``minus_first``). The F-score of the 10/90 protocol (Bray et al.
-2012: threshold tuned on a random 10 %, F on the other 90 %) is ``mean ± sd`` over ``--splits``
-splits, as before, for the models and the measures; best-plane errors on the stacks.
+in ``accuracy.json`` also within-one and untuned F, as ``minus_first``). The F-score of the
+10/90 protocol (Bray et al. 2012: threshold tuned on a random 10 %, F on the other 90 %) is
+``mean ± sd`` over ``--splits`` splits, as before, for the models and the measures; best-plane
+errors on the stacks.
 
 Each image is simulated once and rated by every model (models must share levels and optics).
 

@@ -187,7 +187,6 @@ def average_models(
     config = first.describe("training", "config") or {}
     batch_norm = None
     if bn_batches > 0:
-        torch.manual_seed(seed)
         sources = load_sources(
             list(image_paths),
             min_side=first.patch_size,
@@ -227,7 +226,7 @@ def average_models(
         "command": command,
         "averaged_from": [_ingredient(p) for p in packages],
         "batch_norm": batch_norm,
-        "steps_completed": (first.describe("training", "steps_completed")),
+        "steps_completed": first.describe("training", "steps_completed"),
         "training_minutes": round(
             sum(m for m in minutes if isinstance(m, (int, float)))
             + (time.monotonic() - start) / 60,
