@@ -120,3 +120,32 @@ def test_recipes_of_several_runs_are_compared_as_their_mean(tmp_path, sample_ima
     row = next(line for line in result.stdout.splitlines() if "mean of 2 runs" in line)
     assert row.startswith("| fast,fast (mean of 2 runs) |")
     assert row.count("+0.000 (+0.000, +0.000)") == 6  # two runs of one model: no difference
+
+
+def test_split_files_too_small_at_the_model_pixel_size_are_left_out(
+    compare_models, tmp_path, sample_image, capsys
+):
+    """The validation split stopped at a NEUBIAS file that is 71 px a side at 0.65 µm/px; such
+    a file is now left out with one line naming it, as ``miq calibrate`` leaves it out."""
+    import tifffile
+
+    import miq
+
+    fine = tmp_path / "fine_pixels.tif"  # 400 px at 0.13 µm/px: 80 px at the model's 0.65
+    tifffile.imwrite(
+        fine,
+        sample_image[:400, :400],
+        imagej=True,
+        resolution=(1 / 0.13, 1 / 0.13),
+        metadata={"unit": "um"},
+    )
+    normal = tmp_path / "field.tif"
+    tifffile.imwrite(normal, sample_image[:168, :252])
+    model = miq.load_model("fast", threads=1)
+    simulate = {"seeds": 1, "first_seed": 0, "optics": model.optics, "levels": model.levels}
+    files, items = compare_models.ratable_items([fine, normal], model, simulate, "validation")
+    assert files == [normal] and len(items[0]) == 11
+    assert {item.dataset for item in items[0]} == {"validation"}
+    err = capsys.readouterr().err.splitlines()
+    left_out = [line for line in err if "fine_pixels.tif" in line]
+    assert len(left_out) == 1 and "smaller than one 84×84 patch" in left_out[0]
