@@ -68,6 +68,7 @@ import numpy as np
 from benchmarks.common import (
     HELD_OUT_LAB,
     SHARED_DATA,
+    add_first_seed,
     field_of_view,
     held_out_files,
     held_out_lab_files,
@@ -413,10 +414,12 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
             "models": {},
             "measures": {},
         }
+        statistics = {}  # each model's statistic, for its difference to the first model's
         for label, model in models.items():
             own = [r for r in rated[label] if r.item.dataset == s.name]
             am = _arrays(own)
-            b = group_bootstrap(model_statistic(am), fields, resamples=draws)
+            statistics[label] = model_statistic(am)
+            b = group_bootstrap(statistics[label], fields, resamples=draws)
             m = {k: _interval(b, i, entry["intervals"]) for i, k in enumerate(MODEL_STATS)}
             ev = evaluations[label][s.name]
             own_methods = ev["methods"].get(MODEL, {})
@@ -439,11 +442,9 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                 m["by_chance"] = _by_chance(am["confidence"], fields_of(am["ok"]))
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
-        reference = model_statistic(a)
         for label in list(models)[1:]:
-            own = _arrays([r for r in rated[label] if r.item.dataset == s.name])
             entry["models"][label]["minus_first"] = paired_difference(
-                model_statistic(own), reference, fields, draws, entry["intervals"]
+                statistics[label], statistics[first], fields, draws, entry["intervals"]
             )
         b = group_bootstrap(measure_statistic(a, measures), fields, resamples=draws)
         ev = evaluations[first][s.name]
@@ -604,13 +605,7 @@ def main() -> int:
         f"{', '.join(MODEL_VERSIONS)})",
     )
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per synthetic level")
-    parser.add_argument(
-        "--first-seed",
-        type=int,
-        default=0,
-        help="first noise seed (seeds FIRST … FIRST+SEEDS−1): fresh draws for a rule fixed "
-        "after earlier runs used seeds 0 …",
-    )
+    add_first_seed(parser)
     parser.add_argument("--splits", type=int, default=100, help="random 10/90 F-score splits")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the fields")
     parser.add_argument(

@@ -95,6 +95,17 @@ def field_of_view(path: str | Path) -> str:
     return text
 
 
+def add_first_seed(parser) -> None:
+    """``--first-seed`` of the benchmarks that simulate defocus (argparse)."""
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first noise seed (seeds FIRST … FIRST+SEEDS−1): fresh draws for a rule fixed "
+        "after earlier runs used seeds 0 …",
+    )
+
+
 def shared_data_missing() -> bool:
     """True, after one line saying where it was looked for, when ../shared/data is missing."""
     if SHARED_DATA.exists():

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 import miq
-from benchmarks.common import held_out_files, training_files
+from benchmarks.common import add_first_seed, held_out_files, training_files
 from miq.assessment import level_on_call_side
 from miq.ground_truth import synthetic_items
 from miq.io import find_images
@@ -205,13 +205,7 @@ def main() -> int:
         help="what the bootstrap resamples: single planes, or files with all their planes",
     )
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument(
-        "--first-seed",
-        type=int,
-        default=0,
-        help="first noise seed (seeds FIRST … FIRST+SEEDS−1): fresh draws for a rule fixed "
-        "after earlier runs used seeds 0 …",
-    )
+    add_first_seed(parser)
     parser.add_argument("--bootstrap", type=int, default=2000)
     parser.add_argument(
         "--per-plane",
