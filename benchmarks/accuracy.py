@@ -91,6 +91,7 @@ from miq.metrics import (
     roc_auc,
     spearman,
 )
+from miq.model.lineage import lineage
 from miq.model.package import BUNDLED_MODELS, MODEL_VERSIONS
 
 COMPARED = ("plls", "focus_score", "variance_of_laplacian", "tenengrad")  # focus_score also
@@ -361,20 +362,19 @@ def _interval(b, k: int, bootstrap: bool) -> dict:
     return {"value": value, "low": float(b.low[k]), "high": float(b.high[k])}
 
 
-def training_files(model) -> set[str] | None:
-    """folder/name of each in-focus file the model was trained on (None: not recorded)."""
-    files = model.package.describe("training", "files")
-    if files is None:
-        return None
-    return {f"{Path(f['path']).parent.name}/{Path(f['path']).name}" for f in files}
-
-
 def seen_in_training(s: DataSet, model) -> dict:
-    trained = training_files(model)
-    if trained is None:
-        return {"known": False}
-    seen = sorted(f.name for f in s.files if f"{f.parent.name}/{f.name}" in trained)
-    return {"known": True, "n_files": len(s.files), "seen": seen}
+    """Which of the data set's files the model, or a model it was built from (its starting
+    weights, teacher or averaged runs: `miq.model.lineage`), trained on."""
+    found = lineage(model.package.path)
+    seen = found.seen(s.files)
+    return {
+        "known": bool(found.trained_on),
+        "n_files": len(s.files),
+        "seen": sorted(Path(k).name for k in seen),
+        "seen_by": sorted(set(seen.values())),
+        "lineage_complete": found.complete,
+        "unresolved": found.unresolved,
+    }
 
 
 def _by_chance(confidence: np.ndarray, fields) -> dict:
@@ -541,8 +541,13 @@ def _seen_line(entry: dict, labels: list[str]) -> str:
             parts.append(f"{label}: training files not recorded")
         elif seen["seen"]:
             parts.append(
-                f"**{label}: NOT held out** (trained on {len(seen['seen'])} of its "
-                f"{seen['n_files']} files: {', '.join(seen['seen'])})"
+                f"**{label}: NOT held out** ({' and '.join(seen['seen_by'])} trained on "
+                f"{len(seen['seen'])} of its {seen['n_files']} files: {', '.join(seen['seen'])})"
+            )
+        elif not seen.get("lineage_complete", True):
+            parts.append(
+                f"{label}: held out as far as recorded ({len(seen['unresolved'])} model(s) it "
+                "was built from did not record their training files)"
             )
         else:
             parts.append(f"{label}: held out")

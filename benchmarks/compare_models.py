@@ -61,6 +61,7 @@ from miq.metrics import (
     log_loss,
     ranked_probability_score,
 )
+from miq.model.lineage import lineage
 
 METRICS = ("exact", "within-one", "ECE", "field CE", "NLL", "RPS")
 
@@ -188,6 +189,21 @@ def ratable_items(
     return files, items_per_file
 
 
+def trained_on(models, labels: list[str], files) -> dict[str, str]:
+    """label → one line naming the files of ``files`` that the model, or a model it was built
+    from (`miq.model.lineage`), trained on; only models for which there are such files."""
+    lines = {}
+    for label, model in zip(labels, models):
+        seen = lineage(model.package.path).seen(files)
+        if seen:
+            by = " and ".join(sorted(set(seen.values())))
+            lines[label] = (
+                f"{label}: NOT held out: {by} trained on {len(seen)} of these {len(files)} "
+                f"files ({', '.join(sorted(seen)[:3])}{' …' if len(seen) > 3 else ''})"
+            )
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["default", "fast"])
@@ -232,6 +248,9 @@ def main() -> int:
         files = held_out_files() if args.split == "held-out" else training_files()
         files, items_per_file = ratable_items(files, first, simulate, dataset)
     items = [item for own in items_per_file for item in own]
+    seen = {} if dataset == "validation" else trained_on(models, run_labels, files)
+    for line in seen.values():
+        print(line, file=sys.stderr)
     for model in models[1:]:
         if model.levels != first.levels:
             sys.exit(f"{model.name}: its levels differ from {first.name}'s; not comparable")
@@ -293,6 +312,10 @@ def main() -> int:
                 f"{o - b:+.3f} ({lo:+.3f}, {hi:+.3f})" for o, b, lo, hi in zip(own, base, low, high)
             ]
             verdict = non_inferiority_verdict(low, high, len(units), args.unit)
+            if any(run_labels[i] in seen for i in range(ends[k] - len(runs[k]), ends[k])):
+                verdict += " (void: not held out, see above)"
+            elif any(run_labels[i] in seen for i in range(ends[0])):
+                verdict += f" (void: {labels[0]} is not held out, see above)"
             verdicts.append(f"{label} against {labels[0]}: {verdict}")
         print(f"| {label} | " + " | ".join(cells) + " |")
     print("\n" + "\n".join(verdicts))

@@ -25,6 +25,7 @@ __all__ = [
     "ModelPackage",
     "Calibration",
     "apply_patch_calibration",
+    "read_description",
     "BUNDLED_MODELS",
     "BUNDLED_MODEL",
     "MODEL_VERSIONS",
@@ -104,6 +105,19 @@ def resolve_model_path(path: str | os.PathLike | None) -> Path:
     if p.suffix in (".onnx", ".safetensors"):
         return p.with_name("model.json")
     return p
+
+
+def read_description(path: str | os.PathLike) -> dict | None:
+    """A ``model.json`` parsed without loading or checking its weights (None when it cannot be
+    read or is not a miq model description): what a model records about itself, for models
+    whose weight files may be gone (`miq.model.lineage` follows a model's ancestors with it)."""
+    try:
+        metadata = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(metadata, dict) or metadata.get("format") != MODEL_FORMAT:
+        return None
+    return metadata
 
 
 class ModelPackage:

@@ -24,7 +24,8 @@ import torch
 
 from ..errors import ModelError
 from ..io.budget import DEFAULT_MEMORY_BUDGET
-from .export import export_model
+from ..model.lineage import lineage_record
+from .export import export_model, file_sha256
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["averaged_state", "reestimate_batch_norm", "average_models"]
@@ -119,15 +120,16 @@ def _ingredient(package) -> dict:
     }
 
 
-def _union_of_files(packages: Sequence) -> list[dict]:
-    """Every training file the runs record (``training.files``), each once, in order."""
+def _union_of_files(packages: Sequence, more: Sequence[dict] = ()) -> list[dict]:
+    """Every training file the runs record (``training.files``), then ``more``, each once, in
+    order."""
     seen, files = set(), []
-    for package in packages:
-        for entry in package.describe("training", "files") or []:
-            key = (entry.get("path"), entry.get("sha256"))
-            if key not in seen:
-                seen.add(key)
-                files.append(entry)
+    entries = [e for p in packages for e in p.describe("training", "files") or []] + list(more)
+    for entry in entries:
+        key = (entry.get("path"), entry.get("sha256"))
+        if key not in seen:
+            seen.add(key)
+            files.append(entry)
     return files
 
 
@@ -161,8 +163,9 @@ def average_models(
     -------
     Path of the written ``model.json``; its ``training`` entry has the first run's config,
     ``averaged_from`` (each run's name, folder, weights sha256, command and seed),
-    ``batch_norm`` (how the statistics were measured) and ``files`` (every run's training
-    images). Uncalibrated: run `miq calibrate` on it.
+    ``batch_norm`` (how the statistics were measured), ``files`` (every run's training images
+    and those the statistics were measured on) and ``lineage`` (`miq.model.lineage`: what the
+    runs' own ancestors trained on). Uncalibrated: run `miq calibrate` on it.
     """
     from ..model.network import build_network, load_network
     from ..model.package import ModelPackage
@@ -185,7 +188,7 @@ def average_models(
     network = build_network(first.architecture, **first.architecture_kwargs)
     network.load_state_dict(state)
     config = first.describe("training", "config") or {}
-    batch_norm = None
+    batch_norm, bn_files = None, []
     if bn_batches > 0:
         sources = load_sources(
             list(image_paths),
@@ -220,6 +223,7 @@ def average_models(
             "seed": seed,
             "images": len(image_paths),
         }
+        bn_files = [{"path": str(p), "sha256": file_sha256(p)} for p in image_paths]
     network.eval()
     minutes = [p.describe("training", "training_minutes") for p in packages]
     provenance = {
@@ -234,7 +238,8 @@ def average_models(
         ),
         "machine": f"{platform.machine()} threads={torch.get_num_threads()}",
         "torch_version": torch.__version__,
-        "files": _union_of_files(packages),
+        "files": _union_of_files(packages, bn_files),
+        "lineage": lineage_record([(str(p.folder), "averaged") for p in packages]),
     }
     if not np.isfinite([float(t.abs().max()) for t in network.state_dict().values()]).all():
         raise ModelError(f"{first.path}: averaging gave non-finite weights")

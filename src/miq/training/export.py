@@ -19,8 +19,13 @@ NORMALISATION = (
 )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read 1 MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class _WithSoftmax(torch.nn.Module):
@@ -115,8 +120,8 @@ def export_model(
             "meaning": "softmax over defocus levels, level 0 = in focus",
         },
         "weights": {
-            "onnx": {"file": onnx_path.name, "sha256": _sha256(onnx_path)},
-            "safetensors": {"file": st_path.name, "sha256": _sha256(st_path)},
+            "onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)},
+            "safetensors": {"file": st_path.name, "sha256": file_sha256(st_path)},
         },
         "training": {"config": config, **provenance},
         "licence": licence,

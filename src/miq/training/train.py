@@ -14,9 +14,10 @@ import torch
 
 from ..io import atomic_write
 from ..io.budget import DEFAULT_MEMORY_BUDGET
+from ..model.lineage import lineage_record
 from ..model.network import CompactFocusNet, SeparableFocusNet
 from ..optics import LevelTable, Optics
-from .export import export_model
+from .export import export_model, file_sha256
 from .loss import (
     image_distillation_loss,
     image_distributions,
@@ -78,16 +79,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _file_sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
@@ -436,7 +427,10 @@ def train(
         "machine": f"{platform.machine()} {platform.processor() or ''} threads={torch.get_num_threads()}".strip(),
         "torch_version": torch.__version__,
         "device": _device_description(device),
-        "files": [{"path": p, "sha256": _file_sha256(p)} for p in image_paths],
+        "files": [{"path": p, "sha256": file_sha256(p)} for p in image_paths],
         "procedural_fraction": config.procedural_fraction,
     }
+    ancestors = [(config.init_from, "starting weights"), (config.teacher, "teacher")]
+    if any(reference for reference, _ in ancestors):
+        provenance["lineage"] = lineage_record([(r, how) for r, how in ancestors if r])
     return export_model(model, out, config=config.to_dict(), provenance=provenance)
