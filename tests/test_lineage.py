@@ -143,3 +143,24 @@ def test_the_benchmarks_call_a_source_an_ancestor_trained_on_not_held_out():
     lines = trained_on([model], ["fast-v2"], files)
     assert "6 of these 9 files" in lines["fast-v2"]
     assert trained_on([model], ["fast-v2"], [Path("/d/held-out-fields/bbbc013/x.tif")]) == {}
+
+
+def test_miq_evaluate_warns_when_the_model_trained_on_the_files(tmp_path, sample_image, capsys):
+    """A file with the folder and name of one fast-v1 trained on (fast-v2's starting weights) is
+    named in one warning line; another file is not."""
+    import tifffile
+
+    from miq.cli import main
+
+    seen = tmp_path / "cellprofiler-fly" / "01_POS002_D.TIF"
+    other = tmp_path / "cellprofiler-fly" / "01_POS218_D.TIF"
+    seen.parent.mkdir()
+    for path in (seen, other):
+        tifffile.imwrite(path, sample_image[:256, :256])
+    args = ["evaluate", "--seeds", "1", "--measures", "plls", "-o", str(tmp_path / "out")]
+    assert main([*args, "--synthetic", str(seen), str(other)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "1 of the 2 files" in warnings[0] and "cellprofiler-fly/01_POS002_D.TIF" in warnings[0]
+    assert main([*args, "--synthetic", str(other), "--overwrite"]) == 0
+    assert "warning" not in capsys.readouterr().err

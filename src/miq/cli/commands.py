@@ -252,6 +252,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if not truth.items:
         error("no images to evaluate")
         return EXIT_SOME_FAILED if failures else EXIT_USAGE
+    _warn_if_trained_on(model, {item.source for item in truth.items if item.source})
     evaluation = run_evaluation(
         truth.items,
         args.output,
@@ -271,6 +272,21 @@ def evaluate(args: argparse.Namespace) -> int:
         f"{len(truth.items) - n_failed} images evaluated, {n_failed} failed; results: {args.output}"
     )
     return EXIT_SOME_FAILED if failures or n_failed else EXIT_OK
+
+
+def _warn_if_trained_on(model, sources: set[str]) -> None:
+    """One warning line when the model, or a model it was built from, trained on some of the
+    files evaluated (matched by folder and file name: `miq.model.lineage`)."""
+    from ..model.lineage import lineage
+
+    seen = lineage(model.package.path).seen(sorted(sources))
+    if seen:
+        by = ", ".join(sorted(set(seen.values())))
+        warn(
+            f"{len(seen)} of the {len(sources)} files evaluated were used to train {model.name} "
+            f"or a model it was built from ({by}; e.g. {min(seen)}): their accuracy is not "
+            "held out"
+        )
 
 
 def best_focus(args: argparse.Namespace) -> int:
