@@ -76,6 +76,14 @@ def test_the_recorded_lineage_outlives_the_ancestors(tmp_path):
     assert found.complete
 
 
+def test_the_images_of_the_model_own_calibration_count(tmp_path):
+    a = _model(tmp_path / "a", "A", ["/d/x/a.tif"])
+    description = json.loads((a / "model.json").read_text())
+    description["calibration"] = {"validation": {"files": ["/d/y/calibrated.tif"]}}
+    (a / "model.json").write_text(json.dumps(description))
+    assert lineage(a).seen(["/e/y/calibrated.tif"]) == {"y/calibrated.tif": "A's calibration"}
+
+
 def test_a_cycle_of_references_ends(tmp_path):
     _model(tmp_path / "a", "A", ["/d/x/a.tif"], config={"init_from": str(tmp_path / "b")})
     _model(tmp_path / "b", "B", ["/d/x/b.tif"], config={"init_from": str(tmp_path / "a")})

@@ -46,7 +46,8 @@ class Lineage:
     ----------
     name : the model's name.
     trained_on : ``folder/name`` of each training image → the name of the first model found to
-        have trained on it (the model itself before its ancestors).
+        have trained on it (the model itself before its ancestors; the images its own
+        calibration was fitted on count too, as ``"<name>'s calibration"``).
     ancestors : each model it was built from that could be read, as ``"name (how)"``.
     unresolved : each reference that could not be read (what it trained on is unknown).
     """
@@ -92,6 +93,15 @@ def _model_json(reference: str) -> Path | None:
     return None
 
 
+def _calibration_files(metadata: dict) -> list[dict]:
+    """The images ``miq calibrate`` fitted the model's calibration on (``calibration.validation
+    .files``), as ``training.files``-like entries."""
+    calibration = metadata.get("calibration")
+    validation = calibration.get("validation") if isinstance(calibration, dict) else None
+    files = validation.get("files") if isinstance(validation, dict) else None
+    return [{"path": f} for f in files or [] if isinstance(f, str)]
+
+
 class _Walk:
     def __init__(self, result: Lineage) -> None:
         self.result = result
@@ -109,6 +119,8 @@ class _Walk:
         training = metadata.get("training")
         training = training if isinstance(training, dict) else {}
         self.result._add(training.get("files"), name)
+        if how is None:  # the model's own calibration was fitted on images too
+            self.result._add(_calibration_files(metadata), f"{name}'s calibration")
         recorded = training.get("lineage")
         if isinstance(recorded, dict):
             self.result._add(recorded.get("files"), name)
