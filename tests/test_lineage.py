@@ -172,3 +172,57 @@ def test_miq_evaluate_warns_when_the_model_trained_on_the_files(tmp_path, sample
     assert "1 of the 2 files" in warnings[0] and "cellprofiler-fly/01_POS002_D.TIF" in warnings[0]
     assert main([*args, "--synthetic", str(other), "--overwrite"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_train_warns_that_an_excluded_source_seen_by_its_start_is_not_held_out(
+    tmp_path, sample_image, capsys
+):
+    """`--exclude fly` with `--init-from fast-v2` (a bundled name): one warning naming fast-v1
+    and the 6 images; the run still trains, and its lineage records them."""
+    import tifffile
+
+    from miq.cli import main
+
+    image = tmp_path / "data" / "in_focus.tif"
+    image.parent.mkdir()
+    tifffile.imwrite(image, sample_image)
+    out = tmp_path / "run"
+    args = ["train", str(image), "-o", str(out), "--architecture", "separable", "--steps", "1"]
+    args += ["--batch-size", "8", "--init-from", "fast-v2", "--exclude", "cellprofiler-fly"]
+    assert main(args) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "--exclude cellprofiler-fly: miq-separable-fast-v1 trained on 6 image(s)" in warnings[0]
+    assert len(lineage(out).seen(FLY)) == 6
+
+
+def test_train_refuses_a_missing_or_foreign_start_in_one_line(tmp_path, sample_image, capsys):
+    import tifffile
+
+    from miq.cli import main
+
+    image = tmp_path / "in_focus.tif"
+    tifffile.imwrite(image, sample_image)
+    not_a_checkpoint = tmp_path / "notes.pt"
+    not_a_checkpoint.write_text("not torch")
+    for start, says in [
+        (tmp_path / "gone", "no such model folder"),
+        (not_a_checkpoint, "not a miq checkpoint.pt"),
+    ]:
+        out = tmp_path / f"run_{says[:6]}"
+        args = ["train", str(image), "-o", str(out), "--steps", "1", "--init-from", str(start)]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("miq: error:") and says in err[0]
+        assert not out.exists()
+
+
+def test_average_weights_warns_the_same_way(tmp_path, capsys):
+    from miq.cli import main
+
+    out = tmp_path / "avg"
+    args = ["average-weights", "fast-v2", "fast-v2", "--bn-batches", "0", "-o", str(out)]
+    assert main([*args, "--exclude", "cellprofiler-fly"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "miq-separable-fast-v1 trained on 6 image(s)" in warnings[0]
+    assert len(lineage(out).seen(FLY)) == 6

@@ -173,8 +173,9 @@ TRAIN_OPTIONS = {
     "image_distill": "share (0..1) of the image loss taken from the --teacher's calibrated "
     "whole-image distribution (cross-entropy against it, the teacher's stored calibration "
     "applied as `miq predict` does) instead of the true level (default 0)",
-    "init_from": "fine-tune: start from a model folder, its model.safetensors (sha256-checked) "
-    "or a checkpoint.pt of the same architecture",
+    "init_from": "fine-tune: start from a bundled model's name (as --model), a model folder, its "
+    "model.safetensors (sha256-checked) or a checkpoint.pt of the same architecture; the new "
+    "model inherits what it learned (--exclude warns when that covers excluded images)",
     "train_device": "train on the CPU (default) or a CUDA GPU (torch with CUDA): the network "
     "and the defocus simulation run there; crops are drawn on the CPU, on --threads threads",
 }

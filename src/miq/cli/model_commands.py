@@ -65,6 +65,8 @@ def train(args: argparse.Namespace) -> int:
     if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
         error("--image-distill-weight needs --teacher and --image-loss-weight > 0")
         return EXIT_USAGE
+    ancestors = [(args.init_from, "starting weights"), (args.teacher, "teacher")]
+    _warn_inherited(args.exclude, [(r, how) for r, how in ancestors if r])
     config = TrainConfig(
         architecture=args.architecture,
         architecture_kwargs=_architecture_kwargs(args),
@@ -92,17 +94,43 @@ def train(args: argparse.Namespace) -> int:
     )
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
     left_out, unreadable = error_collector()  # files that could not be read: the rest is used
-    meta = train(
-        [str(f) for f in files],
-        args.output,
-        config,
-        resume=args.resume,
-        command=command,
-        on_error=left_out,
-        memory_budget=args.memory_budget,
-    )
+    from ..errors import MiqError
+
+    try:
+        meta = train(
+            [str(f) for f in files],
+            args.output,
+            config,
+            resume=args.resume,
+            command=command,
+            on_error=left_out,
+            memory_budget=args.memory_budget,
+        )
+    except (MiqError, ValueError) as exc:  # a bad --init-from or --teacher …: nothing written
+        error(str(exc))
+        return EXIT_USAGE
     say(f"model written: {meta.parent}")
     return EXIT_SOME_FAILED if unreadable else EXIT_OK
+
+
+def _warn_inherited(patterns: list[str], references: list[tuple[str, str]]) -> None:
+    """One warning per ``--exclude`` TEXT that matches images the models the new one is built
+    from (``references``: (model, how it is used)), or their own ancestors, trained on: the new
+    model inherits what they learned, so excluding those images does not hold them out."""
+    if not patterns or not references:
+        return
+    from ..model.lineage import lineage_record
+
+    inherited = lineage_record(references)["files"]
+    for pattern in patterns:
+        hits = [f for f in inherited if pattern in f.get("path", "")]
+        if hits:
+            models = ", ".join(sorted({f["model"] for f in hits}))
+            warn(
+                f"--exclude {pattern}: {models} trained on {len(hits)} image(s) it matches (e.g. "
+                f"{Path(hits[0]['path']).name}), and the new model starts from what they "
+                "learned: those images are not held out from it"
+            )
 
 
 def calibrate(args: argparse.Namespace) -> int:
@@ -177,6 +205,7 @@ def average_weights(args: argparse.Namespace) -> int:
                 "(or --bn-batches 0 to keep the mean of the runs' batch-norm statistics)"
             )
             return EXIT_USAGE
+    _warn_inherited(args.exclude, [(m, "averaged") for m in args.models])
     left_out, unreadable = error_collector()  # files that could not be read: the rest is used
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
     try:

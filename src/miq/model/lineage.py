@@ -82,14 +82,19 @@ class Lineage:
 
 
 def _model_json(reference: str) -> Path | None:
-    """The model.json a recorded reference (a model folder, a weight or checkpoint file in one,
-    or a bundled model's path on the machine that trained it) points to, if it exists here."""
-    p = Path(reference)
-    folder = p.parent if p.suffix in (".safetensors", ".onnx", ".pt", ".json") else p
-    if (folder / "model.json").is_file():
-        return folder / "model.json"
+    """The model.json a recorded reference points to, if it exists here: a bundled model's name,
+    a model folder, its model.json, a weight or checkpoint file in it, or a bundled model's path
+    on the machine that trained it (``src/miq/model/weights_*`` of a checkout)."""
+    path = resolve_model_path(reference)
+    if path.suffix == "":  # a folder that is not here
+        path = path / "model.json"
+    elif path.suffix == ".pt":
+        path = path.with_name("model.json")
+    if path.is_file():
+        return path
+    folder = path.parent
     if folder.parent.name == "model" and folder.name in _BUNDLED_FOLDERS:
-        return _BUNDLED_FOLDERS[folder.name]  # src/miq/model/weights_* of a checkout
+        return _BUNDLED_FOLDERS[folder.name]
     return None
 
 

@@ -88,9 +88,13 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     A compact network narrower than the weights starts from them pruned to its channels, a
     separable one narrower than them pruned to its width (`miq.training.prune`). Returns how
     the weights were taken, for the log."""
-    from ..model.package import ModelPackage
+    from ..model.package import BUNDLED_MODELS, ModelPackage
 
     source = Path(path)
+    if path in BUNDLED_MODELS and not source.exists():  # a bundled model by name, as --model
+        source = BUNDLED_MODELS[path].parent
+    if not source.exists():
+        raise ValueError(f"{path}: no such model folder, model.safetensors or checkpoint.pt")
     beside = source.with_name("model.json") if source.suffix == ".safetensors" else None
     if source.is_dir() or (beside is not None and beside.exists()):
         package = ModelPackage.open(source)
@@ -102,9 +106,12 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     elif source.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(path)
+        state = load_file(source)
     else:
-        state = torch.load(path, weights_only=True, map_location="cpu")["model"]  # data only
+        try:
+            state = torch.load(source, weights_only=True, map_location="cpu")["model"]  # data only
+        except Exception as exc:  # not a torch file, or no "model" entry: one line, not a trace
+            raise ValueError(f"{path}: not a miq checkpoint.pt ({type(exc).__name__})") from None
     how = "as they are"
     if isinstance(model, CompactFocusNet) and _shapes_differ(model.state_dict(), state):
         channels = [int(model.features[i][0].out_channels) for i in range(len(model.features))]
