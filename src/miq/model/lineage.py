@@ -175,7 +175,8 @@ class _Walk:
 def lineage(model: str | os.PathLike) -> Lineage:
     """The `Lineage` of a model: a bundled model's name, a model folder or its model.json.
 
-    Raises FileNotFoundError / ValueError when the model's own model.json cannot be read."""
+    Raises ValueError when the model's own model.json is missing or not a miq model
+    description."""
     path = resolve_model_path(model)
     metadata = read_description(path)
     if metadata is None:
@@ -187,7 +188,8 @@ def lineage(model: str | os.PathLike) -> Lineage:
 
 def lineage_record(references: list[tuple[str, str]]) -> dict:
     """``training.lineage`` for a model built from ``references`` (each ``(reference, how)``: a
-    model folder, model.json or weight file, and how it was used, e.g. ``"initialised from"``):
+    bundled model's name, model folder, model.json or weight file, and how it was used, e.g.
+    ``"starting weights"``):
     every ancestor's training files (``path``, ``sha256``, ``model``), the ancestors read and
     those that could not be, so that the record holds after the ancestors are deleted."""
     result = Lineage("")
