@@ -65,8 +65,6 @@ def train(args: argparse.Namespace) -> int:
     if args.image_distill_weight > 0 and not (args.teacher and args.image_loss_weight > 0):
         error("--image-distill-weight needs --teacher and --image-loss-weight > 0")
         return EXIT_USAGE
-    ancestors = [(args.init_from, "starting weights"), (args.teacher, "teacher")]
-    _warn_inherited(args.exclude, [(r, how) for r, how in ancestors if r])
     config = TrainConfig(
         architecture=args.architecture,
         architecture_kwargs=_architecture_kwargs(args),
@@ -92,6 +90,7 @@ def train(args: argparse.Namespace) -> int:
         optics=optics_from(args),
         simulation=SimulationConfig(clipped_sensor_fraction=args.clipped_sensor_fraction),
     )
+    _warn_inherited(args.exclude, config.built_from())
     command = "miq " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("miq") else None
     left_out, unreadable = error_collector()  # files that could not be read: the rest is used
     from ..errors import MiqError

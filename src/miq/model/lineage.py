@@ -45,18 +45,23 @@ class Lineage:
     Attributes
     ----------
     name : the model's name.
-    trained_on : ``folder/name`` of each training image → the name of the first model found to
-        have trained on it (the model itself before its ancestors; the images its own
-        calibration was fitted on count too, as ``"<name>'s calibration"``).
+    files : ``folder/name`` of each training image → its recorded ``path`` (and ``sha256``)
+        and the ``model`` found first to have trained on it (the model itself before its
+        ancestors; the images its own calibration was fitted on count too, as
+        ``"<name>'s calibration"``).
     ancestors : each model it was built from that could be read, as ``"name (how)"``.
     unresolved : each reference that could not be read (what it trained on is unknown).
     """
 
     name: str
-    trained_on: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict] = field(default_factory=dict)
     ancestors: list[str] = field(default_factory=list)
     unresolved: list[str] = field(default_factory=list)
-    _entries: dict[str, dict] = field(default_factory=dict, repr=False)  # key → path, sha256
+
+    @property
+    def trained_on(self) -> dict[str, str]:
+        """``folder/name`` of each training image → the model that trained on it."""
+        return {key: entry["model"] for key, entry in self.files.items()}
 
     @property
     def complete(self) -> bool:
@@ -67,7 +72,7 @@ class Lineage:
         """Of ``files`` (image paths), those the model or an ancestor trained on: ``folder/name``
         → the model that did."""
         keys = (file_key(f) for f in files)
-        return {k: self.trained_on[k] for k in keys if k in self.trained_on}
+        return {k: self.files[k]["model"] for k in keys if k in self.files}
 
     def _add(self, files, model: str) -> None:
         """Record ``files`` (``training.files`` entries, or ``training.lineage`` ones that name
@@ -76,9 +81,9 @@ class Lineage:
             if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                 continue
             key = file_key(entry["path"])
-            if key not in self.trained_on:
-                self.trained_on[key] = str(entry.get("model") or model)
-                self._entries[key] = {k: entry[k] for k in ("path", "sha256") if k in entry}
+            if key not in self.files:
+                kept = {k: entry[k] for k in ("path", "sha256") if k in entry}
+                self.files[key] = {**kept, "model": str(entry.get("model") or model)}
 
 
 def _model_json(reference: str) -> Path | None:
@@ -196,5 +201,5 @@ def lineage_record(references: list[tuple[str, str]]) -> dict:
     walk = _Walk(result)
     for reference, how in references:
         walk.reference(reference, how)
-    files = [{**result._entries[k], "model": m} for k, m in result.trained_on.items()]
+    files = list(result.files.values())
     return {"ancestors": result.ancestors, "unresolved": result.unresolved, "files": files}

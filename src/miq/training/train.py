@@ -80,6 +80,12 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def built_from(self) -> list[tuple[str, str]]:
+        """The models this run learns from, as ``(reference, how)``: its starting weights and
+        its teacher, where given (`miq.model.lineage.lineage_record` takes them)."""
+        given = [(self.init_from, "starting weights"), (self.teacher, "teacher")]
+        return [(reference, how) for reference, how in given if reference]
+
 
 def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Start from trained weights (fine-tuning): a model folder (or its ``model.safetensors``,
@@ -437,7 +443,6 @@ def train(
         "files": [{"path": p, "sha256": file_sha256(p)} for p in image_paths],
         "procedural_fraction": config.procedural_fraction,
     }
-    ancestors = [(config.init_from, "starting weights"), (config.teacher, "teacher")]
-    if any(reference for reference, _ in ancestors):
-        provenance["lineage"] = lineage_record([(r, how) for r, how in ancestors if r])
+    if config.built_from():
+        provenance["lineage"] = lineage_record(config.built_from())
     return export_model(model, out, config=config.to_dict(), provenance=provenance)
