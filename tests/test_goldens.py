@@ -43,6 +43,13 @@ Rewritten again on purpose (2026-11-30, issue 21): evaluate/metrics.csv gained f
 the end, ``ece_chance``, ``ece_chance_high``, ``field_ce_chance`` and ``field_ce_chance_high``
 (what a perfectly calibrated model with the same confidences scores by chance:
 `miq.metrics.calibration_floor`); every earlier column and cell is where and what it was.
+
+Rewritten again on purpose (2026-12-01, issue 21): the default model is fast-v3, fast-v2's network
+trained from random weights without the source held out by laboratory
+(docs/lab-notebook/held-out-lineage.md). Every best plane is as before; levels changed on 9
+rows: the sample in pixel (0 → 1, still in focus), one Golgi plane in rescaled (1 → 0), and 7
+deconwolf planes in evaluate (z=12 5 → 10, z=13 6 → 2 and z=23 3 → 2, both now flagged in
+focus, z=18 and z=19 2 → 1, z=24 4 → 6, z=25 10 → 6).
 """
 
 from __future__ import annotations

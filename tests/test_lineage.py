@@ -94,12 +94,26 @@ def test_a_cycle_of_references_ends(tmp_path):
     ("model", "through"),
     [("fast-v2", "miq-separable-fast-v1"), ("v3", "miq-compact-v2"), ("v3-slim", "miq-compact-v2")],
 )
-def test_no_bundled_model_has_the_fly_source_held_out(model, through):
-    """Every bundled model descends from one trained on 6 of cellprofiler-fly's 9 files, though
-    its own training run left the source out; only the 3 fields of POS218 stayed out."""
+def test_the_earlier_bundled_models_saw_the_fly_source(model, through):
+    """fast-v2, v3 and v3-slim descend from a model trained on 6 of cellprofiler-fly's 9 files,
+    though their own training runs left the source out; only the 3 fields of POS218 stayed out."""
     seen = lineage(model).seen(FLY)
     assert len(seen) == 6 and set(seen.values()) == {through}
     assert not any("POS218" in key for key in seen)
+
+
+def test_the_default_has_the_fly_source_held_out_from_its_whole_lineage(tmp_path, monkeypatch):
+    """fast-v3 (the default since 2026-12-01) was trained from random weights without the
+    source: its recorded lineage, read where none of its run folders exist, is complete and
+    holds none of the source's files nor any held-out field, but all 96 BBBC013 training planes."""
+    monkeypatch.chdir(tmp_path)  # runs/ of the training machine is not here
+    found = lineage("default")
+    assert found.name == "miq-separable-fast-v3" and found.complete
+    assert found.seen(FLY) == {}
+    assert not any(key.startswith("cellprofiler-fly/") for key in found.trained_on)
+    held_out = ("A01_s3", "E05_s6", "POS218", "nuclear_protein_treated", "nuclei_golgi")
+    assert not any(h in key for key in found.trained_on for h in held_out)
+    assert sum(key.startswith("bbbc013-u2os-fkhr/") for key in found.trained_on) == 96
 
 
 def test_train_and_average_weights_record_the_lineage(tmp_path, sample_image):
@@ -155,7 +169,7 @@ def test_the_benchmarks_call_a_source_an_ancestor_trained_on_not_held_out():
 
 def test_miq_evaluate_warns_when_the_model_trained_on_the_files(tmp_path, sample_image, capsys):
     """A file with the folder and name of one fast-v1 trained on (fast-v2's starting weights) is
-    named in one warning line; another file is not."""
+    named in one warning line; another file is not; the default (fast-v3) warns of neither."""
     import tifffile
 
     from miq.cli import main
@@ -166,11 +180,13 @@ def test_miq_evaluate_warns_when_the_model_trained_on_the_files(tmp_path, sample
     for path in (seen, other):
         tifffile.imwrite(path, sample_image[:256, :256])
     args = ["evaluate", "--seeds", "1", "--measures", "plls", "-o", str(tmp_path / "out")]
-    assert main([*args, "--synthetic", str(seen), str(other)]) == 0
+    assert main([*args, "-m", "fast-v2", "--synthetic", str(seen), str(other)]) == 0
     warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(warnings) == 1
     assert "1 of the 2 files" in warnings[0] and "cellprofiler-fly/01_POS002_D.TIF" in warnings[0]
-    assert main([*args, "--synthetic", str(other), "--overwrite"]) == 0
+    assert main([*args, "-m", "fast-v2", "--synthetic", str(other), "--overwrite"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main([*args, "--synthetic", str(seen), str(other), "--overwrite"]) == 0
     assert "warning" not in capsys.readouterr().err
 
 

@@ -41,12 +41,13 @@ MODEL_VERSIONS = {
     "v3": _WEIGHTS / "weights_v3" / "model.json",  # miq-compact-v3 (2026-11-29)
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
     "v3-slim": _WEIGHTS / "weights_v3_slim" / "model.json",  # miq-compact-slim-v3 (2026-11-30)
+    "fast-v3": _WEIGHTS / "weights_fast_v3" / "model.json",  # miq-separable-fast-v3 (2026-12-01)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: both are fast-v2 since
-#: it was found non-inferior to v3-slim at ~0.6 × its time, both calibrated to the ground truth
-#: with the black level put back (docs/lab-notebook/black-level.md); v3-slim, v3 and the older
-#: models stay loadable by name
-MODEL_ALIASES = {"default": "fast-v2", "fast": "fast-v2"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: both are fast-v3 since
+#: 2026-12-01, fast-v2's network trained from random weights without the source held out by
+#: laboratory and found non-inferior to fast-v2 (docs/lab-notebook/held-out-lineage.md); fast-v2,
+#: v3-slim, v3 and the older models stay loadable by name
+MODEL_ALIASES = {"default": "fast-v3", "fast": "fast-v3"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
