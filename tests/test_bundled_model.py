@@ -107,3 +107,16 @@ def test_bundled_onnx_is_the_safetensors_network_with_global_pooling(name, sampl
     with torch.no_grad():
         expected = torch.softmax(network(torch.from_numpy(patches)[:, None]), dim=1).numpy()
     np.testing.assert_allclose(model.predict(patches, calibrated=False), expected, atol=1e-4)
+
+
+def test_every_bundled_model_folder_is_package_data():
+    """A non-editable install (a wheel) ships only the files pyproject.toml lists as package
+    data: every bundled model's folder must be there, or `-m NAME` fails after `pip install .`."""
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    listed = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["miq"]
+    for name, meta_path in MODEL_VERSIONS.items():
+        assert f"model/{meta_path.parent.name}/*" in listed, name
