@@ -35,8 +35,9 @@ def test_metadata_is_complete_and_files_match_their_sha256(name):
     training = meta["training"]
     assert training["command"].startswith("miq train") and training["steps_completed"] > 0
     assert training["files"] and all(len(f["sha256"]) == 64 for f in training["files"])
-    held_out = ("A01_s3", "E05_s6", "POS218", "nuclear_protein_treated", "nuclei_golgi")
-    assert not any(h in f["path"] for f in training["files"] for h in held_out)
+    from benchmarks.common import HELD_OUT
+
+    assert not any(h in f["path"] for f in training["files"] for h in HELD_OUT)
     total = 0
     for info in meta["weights"].values():
         payload = (meta_path.parent / info["file"]).read_bytes()
