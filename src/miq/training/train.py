@@ -443,6 +443,7 @@ def train(
         "files": [{"path": p, "sha256": file_sha256(p)} for p in image_paths],
         "procedural_fraction": config.procedural_fraction,
     }
-    if config.built_from():
-        provenance["lineage"] = lineage_record(config.built_from())
+    built_from = config.built_from()
+    if built_from:
+        provenance["lineage"] = lineage_record(built_from)
     return export_model(model, out, config=config.to_dict(), provenance=provenance)
