@@ -279,3 +279,19 @@ def test_block_means_equal_float64_means(dtype, block, shape):
         np.testing.assert_array_equal(got, expected)
     else:
         np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 7, 8, 9, 100, 1089, 65536])
+def test_largest_are_the_n_largest_values(size):
+    """`_largest` (a threshold from a sample, then a partition of what reaches it) picks n
+    distinct positions holding the n largest values, for any n, with ties and on small arrays."""
+    from miq.content import _largest
+
+    rng = np.random.default_rng(size)
+    for values in (rng.normal(size=size), rng.integers(0, 5, size).astype(np.float64)):
+        for n in sorted(
+            {1, 2, 3, size // 8, size // 8 + 1, size // 2, size} & set(range(1, size + 1))
+        ):
+            got = _largest(values, n)
+            assert len(np.unique(got)) == n
+            np.testing.assert_array_equal(np.sort(values[got]), np.sort(values)[size - n :])
