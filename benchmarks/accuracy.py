@@ -27,7 +27,11 @@ reported level| over each field's images, averaged over fields: over- and under-
 different fields do not cancel) and, beside them, the ECE and field CE a *perfectly calibrated*
 model with the same confidences would score on these images by chance (mean, and the 97.5 %
 point of 2 000 draws: `miq.metrics.calibration_floor`; a measured value below that point cannot
-be told from sampling noise), how well the stated confidence tells the images whose level is
+be told from sampling noise; the noise seeds of one simulated image share one draw, since the
+model's answer rarely changes with the seed: the share of images whose seeds it does not get all
+right or all wrong is printed below it, and accuracy.json also keeps the floor with every image
+drawn on its own as ``independent``; per field, accuracy and mean confidence are kept as
+``field_calibration``), how well the stated confidence tells the images whose level is
 right from those whose level is wrong (ROC-AUC of the confidence for "right": 0.5 = no better
 than chance, 1 = every wrong level stated less surely than every right one), the F-score of its
 own in/out flag with no tuning, ROC-AUC and Spearman of its expected level, and the gross-error
@@ -377,15 +381,48 @@ def seen_in_training(s: DataSet, model) -> dict:
     }
 
 
-def _by_chance(confidence: np.ndarray, fields) -> dict:
+def _by_chance(a: dict, fields) -> dict:
     """ECE and field CE that a perfectly calibrated model with these confidences would score on
-    these images by chance (`miq.metrics.calibration_floor`): mean and 95 % range of draws."""
-    f = calibration_floor(confidence, fields)
+    these images by chance (`miq.metrics.calibration_floor`, the noise draws of one simulated
+    image sharing their outcome): mean and 95 % range of draws; ``independent``: the same with
+    every image drawn on its own (lower, and falling as noise seeds are added although the
+    model's answers do not become more independent); ``split_draws``: the share of simulated
+    images (one plane at one defocus) whose noise draws the model got neither all right nor all
+    wrong, with ``n_images`` such images (None when no image has more than one draw)."""
+    draws_of = [r.item.draw_of or r.item.name for r in a["ok"]]
+    shared = calibration_floor(a["confidence"], fields, draws_of=draws_of)
+    alone = calibration_floor(a["confidence"], fields)
+    _, image = np.unique(draws_of, return_inverse=True)
+    n_draws = np.bincount(image)
+    n_right = np.bincount(image, weights=a["level"] == a["truth"])
+    several = n_draws > 1
+    split = (n_right > 0) & (n_right < n_draws)
     return {
-        "ece": {"value": f.ece, "low": f.ece_low, "high": f.ece_high},
-        "field_ce": {"value": f.group, "low": f.group_low, "high": f.group_high},
-        "n_draws": f.n_draws,
+        "ece": {"value": shared.ece, "low": shared.ece_low, "high": shared.ece_high},
+        "field_ce": {"value": shared.group, "low": shared.group_low, "high": shared.group_high},
+        "independent": {
+            "ece": {"value": alone.ece, "low": alone.ece_low, "high": alone.ece_high},
+            "field_ce": {"value": alone.group, "low": alone.group_low, "high": alone.group_high},
+        },
+        "split_draws": float(split[several].mean()) if several.any() else None,
+        "n_images": int(several.sum()),
+        "n_draws": shared.n_draws,
     }
+
+
+def _field_calibration(a: dict, fields) -> dict:
+    """Per field: images, accuracy (exact level) and mean confidence, the parts of the field
+    CE (|accuracy − confidence| averaged over fields)."""
+    out = {}
+    right = a["level"] == a["truth"]
+    for f in np.unique(fields):
+        own = fields == f
+        out[str(f)] = {
+            "n_images": int(own.sum()),
+            "accuracy": float(right[own].mean()),
+            "confidence": float(a["confidence"][own].mean()),
+        }
+    return out
 
 
 def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
@@ -439,7 +476,8 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                     ),
                 }
                 m["confusion"] = ev["model"].get("confusion")
-                m["by_chance"] = _by_chance(am["confidence"], fields_of(am["ok"]))
+                m["by_chance"] = _by_chance(am, fields_of(am["ok"]))
+                m["field_calibration"] = _field_calibration(am, fields_of(am["ok"]))
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
         for label in list(models)[1:]:
@@ -493,6 +531,12 @@ def _chance(x: dict | None) -> str:
     )
 
 
+def _split(x: dict | None) -> str:
+    if not x or x.get("split_draws") is None:
+        return "–"
+    return f"{x['split_draws']:.3f} of {x['n_images']}"
+
+
 def _planes(x) -> str:
     return "–" if x is None else f"{x:.0f}"
 
@@ -506,6 +550,11 @@ ROWS = (  # label, where (models / measures / both), cell
         "ECE, field CE of a perfectly calibrated model, by chance",
         "models",
         lambda m: _chance(m.get("by_chance")),
+    ),
+    (
+        "simulated images whose noise draws are not all right or all wrong",
+        "models",
+        lambda m: _split(m.get("by_chance")),
     ),
     (
         "confidence separates right from wrong levels (ROC-AUC)",

@@ -69,6 +69,9 @@ def test_synthetic_items_first_seed_draws_other_noise(tmp_path, sample_image):
     assert [i.level for i in fresh] == [i.level for i in first]
     assert not np.array_equal(first[10].load(), fresh[10].load())  # level 5, seed 0 vs seed 2
     assert np.array_equal(first[10].load(), first[10].load())
+    # the noise seeds of one plane at one level are draws of one image; levels are not
+    assert first[10].draw_of == first[11].draw_of == fresh[10].draw_of
+    assert first[10].draw_of.endswith("@10um") and first[9].draw_of != first[10].draw_of
 
 
 def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, model):

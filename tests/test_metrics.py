@@ -137,6 +137,36 @@ def test_calibration_floor_is_what_chance_gives_a_calibrated_model():
         calibration_floor([0.5, 0.5], [0])
 
 
+def test_calibration_floor_shares_one_draw_among_noise_draws_of_an_image():
+    from miq.metrics import calibration_floor
+
+    # 5 fields × 11 images at confidence 0.8, each image simulated with 4 noise seeds
+    confidence = np.full(55, 0.8)
+    fields = np.repeat(np.arange(5), 11)
+    once = calibration_floor(confidence, fields, n_draws=4000)
+    four = np.repeat(confidence, 4), np.repeat(fields, 4)
+    image = np.repeat(np.arange(55), 4)
+    shared = calibration_floor(*four, draws_of=image, n_draws=4000, seed=1)
+    independent = calibration_floor(*four, n_draws=4000, seed=1)
+    # four copies that are right or wrong together leave chance what one copy leaves it
+    assert shared.group == pytest.approx(once.group, rel=0.06)
+    assert shared.group_high == pytest.approx(once.group_high, rel=0.1)
+    assert shared.ece == pytest.approx(once.ece, rel=0.06)
+    # drawn on their own they look like 4× the images: about half the floor (1/√4)
+    assert independent.group == pytest.approx(0.5 * once.group, rel=0.12)
+    assert independent.group < 0.6 * shared.group
+    # every label distinct: exactly the independent draws (same random stream)
+    assert calibration_floor(*four, draws_of=np.arange(220), n_draws=500, seed=1) == (
+        calibration_floor(*four, n_draws=500, seed=1)
+    )
+    # images of one draw keep their own probabilities: a certain image stays right
+    mixed = calibration_floor([1.0, 0.5, 1.0, 0.5], [0, 0, 1, 1], draws_of=[0, 0, 1, 1])
+    # per field: |1 + (u < 0.5) − 1.5| / 2 = 0.25 whatever u
+    assert mixed.group == mixed.group_low == mixed.group_high == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="draws_of"):
+        calibration_floor([0.5, 0.5], [0, 1], draws_of=[0])
+
+
 def test_log_loss_and_ranked_probability_score_goldens():
     from miq.metrics import log_loss, ranked_probability_score
 

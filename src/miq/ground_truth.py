@@ -64,6 +64,8 @@ class Item:
     stack, z : focal-stack id (file and channel) and plane index, for best-plane metrics.
     best_z : the stack's true best plane.
     source : the file the image is (or, for synthetic items, was simulated from).
+    draw_of : for synthetic items, the image (file, plane and defocus) this item is one noise
+        draw of: items with the same ``draw_of`` differ only by their noise seed.
     """
 
     name: str
@@ -77,6 +79,7 @@ class Item:
     best_z: int | None = None
     pixel_size_um: float | None = None  # what the file records (None: nothing recorded)
     source: str | None = None
+    draw_of: str | None = None
 
 
 @lru_cache(maxsize=2)
@@ -351,6 +354,7 @@ def synthetic_items(
                             float(z_um),
                             level < in_focus_levels,
                             source=str(path),
+                            draw_of=f"{label} @{z_um:g}um",
                         )
                     )
     return items

@@ -243,22 +243,45 @@ class CalibrationFloor:
 
 
 def calibration_floor(
-    confidence, groups, *, n_bins: int = 10, n_draws: int = 2000, seed: int = 0
+    confidence,
+    groups,
+    *,
+    draws_of=None,
+    n_bins: int = 10,
+    n_draws: int = 2000,
+    seed: int = 0,
 ) -> CalibrationFloor:
     """The ECE (`calibration`) and per-group calibration error (`group_calibration_error`) that
-    a model whose stated ``confidence`` is exactly right would still score on this many images.
+    a model whose stated ``confidence`` is exactly right would still score on these images.
 
-    Each draw makes every image correct with probability equal to its confidence (independently)
-    and scores those outcomes against the same confidences. A measured error near this floor
-    cannot be told from sampling noise; with few images per group (e.g. 22 per field) the
-    per-group floor is far from 0. Images of one field are not independent in practice, which
-    only widens the spread of real outcomes, so this is a lower bound on what chance gives.
-    ``groups``: one label per image (e.g. its field of view); ``confidence`` in [0, 1].
+    Each draw makes every image correct with probability equal to its confidence and scores
+    those outcomes against the same confidences. A measured error near this floor cannot be told
+    from sampling noise; with few images per group (e.g. 22 per field) the per-group floor is far
+    from 0. ``groups``: one label per image (e.g. its field of view); ``confidence`` in [0, 1].
+
+    ``draws_of``: one label per image naming what it is a noise draw of (e.g. one plane
+    simulated at one defocus with several noise seeds); images with the same label share their
+    outcome (one uniform u per label, image i correct when u < its confidence, so each keeps its
+    own probability and they are right or wrong together as far as their confidences allow). A
+    model's answer barely changes with the noise seed, so adding seeds adds images but hardly any
+    independent outcomes: with independent draws (``draws_of`` None, or every label distinct)
+    the floor falls as seeds are added although the real spread does not. Images of one field
+    that are not noise draws of one image are still drawn independently, so this too is a lower
+    bound on what chance gives.
     """
     c = np.clip(np.asarray(confidence, dtype=np.float64).ravel(), 0.0, 1.0)
     _, g = np.unique(np.asarray(groups).ravel(), return_inverse=True)
     if c.shape != g.shape:
         raise ValueError(f"{c.size} confidences but {g.size} group labels")
+    if draws_of is None:
+        shared = np.arange(c.size)
+    else:
+        # numbered in order of first appearance: distinct labels draw as ``draws_of`` None does
+        _, first, label = np.unique(np.asarray(draws_of).ravel(), True, True)
+        shared = np.argsort(np.argsort(first))[label]
+        if shared.shape != c.shape:
+            raise ValueError(f"{c.size} confidences but {shared.size} draws_of labels")
+    n_shared = int(shared.max()) + 1 if shared.size else 0
     if not c.size:
         nan = float("nan")
         return CalibrationFloor(nan, nan, nan, nan, nan, nan, 0)
@@ -270,7 +293,7 @@ def calibration_floor(
     n_group = np.bincount(g)
     ece, group = np.empty(n_draws), np.empty(n_draws)
     for k in range(n_draws):
-        correct = (rng.random(c.size) < c).astype(np.float64)
+        correct = (rng.random(n_shared)[shared] < c).astype(np.float64)
         # Σ_bins (n_b/N)·|acc_b − conf_b| = Σ_bins |Σ correct − Σ conf| / N
         ece[k] = np.abs(np.bincount(bins, weights=correct, minlength=n_bins) - bin_conf).sum()
         group[k] = np.mean(np.abs(np.bincount(g, weights=correct) - group_conf) / n_group)
