@@ -389,7 +389,7 @@ def _by_chance(a: dict, fields) -> dict:
     model's answers do not become more independent); ``split_draws``: the share of simulated
     images (one plane at one defocus) whose noise draws the model got neither all right nor all
     wrong, with ``n_images`` such images (None when no image has more than one draw)."""
-    draws_of = [r.item.draw_of or r.item.name for r in a["ok"]]
+    draws_of = [r.item.image for r in a["ok"]]
     shared = calibration_floor(a["confidence"], fields, draws_of=draws_of)
     alone = calibration_floor(a["confidence"], fields)
     _, image = np.unique(draws_of, return_inverse=True)
@@ -476,8 +476,9 @@ def analyse(sets, models, rated, evaluations, measures, n_boot: int) -> dict:
                     ),
                 }
                 m["confusion"] = ev["model"].get("confusion")
-                m["by_chance"] = _by_chance(am, fields_of(am["ok"]))
-                m["field_calibration"] = _field_calibration(am, fields_of(am["ok"]))
+                own_fields = fields_of(am["ok"])
+                m["by_chance"] = _by_chance(am, own_fields)
+                m["field_calibration"] = _field_calibration(am, own_fields)
             m["seen_in_training"] = seen_in_training(s, model)
             entry["models"][label] = m
         for label in list(models)[1:]:

@@ -12,6 +12,7 @@ import tifffile
 from miq.cli import main
 from miq.evaluation import MODEL, evaluate, format_table
 from miq.ground_truth import (
+    Item,
     ManifestError,
     manifest_items,
     stack_items,
@@ -72,6 +73,9 @@ def test_synthetic_items_first_seed_draws_other_noise(tmp_path, sample_image):
     # the noise seeds of one plane at one level are draws of one image; levels are not
     assert first[10].draw_of == first[11].draw_of == fresh[10].draw_of
     assert first[10].draw_of.endswith("@10um") and first[9].draw_of != first[10].draw_of
+    assert first[10].image == first[10].draw_of
+    real = Item("real.tif", "d", lambda: None, 0)  # not a noise draw: its own image
+    assert real.draw_of is None and real.image == "real.tif"
 
 
 def test_evaluate_separates_levels_and_writes_outputs(tmp_path, sample_image, model):

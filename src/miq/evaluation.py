@@ -193,7 +193,7 @@ def _level_metrics(ok: list[ItemResult], truth: np.ndarray, n_levels: int) -> di
     calib = calibration(confidence, predicted == truth)
     # the source file; real items without one are named "f.tif [c=0, z=1]"
     fields = [r.item.source or re.split(r" \[| @", r.item.name)[0] for r in ok]
-    c = calibration_floor(confidence, fields, draws_of=[r.item.draw_of or r.item.name for r in ok])
+    c = calibration_floor(confidence, fields, draws_of=[r.item.image for r in ok])
     return {
         "field_ce": group_calibration_error(confidence, predicted == truth, fields),
         **dict(zip(CHANCE_COLUMNS, (c.ece, c.ece_high, c.group, c.group_high))),

@@ -81,6 +81,13 @@ class Item:
     source: str | None = None
     draw_of: str | None = None
 
+    @property
+    def image(self) -> str:
+        """The image this item is a draw of: ``draw_of``, or its own ``name`` when it is not a
+        noise draw (items with the same ``image`` share one outcome in
+        `miq.metrics.calibration_floor`)."""
+        return self.draw_of or self.name
+
 
 @lru_cache(maxsize=2)
 def _read(path: str, memory_budget: int = DEFAULT_MEMORY_BUDGET) -> tuple[list, float | None]:
