@@ -41,9 +41,17 @@ def train(args: argparse.Namespace) -> int:
     if args.width and args.architecture == "yang2018":
         error("--width applies to the compact, stride4 and separable architectures only")
         return EXIT_USAGE
-    if args.channels and args.architecture != "compact":
-        error("--channels applies to the compact architecture only")
-        return EXIT_USAGE
+    if args.channels:
+        wanted = {"compact": 5, "separable": 6}.get(args.architecture)
+        if wanted is None:
+            error("--channels applies to the compact and separable architectures only")
+            return EXIT_USAGE
+        if len(args.channels) != wanted:
+            error(
+                f"--channels: the {args.architecture} architecture needs {wanted} channel "
+                f"counts, got {len(args.channels)}"
+            )
+            return EXIT_USAGE
     if args.channels and args.width:
         error("give --width or --channels, not both")
         return EXIT_USAGE

@@ -13,7 +13,7 @@ from .options import (
     add_optics,
     add_output,
     add_threads,
-    compact_channels,
+    channel_counts,
     non_negative_int,
     positive_int,
     probability,
@@ -47,7 +47,7 @@ def add_train(p: argparse.ArgumentParser) -> None:
         help=h["architecture"],
     )
     p.add_argument("--width", type=positive_int, default=None, help=h["width"])
-    p.add_argument("--channels", type=compact_channels, default=None, help=h["channels"])
+    p.add_argument("--channels", type=channel_counts, default=None, help=h["channels"])
     p.add_argument("--steps", type=int, default=20000, help="optimisation steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")

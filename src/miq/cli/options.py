@@ -50,12 +50,10 @@ def positive_int(text: str) -> int:
     return _number(text, int, lambda v: v >= 1, "at least 1")
 
 
-def compact_channels(text: str) -> list[int]:
-    """Five comma-separated channel counts, e.g. ``8,24,24,48,48``."""
-    counts = [positive_int(part.strip()) for part in text.split(",")]
-    if len(counts) != 5:
-        raise argparse.ArgumentTypeError(f"needs five channel counts, got {len(counts)}: {text}")
-    return counts
+def channel_counts(text: str) -> list[int]:
+    """Comma-separated channel counts, e.g. ``8,24,24,48,48`` (how many the architecture
+    needs is checked by `miq train`)."""
+    return [positive_int(part.strip()) for part in text.split(",")]
 
 
 def non_negative_int(text: str) -> int:

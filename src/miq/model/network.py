@@ -153,15 +153,30 @@ class SeparableFocusNet(_MeanMaxPooledNet):
     The stride-4 stem (4×4/4 to ``width`` channels, BN + ReLU), then five depthwise-separable
     blocks at 21², 11², 11², 6², 6² px with ``width``, 2·, 2·, 4·, 4·``width`` channels, global
     mean and max pooling, one linear layer. Receptive field 84 px (the whole patch).
+
+    ``channels``: the stem's and the five blocks' output channels; default ``width`` times
+    `STAGE_WIDTHS`. (16, 16, 64, 64, 128, 128) narrows only the 21²-px stage, where a third of
+    the default's multiply-adds are.
     """
 
     #: output channels of the stem and of each block (features.0 … features.5), in units of
-    #: ``width`` (`miq.training.prune.prune_separable_state` cuts each stage to its multiple)
+    #: ``width`` (`miq.training.prune.prune_separable_state` cuts each stage to its count)
     STAGE_WIDTHS = (1, 1, 2, 2, 4, 4)
     _BLOCK_STRIDES = (1, 2, 1, 2, 1)
 
-    def __init__(self, n_levels: int = 11, width: int = 32, patch_size: int = 84) -> None:
-        c = [m * width for m in self.STAGE_WIDTHS]
+    def __init__(
+        self,
+        n_levels: int = 11,
+        width: int = 32,
+        patch_size: int = 84,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        if channels is None:
+            c = [m * width for m in self.STAGE_WIDTHS]
+        else:
+            c = [int(n) for n in channels]
+        if len(c) != len(self.STAGE_WIDTHS) or min(c) < 1:
+            raise ValueError(f"channels needs six positive channel counts, got {channels}")
         blocks = [
             _separable_bn_relu(c_in, c_out, stride)
             for c_in, c_out, stride in zip(c[:-1], c[1:], self._BLOCK_STRIDES)

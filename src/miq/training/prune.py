@@ -1,7 +1,7 @@
 """Channel pruning of a trained compact or separable network, to start a narrower one from it.
 
 `miq train --channels ... --init-from WIDER_MODEL` (compact) and `miq train --architecture
-separable --width W --init-from WIDER_MODEL` use it: each convolution keeps the output channels
+separable --width W` (or ``--channels`` with six counts) ``--init-from WIDER_MODEL`` use it: each convolution keeps the output channels
 whose batch-norm scale |γ| is largest (a channel's BN scale bounds how much it can contribute
 after the ReLU), the next layer keeps the matching input channels (a depthwise convolution keeps
 exactly its input's channels), and the linear head keeps the mean- and max-pooled features of
@@ -91,10 +91,21 @@ def _with_head(
 SEPARABLE_STAGE_WIDTHS = SeparableFocusNet.STAGE_WIDTHS
 
 
-def prune_separable_state(state: dict[str, torch.Tensor], width: int) -> dict[str, torch.Tensor]:
-    """A `miq.model.network.SeparableFocusNet` state dict cut down to ``width`` (the narrow
-    network's width; each stage keeps its multiple of it, `SEPARABLE_STAGE_WIDTHS`). Raises
-    ValueError naming the stage when the source is not a separable network or is too narrow."""
+def separable_channels(width: int) -> list[int]:
+    """The separable network's output channels per stage at ``width``."""
+    return [width * m for m in SEPARABLE_STAGE_WIDTHS]
+
+
+def prune_separable_state(
+    state: dict[str, torch.Tensor], channels: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """A `miq.model.network.SeparableFocusNet` state dict cut down to ``channels`` (the narrow
+    network's output channels of the stem and of each block, six counts; `separable_channels`
+    of a width). Raises ValueError naming the stage when the source is not a separable network
+    or is too narrow."""
+    channels = [int(n) for n in channels]
+    if len(channels) != len(SEPARABLE_STAGE_WIDTHS):
+        raise ValueError(f"needs six channel counts, got {channels}")
     try:
         stem, stem_scale = state["features.0.0.weight"], state["features.0.1.weight"]
     except KeyError as missing:
@@ -104,7 +115,7 @@ def prune_separable_state(state: dict[str, torch.Tensor], width: int) -> dict[st
             f"not a separable network's weights: features.0.0.weight has shape {tuple(stem.shape)}"
         )
     try:
-        kept = kept_channels(stem_scale, width * SEPARABLE_STAGE_WIDTHS[0])
+        kept = kept_channels(stem_scale, channels[0])
     except ValueError as exc:
         raise ValueError(f"stem: {exc}") from None
     pruned = {"features.0.0.weight": stem[kept]}
@@ -120,7 +131,7 @@ def prune_separable_state(state: dict[str, torch.Tensor], width: int) -> dict[st
         pruned[f"{block}.0.weight"] = depthwise[previous]  # depthwise: one filter per input
         _copy_batch_norm(pruned, state, f"{block}.1", previous)
         try:
-            kept = kept_channels(scale, width * SEPARABLE_STAGE_WIDTHS[stage])
+            kept = kept_channels(scale, channels[stage])
         except ValueError as exc:
             raise ValueError(f"block {stage}: {exc}") from None
         pruned[f"{block}.3.weight"] = pointwise[kept][:, previous]

@@ -26,7 +26,7 @@ from .loss import (
     ranked_probability_score,
     soft_ranked_probability_score,
 )
-from .prune import prune_compact_state, prune_separable_state
+from .prune import prune_compact_state, prune_separable_state, separable_channels
 from .synthetic import DefocusBatches, SimulationConfig, load_sources
 
 __all__ = ["TrainConfig", "train"]
@@ -92,7 +92,7 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``.
 
     A compact network narrower than the weights starts from them pruned to its channels, a
-    separable one narrower than them pruned to its width (`miq.training.prune`). Returns how
+    separable one narrower than them pruned to its width or channels (`miq.training.prune`). Returns how
     the weights were taken, for the log."""
     from ..model.package import BUNDLED_MODELS, ModelPackage
 
@@ -127,12 +127,17 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
             raise ValueError(f"{path}: cannot prune to channels {channels} ({exc})") from None
         how = f"pruned to channels {channels} by batch-norm scale"
     elif isinstance(model, SeparableFocusNet) and _shapes_differ(model.state_dict(), state):
-        width = int(model.features[0][0].out_channels)
+        channels = [int(model.features[0][0].out_channels)]
+        channels += [int(block[3].out_channels) for block in model.features[1:]]
+        if channels == separable_channels(channels[0]):
+            what = f"width {channels[0]}"
+        else:
+            what = f"channels {channels}"
         try:
-            state = prune_separable_state(state, width)
+            state = prune_separable_state(state, channels)
         except ValueError as exc:
-            raise ValueError(f"{path}: cannot prune to width {width} ({exc})") from None
-        how = f"pruned to width {width} by batch-norm scale"
+            raise ValueError(f"{path}: cannot prune to {what} ({exc})") from None
+        how = f"pruned to {what} by batch-norm scale"
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
