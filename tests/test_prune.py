@@ -17,6 +17,7 @@ from miq.training.prune import (  # noqa: E402
     kept_channels,
     prune_compact_state,
     prune_separable_state,
+    separable_channels,
 )
 
 SLIM = [8, 24, 24, 48, 48]
@@ -85,11 +86,12 @@ def test_pruning_refuses_wider_targets_and_other_architectures():
         prune_compact_state(build_network("separable").state_dict(), SLIM)
 
 
-def _wide_separable_with_dead_channels(width: int, seed: int = 0):
+def _wide_separable_with_dead_channels(width: int | list[int], seed: int = 0):
     """A width-32 separable network with random weights in which, per stage, only ``width`` ×
-    the stage's multiple of channels are live after the pointwise (or stem) BN + ReLU (the
-    others have BN scale and shift 0 there and in the next block's depthwise BN). Returns it
-    (eval mode) and each stage's live channels."""
+    the stage's multiple of channels (or the stage's count, when ``width`` is six counts) are
+    live after the pointwise (or stem) BN + ReLU (the others have BN scale and shift 0 there and
+    in the next block's depthwise BN). Returns it (eval mode) and each stage's live channels."""
+    counts = width if isinstance(width, list) else separable_channels(width)
     generator = torch.Generator().manual_seed(seed)
     net = build_network("separable", width=32)
     live_per_stage = []
@@ -102,9 +104,9 @@ def _wide_separable_with_dead_channels(width: int, seed: int = 0):
                 module.running_var.uniform_(0.5, 2.0, generator=generator)
                 module.weight.uniform_(0.5, 1.5, generator=generator)
                 module.bias.normal_(0, 0.1, generator=generator)
-        for stage, multiple in enumerate(SEPARABLE_STAGE_WIDTHS):
+        for stage, keep in enumerate(counts):
             bn = net.features[stage][1 if stage == 0 else 4]
-            n, keep = bn.num_features, width * multiple
+            n = bn.num_features
             live = torch.sort(torch.randperm(n, generator=generator)[:keep]).values
             dead = torch.ones(n, dtype=torch.bool)
             dead[live] = False
@@ -124,7 +126,7 @@ def test_separable_pruning_keeps_the_live_channels_and_the_outputs():
     keeps the same ones. With the rest switched off, the width-16 network computes the same
     logits as the width-32 one."""
     wide, live = _wide_separable_with_dead_channels(16)
-    state = prune_separable_state(wide.state_dict(), 16)
+    state = prune_separable_state(wide.state_dict(), separable_channels(16))
     narrow = build_network("separable", width=16).eval()
     narrow.load_state_dict(state)
     for stage, channels in enumerate(live):
@@ -143,7 +145,7 @@ def test_separable_pruning_keeps_the_live_channels_and_the_outputs():
 def test_separable_pruning_to_its_own_width_changes_nothing():
     wide, _ = _wide_separable_with_dead_channels(16)
     same = build_network("separable", width=32).eval()
-    same.load_state_dict(prune_separable_state(wide.state_dict(), 32))
+    same.load_state_dict(prune_separable_state(wide.state_dict(), separable_channels(32)))
     x = torch.randn(3, 1, 84, 84, generator=torch.Generator().manual_seed(6))
     with torch.no_grad():
         torch.testing.assert_close(same(x), wide(x))
@@ -152,9 +154,39 @@ def test_separable_pruning_to_its_own_width_changes_nothing():
 def test_separable_pruning_refuses_wider_targets_and_other_architectures():
     state = build_network("separable", width=16).state_dict()
     with pytest.raises(ValueError, match="stem: cannot keep 32 of 16"):
-        prune_separable_state(state, 32)
+        prune_separable_state(state, separable_channels(32))
+    with pytest.raises(ValueError, match="six channel counts"):
+        prune_separable_state(state, [8, 8, 16, 16, 32])
     with pytest.raises(ValueError, match="not a separable network"):
-        prune_separable_state(build_network("compact").state_dict(), 8)
+        prune_separable_state(build_network("compact").state_dict(), separable_channels(8))
+
+
+FIRST_STAGE_16 = [16, 16, 64, 64, 128, 128]
+
+
+def test_separable_pruning_to_channels_narrows_only_the_stages_asked():
+    """Six channel counts cut the 21²-px stage to 16 and keep every later stage whole: the
+    later blocks keep their pointwise weights on the kept inputs, and with the rest switched
+    off the narrow network computes the wide one's logits."""
+    wide, live = _wide_separable_with_dead_channels(FIRST_STAGE_16)
+    state = prune_separable_state(wide.state_dict(), FIRST_STAGE_16)
+    narrow = build_network("separable", channels=FIRST_STAGE_16).eval()
+    narrow.load_state_dict(state)
+    assert narrow.features[0][0].out_channels == 16 and narrow.features[5][3].out_channels == 128
+    torch.testing.assert_close(
+        state["features.2.3.weight"], wide.state_dict()["features.2.3.weight"][:, live[1]]
+    )
+    torch.testing.assert_close(state["head.weight"], wide.state_dict()["head.weight"])
+    x = torch.randn(4, 1, 84, 84, generator=torch.Generator().manual_seed(8)) * 30 + 120
+    with torch.no_grad():
+        torch.testing.assert_close(narrow(x), wide(x), rtol=1e-3, atol=1e-3)
+
+
+def test_separable_channels_must_be_six_positive_counts():
+    with pytest.raises(ValueError, match="six positive"):
+        build_network("separable", channels=[16, 16, 64, 64, 128])
+    with pytest.raises(ValueError, match="six positive"):
+        build_network("separable", channels=[16, 0, 64, 64, 128, 128])
 
 
 def test_channels_must_be_five_positive_counts():
@@ -192,7 +224,20 @@ def test_train_cli_starts_a_slim_network_from_a_wider_model(tmp_path, sample_ima
     np.testing.assert_allclose(miq.load_model(out).predict(patches), expected, atol=1e-5)
 
 
-def test_train_cli_starts_a_narrow_separable_network_from_fast_v2(tmp_path, sample_image, capsys):
+@pytest.mark.parametrize(
+    "options, said, recorded",
+    [
+        (["--width", "16"], "pruned to width 16", ("width", 16)),
+        (
+            ["--channels", "16,16,64,64,128,128"],
+            "pruned to channels [16, 16, 64, 64, 128, 128]",
+            ("channels", FIRST_STAGE_16),
+        ),
+    ],
+)
+def test_train_cli_starts_a_narrow_separable_network_from_fast_v2(
+    tmp_path, sample_image, capsys, options, said, recorded
+):
     import tifffile
 
     import miq
@@ -203,21 +248,23 @@ def test_train_cli_starts_a_narrow_separable_network_from_fast_v2(tmp_path, samp
     tifffile.imwrite(image, sample_image)
     out = tmp_path / "narrow"
     args = ["train", str(image), "-o", str(out), "--batch-size", "4", "--steps", "2"]
-    args += ["--architecture", "separable", "--width", "16"]
+    args += ["--architecture", "separable", *options]
     args += ["--init-from", str(MODEL_VERSIONS["fast-v2"].parent)]
     assert main(args) == 0
-    assert "pruned to width 16" in capsys.readouterr().out
+    assert said in capsys.readouterr().out
     meta = json.loads((out / "model.json").read_text())
-    assert (meta["architecture"], meta["architecture_kwargs"]["width"]) == ("separable", 16)
+    key, value = recorded
+    assert (meta["architecture"], meta["architecture_kwargs"][key]) == ("separable", value)
     assert miq.load_model(out).predict(np.full((2, 84, 84), 7.0, np.float32)).shape == (2, 11)
 
 
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--channels", "8,24,24,48"], "five channel counts"),
+        (["--channels", "8,24,24,48"], "compact architecture needs 5 channel counts, got 4"),
         (["--channels", "8,24,x,48,48"], "not a whole number"),
-        (["--channels", "8,24,24,48,48", "--architecture", "separable"], "compact architecture"),
+        (["--channels", "8,24,24,48,48", "--architecture", "separable"], "needs 6 channel"),
+        (["--channels", "8,8,8,8,8", "--architecture", "stride4"], "compact and separable"),
         (["--channels", "8,24,24,48,48", "--width", "8"], "not both"),
     ],
 )
