@@ -156,8 +156,8 @@ TRAIN_OPTIONS = {
     "to this width",
     "channels": "the layers' output channels: compact, five (e.g. 8,24,24,48,48: half v3's "
     "multiply-adds); separable, six, the stem's and the five blocks' (e.g. "
-    "16,16,64,64,128,128: the default's width 32 but for the 21² px stage: ~23 %% less time in ONNX Runtime); with "
-    "--init-from a wider model, training starts from it pruned to these channels",
+    "16,16,64,64,128,128: the default's width 32 but for the 21² px stage); with --init-from "
+    "a wider model, training starts from it pruned to these channels",
     "procedural": "share of samples from procedural in-focus content (0..1)",
     "clipped_sensor": "share of simulated images from a sensor that records nothing below a "
     "threshold: flat backgrounds with single photon counts (0..1, default 0.2; 0 = none)",

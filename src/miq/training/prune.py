@@ -1,11 +1,11 @@
 """Channel pruning of a trained compact or separable network, to start a narrower one from it.
 
-`miq train --channels ... --init-from WIDER_MODEL` (compact) and `miq train --architecture
-separable --width W` (or ``--channels`` with six counts) ``--init-from WIDER_MODEL`` use it: each convolution keeps the output channels
-whose batch-norm scale |γ| is largest (a channel's BN scale bounds how much it can contribute
-after the ReLU), the next layer keeps the matching input channels (a depthwise convolution keeps
-exactly its input's channels), and the linear head keeps the mean- and max-pooled features of
-the channels kept in the last layer. The result is a starting point for fine-tuning (ideally
+`miq train --channels ... --init-from WIDER_MODEL` (compact: five counts; separable: six) and
+`miq train --architecture separable --width W --init-from WIDER_MODEL` use it: each
+convolution keeps the output channels whose batch-norm scale |γ| is largest (a channel's BN
+scale bounds how much it can contribute after the ReLU), the next layer keeps the matching
+input channels (a depthwise convolution keeps exactly its input's channels), and the linear
+head keeps the mean- and max-pooled features of the channels kept in the last layer. The result is a starting point for fine-tuning (ideally
 with the wider model as ``--teacher``), not a finished model: removing channels changes the
 outputs.
 """

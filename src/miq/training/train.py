@@ -91,9 +91,8 @@ def _load_initial_weights(model: torch.nn.Module, path: str) -> str:
     """Start from trained weights (fine-tuning): a model folder (or its ``model.safetensors``,
     checked against the sha256 in the ``model.json`` beside it) or a ``checkpoint.pt``.
 
-    A compact network narrower than the weights starts from them pruned to its channels, a
-    separable one narrower than them pruned to its width or channels (`miq.training.prune`). Returns how
-    the weights were taken, for the log."""
+    A compact or separable network narrower than the weights starts from them pruned to its
+    channels (`miq.training.prune`). Returns how the weights were taken, for the log."""
     from ..model.package import BUNDLED_MODELS, ModelPackage
 
     source = Path(path)
