@@ -5,9 +5,9 @@
 convolution keeps the output channels whose batch-norm scale |γ| is largest (a channel's BN
 scale bounds how much it can contribute after the ReLU), the next layer keeps the matching
 input channels (a depthwise convolution keeps exactly its input's channels), and the linear
-head keeps the mean- and max-pooled features of the channels kept in the last layer. The result is a starting point for fine-tuning (ideally
-with the wider model as ``--teacher``), not a finished model: removing channels changes the
-outputs.
+head keeps the mean- and max-pooled features of the channels kept in the last layer. The
+result is a starting point for fine-tuning (ideally with the wider model as ``--teacher``),
+not a finished model: removing channels changes the outputs.
 """
 
 from __future__ import annotations
