@@ -83,6 +83,17 @@ class _MeanMaxPooledNet(nn.Module):
         return self.head(torch.cat([mean, peak], dim=1))
 
 
+def _stage_channels(
+    multiples: Sequence[int], width: int, channels: Sequence[int] | None, count: str
+) -> list[int]:
+    """Each layer's output channels: ``channels`` as given (as many as ``multiples``, ``count``
+    in words, each ≥ 1; ValueError otherwise), or ``width`` times ``multiples``."""
+    c = [m * width for m in multiples] if channels is None else [int(n) for n in channels]
+    if len(c) != len(multiples) or min(c) < 1:
+        raise ValueError(f"channels needs {count} positive channel counts, got {channels}")
+    return c
+
+
 class CompactFocusNet(_MeanMaxPooledNet):
     """Compact all-convolutional defocus classifier (~10 M multiply-adds per 84² patch).
 
@@ -102,10 +113,7 @@ class CompactFocusNet(_MeanMaxPooledNet):
         patch_size: int = 84,
         channels: Sequence[int] | None = None,
     ) -> None:
-        w = width
-        c = [w, 2 * w, 2 * w, 4 * w, 4 * w] if channels is None else [int(n) for n in channels]
-        if len(c) != 5 or min(c) < 1:
-            raise ValueError(f"channels needs five positive channel counts, got {channels}")
+        c = _stage_channels((1, 2, 2, 4, 4), width, channels, "five")
         features = nn.Sequential(
             _conv_bn_relu(1, c[0], 5, 2),
             _conv_bn_relu(c[0], c[1], 3, 2),
@@ -171,12 +179,7 @@ class SeparableFocusNet(_MeanMaxPooledNet):
         patch_size: int = 84,
         channels: Sequence[int] | None = None,
     ) -> None:
-        if channels is None:
-            c = [m * width for m in self.STAGE_WIDTHS]
-        else:
-            c = [int(n) for n in channels]
-        if len(c) != len(self.STAGE_WIDTHS) or min(c) < 1:
-            raise ValueError(f"channels needs six positive channel counts, got {channels}")
+        c = _stage_channels(self.STAGE_WIDTHS, width, channels, "six")
         blocks = [
             _separable_bn_relu(c_in, c_out, stride)
             for c_in, c_out, stride in zip(c[:-1], c[1:], self._BLOCK_STRIDES)
