@@ -294,7 +294,7 @@ SHARED_Z10 = (
 
 
 @pytest.mark.parametrize("field", ["a01", "a03"])
-@pytest.mark.parametrize("version", ["v3-slim", "v3", "fast-v2", "fast-v3"])
+@pytest.mark.parametrize("version", ["v3-slim", "v3", "fast-v2", "fast-v3", "fast-v4"])
 def test_sparse_real_fields_keep_their_level_as_8bit(field, version):
     """The real BBBC006 z10 fields (a few nuclei on a 12-bit background) whose level jumped
     between 1-2 and 10 when saved as 8-bit while every patch was aggregated

@@ -54,7 +54,7 @@ def test_no_pickle_weights_ship():
 
 def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, monkeypatch):
     """Every bundled version loads by its name, ``default`` and ``fast`` by their aliases
-    (both fast-v3); each rates the sample in focus and its simulated 16 µm defocus
+    (both fast-v4); each rates the sample in focus and its simulated 16 µm defocus
     (level 8) well out of focus; a path called "fast" still wins over the bundled name."""
     import miq
     from miq.model.package import MODEL_ALIASES, MODEL_VERSIONS
@@ -62,7 +62,7 @@ def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, m
 
     default, fast = miq.load_model("default", threads=1), miq.load_model("fast", threads=1)
     assert default.path == BUNDLED_MODEL == MODEL_VERSIONS[MODEL_ALIASES["default"]]
-    assert (default.name, fast.name) == ("miq-separable-fast-v3", "miq-separable-fast-v3")
+    assert (default.name, fast.name) == ("miq-separable-fast-v4", "miq-separable-fast-v4")
     expected = {
         "v2": ("miq-compact-v2", "compact"),
         "fast-v1": ("miq-separable-fast-v1", "separable"),
@@ -70,6 +70,7 @@ def test_bundled_models_load_by_name_and_agree_on_blur(sample_image, tmp_path, m
         "fast-v2": ("miq-separable-fast-v2", "separable"),
         "v3-slim": ("miq-compact-slim-v3", "compact"),
         "fast-v3": ("miq-separable-fast-v3", "separable"),
+        "fast-v4": ("miq-separable-fast-v4", "separable"),
     }
     assert set(MODEL_VERSIONS) == set(expected)
     blurred = degrade(sample_image / 65535.0, 16.0, optics=Optics(), rng=0)

@@ -91,7 +91,7 @@ def test_folder_mode_compares_a_model_with_itself(tmp_path, sample_image):
     rows = [
         line
         for line in result.stdout.splitlines()
-        if line.startswith("| fast (miq-separable-fast-v3) |")
+        if line.startswith("| fast (miq-separable-fast-v4) |")
     ]
     assert len(rows) == 2 and "+0.000 (+0.000, +0.000)" in rows[1]
     assert "undecided: 1 files, the rule needs at least 40" in result.stdout

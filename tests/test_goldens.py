@@ -50,6 +50,12 @@ trained from random weights without the source held out by laboratory
 rows: the sample in pixel (0 → 1, still in focus), one Golgi plane in rescaled (1 → 0), and 7
 deconwolf planes in evaluate (z=12 5 → 10, z=13 6 → 2 and z=23 3 → 2, both now flagged in
 focus, z=18 and z=19 2 → 1, z=24 4 → 6, z=25 10 → 6).
+
+Rewritten again on purpose (2026-12-02, issue 21): the default model is fast-v4, fast-v3 with its
+later stages narrowed (pruned from and distilled by it; docs/lab-notebook/width-24-chain.md).
+Every best plane and every in/out flag is as before, and so are the synthetic sample's exact and
+within-one; levels changed on 3 rows, all deconwolf planes in evaluate (z=18 and z=19 1 → 2, both
+still in focus; z=24 6 → 5). Probabilities, certainties and level means changed with the network.
 """
 
 from __future__ import annotations

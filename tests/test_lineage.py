@@ -103,14 +103,16 @@ def test_the_earlier_bundled_models_saw_the_fly_source(model, through):
 
 
 def test_the_default_has_the_fly_source_held_out_from_its_whole_lineage(tmp_path, monkeypatch):
-    """fast-v3 (the default since 2026-12-01) was trained from random weights without the
-    source: its recorded lineage, read where none of its run folders exist, is complete and
-    holds none of the source's files nor any held-out field, but all 96 BBBC013 training planes."""
+    """fast-v4 (the default since 2026-12-02) was pruned from and taught by fast-v3, which was
+    trained from random weights without the source: its recorded lineage, read where none of the
+    run folders exist, is complete, names fast-v3 and its two stages, and holds none of the
+    source's files nor any held-out field, but all 96 BBBC013 training planes."""
     from benchmarks.common import HELD_OUT, HELD_OUT_LAB
 
     monkeypatch.chdir(tmp_path)  # runs/ of the training machine is not here
     found = lineage("default")
-    assert found.name == "miq-separable-fast-v3" and found.complete
+    assert found.name == "miq-separable-fast-v4" and found.complete
+    assert [a.split(" (")[0] for a in found.ancestors] == ["miq-separable-fast-v3", "cv-b", "cv-a"]
     assert found.seen(FLY) == {}
     assert not any(h in key for key in found.trained_on for h in HELD_OUT + HELD_OUT_LAB)
     assert sum(key.startswith("bbbc013-u2os-fkhr/") for key in found.trained_on) == 96
@@ -169,7 +171,7 @@ def test_the_benchmarks_call_a_source_an_ancestor_trained_on_not_held_out():
 
 def test_miq_evaluate_warns_when_the_model_trained_on_the_files(tmp_path, sample_image, capsys):
     """A file with the folder and name of one fast-v1 trained on (fast-v2's starting weights) is
-    named in one warning line; another file is not; the default (fast-v3) warns of neither."""
+    named in one warning line; another file is not; the default (fast-v4) warns of neither."""
     import tifffile
 
     from miq.cli import main

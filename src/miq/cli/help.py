@@ -8,8 +8,9 @@ from __future__ import annotations
 __all__ = ["COMMANDS", "MODEL_HELP", "RATING_OPTIONS", "TRAIN_OPTIONS", "CALIBRATE_OPTIONS"]
 
 MODEL_HELP = (
-    "model folder or model.json, or a bundled model by name: default and fast (both fast-v3), "
-    "or a version kept for comparison (fast-v2, v3-slim, v3, v2, fast-v1); default: default"
+    "model folder or model.json, or a bundled model by name: default and fast (both fast-v4), "
+    "or a version kept for comparison (fast-v3, fast-v2, v3-slim, v3, v2, fast-v1); "
+    "default: default"
 )
 
 

@@ -42,12 +42,13 @@ MODEL_VERSIONS = {
     "fast-v2": _WEIGHTS / "weights_fast_v2" / "model.json",  # miq-separable-fast-v2 (2026-11-29)
     "v3-slim": _WEIGHTS / "weights_v3_slim" / "model.json",  # miq-compact-slim-v3 (2026-11-30)
     "fast-v3": _WEIGHTS / "weights_fast_v3" / "model.json",  # miq-separable-fast-v3 (2026-12-01)
+    "fast-v4": _WEIGHTS / "weights_fast_v4" / "model.json",  # miq-separable-fast-v4 (2026-12-02)
 }
-#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: both are fast-v3 since
-#: 2026-12-01, fast-v2's network trained from random weights without the source held out by
-#: laboratory and found non-inferior to fast-v2 (docs/lab-notebook/held-out-lineage.md); fast-v2,
-#: v3-slim, v3 and the older models stay loadable by name
-MODEL_ALIASES = {"default": "fast-v3", "fast": "fast-v3"}
+#: what ``--model default`` / ``--model fast`` (and no ``--model``) mean: both are fast-v4 since
+#: 2026-12-02, fast-v3 with its later stages narrowed (pruned from and distilled by it), found
+#: non-inferior to fast-v3 at ~0.8 x its time (docs/lab-notebook/width-24-chain.md); fast-v3,
+#: fast-v2, v3-slim, v3 and the older models stay loadable by name
+MODEL_ALIASES = {"default": "fast-v4", "fast": "fast-v4"}
 BUNDLED_MODEL = MODEL_VERSIONS[MODEL_ALIASES["default"]]
 #: models that ship in the package, by the name ``--model`` and `ModelPackage.open` accept
 BUNDLED_MODELS = {
