@@ -72,3 +72,49 @@ def test_a_model_against_itself_differs_by_nothing_and_one_field_gives_no_interv
     assert accuracy._delta({"minus_first": one_field}, "exact") == "+0.500"
     assert accuracy._delta({"minus_first": diff}, "ece") == "+0.000 [+0.000, +0.000]"
     assert accuracy._delta({}, "ece") == "–"
+
+
+def test_the_pooled_set_gathers_its_members_images_and_keeps_their_fields(accuracy):
+    from pathlib import Path
+
+    a = accuracy.DataSet("a", ["i1", "i2"], ["f1", "f1"], [Path("x")], {"n_fields": 1})
+    b = accuracy.DataSet("b", ["i3"], ["f2"], [Path("y")], {"n_fields": 1})
+    pooled = accuracy.pooled_set("a + b", [a, b])
+    assert pooled.items == ["i1", "i2", "i3"] and pooled.fields == ["f1", "f1", "f2"]
+    assert pooled.files == [Path("x"), Path("y")] and pooled.info["n_fields"] == 2
+    assert pooled.gathers == ("a", "b") and a.gathers == ("a",)
+
+
+def _entry(members=(), **model):
+    return {"members": list(members), "models": {"m": model}}
+
+
+def test_the_targets_pass_or_fail_on_the_set_each_names_and_pooled_sets_are_not_counted_twice(
+    accuracy,
+):
+    pooled = {
+        "gross_errors": {"high": 0, "low": 1},
+        "within_one": {"value": 0.995},
+        "exact": {"value": 0.84},
+        "field_ce": {"value": 0.08},
+    }
+    analysis = {
+        "8 held-out planes": _entry(gross_errors={"high": 0, "low": 1}),
+        accuracy.POOLED: _entry(["8 held-out planes"], **pooled),
+        "held out by lab: somewhere": _entry(within_one={"value": 0.96}),
+        "deconwolf DAPI stack": _entry(best_plane_error_best_focus=1.0),
+    }
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line.split(" | ")[1].rstrip(" |")
+        for line in accuracy.goal_lines(analysis, ["m"])[4:]
+    }
+    assert rows["no gross error"] == "FAIL (1)"
+    assert rows["within-one ≥ 0.99"] == "PASS (0.995)"
+    assert rows["exact ≥ 0.85"] == "FAIL (0.840)"
+    assert rows["field CE ≤ 0.08"] == "PASS (0.080)"  # the bound is inclusive
+    assert rows["ECE ≤ 0.05"] == "–"  # not in the analysis: neither pass nor fail
+    assert rows["held out by lab: within-one ≥ 0.97"] == "FAIL (0.960)"
+    assert rows["deconwolf stack: `miq best-focus` within one plane"] == "PASS (1 plane(s))"
+    assert rows["BBBC006: every z00 image rated ≥ 8"] == "–"
+    (gross,) = accuracy.gross_lines(analysis, ["m"])
+    assert gross.startswith("gross-error check, m: 1 in all") and "all held-out" not in gross
