@@ -826,7 +826,7 @@ def main() -> int:
         sets = build_datasets(first, args.seeds, args.limit_fields, Path(tmp), args.first_seed)
         if args.datasets:
             sets = [s for s in sets if any(d in s.name for d in args.datasets)]
-        n = sum(len(s.items) for s in sets)
+        n = len({id(item) for s in sets for item in s.items})  # a pooled set adds none
         print(f"{len(models)} model(s), {len(sets)} data sets, {n} images", file=sys.stderr)
         rated = rate_all(sets, models, measures)
         info = {s.name: s.info for s in sets}
