@@ -754,7 +754,8 @@ GOALS = (
 
 
 def goal_lines(analysis: dict, labels: list[str]) -> list[str]:
-    """Markdown: each `GOALS` target, PASS / FAIL per model (– where its data set is absent)."""
+    """Markdown: each `GOALS` target, PASS / FAIL per model with its value (– where its data set
+    is absent; "not held out" where the model or one it was built from trained on the set)."""
     lines = [
         "**Targets of the model issue** (on the data set each names; robustness and speed: "
         "`benchmarks.robustness`, `benchmarks.speed`)",
@@ -774,8 +775,15 @@ def goal_lines(analysis: dict, labels: list[str]) -> list[str]:
                 shown = str(sum(v.values()))
             elif keys[0].startswith("best_plane"):
                 shown = f"{v:.0f} plane(s)"
+            elif isinstance(v, float):
+                digits = 3  # more where rounding would hide why it passes or fails
+                while passes(float(f"{v:.{digits}f}")) != passes(v) and digits < 8:
+                    digits += 1
+                shown = f"{v:.{digits}f}"
             else:
-                shown = f"{v:.3f}" if isinstance(v, float) else str(v)
+                shown = str(v)
+            seen = _value(analysis, dataset, label, "seen_in_training", "seen")
+            shown += "; not held out" if seen else ""
             cells.append(f"{'PASS' if passes(v) else 'FAIL'} ({shown})")
         lines.append(f"| {what} | {' | '.join(cells)} |")
     return lines

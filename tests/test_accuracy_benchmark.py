@@ -101,7 +101,11 @@ def test_the_targets_pass_or_fail_on_the_set_each_names_and_pooled_sets_are_not_
     analysis = {
         "8 held-out planes": _entry(gross_errors={"high": 0, "low": 1}),
         accuracy.POOLED: _entry(["8 held-out planes"], **pooled),
-        "held out by lab: somewhere": _entry(within_one={"value": 0.96}),
+        "held out by lab: somewhere": _entry(
+            within_one={"value": 0.96},
+            field_ce={"value": 0.10004},
+            seen_in_training={"seen": ["a"]},
+        ),
         "deconwolf DAPI stack": _entry(best_plane_error_best_focus=1.0),
     }
     rows = {
@@ -113,7 +117,9 @@ def test_the_targets_pass_or_fail_on_the_set_each_names_and_pooled_sets_are_not_
     assert rows["exact ≥ 0.85"] == "FAIL (0.840)"
     assert rows["field CE ≤ 0.08"] == "PASS (0.080)"  # the bound is inclusive
     assert rows["ECE ≤ 0.05"] == "–"  # not in the analysis: neither pass nor fail
-    assert rows["held out by lab: within-one ≥ 0.97"] == "FAIL (0.960)"
+    assert rows["held out by lab: within-one ≥ 0.97"] == "FAIL (0.960; not held out)"
+    # 0.100 would read as a pass: the digit that decides is shown
+    assert rows["held out by lab: field CE ≤ 0.10"] == "FAIL (0.10004; not held out)"
     assert rows["deconwolf stack: `miq best-focus` within one plane"] == "PASS (1 plane(s))"
     assert rows["BBBC006: every z00 image rated ≥ 8"] == "–"
     (gross,) = accuracy.gross_lines(analysis, ["m"])
