@@ -701,6 +701,7 @@ def _value(analysis: dict, dataset: str, label: str, *keys: str):
 
 #: The targets of the model issue (v3 / fast-v2, issue 21), each on the data set it names:
 #: (what, data set (substring of its name), the value's keys, test).
+_LAB, _IN_OUT, _Z10 = "held out by lab", "BBBC006 real in/out", "BBBC006 z10 vs z00"
 GOALS = (
     ("no gross error", POOLED, ("gross_errors",), lambda g: sum(g.values()) == 0),
     ("within-one ≥ 0.99", POOLED, ("within_one", "value"), lambda v: v >= 0.99),
@@ -708,49 +709,19 @@ GOALS = (
     ("untuned in/out F ≥ 0.95", POOLED, ("f_fixed", "value"), lambda v: v >= 0.95),
     ("ECE ≤ 0.05", POOLED, ("ece", "value"), lambda v: v <= 0.05),
     ("field CE ≤ 0.08", POOLED, ("field_ce", "value"), lambda v: v <= 0.08),
-    (
-        "held out by lab: within-one ≥ 0.97",
-        "held out by lab",
-        ("within_one", "value"),
-        lambda v: v >= 0.97,
-    ),
-    (
-        "held out by lab: field CE ≤ 0.10",
-        "held out by lab",
-        ("field_ce", "value"),
-        lambda v: v <= 0.10,
-    ),
-    (
-        "BBBC006: every z00 image rated ≥ 8",
-        "BBBC006 real in/out",
-        ("level_range", "out_of_focus_min"),
-        lambda v: v >= 8,
-    ),
-    (
-        "BBBC006: every in-focus plane rated ≤ 2",
-        "BBBC006 real in/out",
-        ("level_range", "in_focus_max"),
-        lambda v: v <= 2,
-    ),
-    (
-        "BBBC006: every z10 image sharper than every z00",
-        "BBBC006 z10 vs z00",
-        ("roc_auc", "value"),
-        lambda v: v == 1.0,
-    ),
-    (
-        "deconwolf stack: `miq best-focus` within one plane",
-        "deconwolf",
-        ("best_plane_error_best_focus",),
-        lambda v: v <= 1,
-    ),
-    (
-        "DFNN stack: `miq best-focus` within one plane",
-        "DFNN",
-        ("best_plane_error_best_focus",),
-        lambda v: v <= 1,
-    ),
-)
+    (f"{_LAB}: within-one ≥ 0.97", _LAB, ("within_one", "value"), lambda v: v >= 0.97),
+    (f"{_LAB}: field CE ≤ 0.10", _LAB, ("field_ce", "value"), lambda v: v <= 0.10),
+    ("BBBC006: every z00 image rated ≥ 8", _IN_OUT, ("level_range", "out_of_focus_min"),
+     lambda v: v >= 8),
+    ("BBBC006: every in-focus plane rated ≤ 2", _IN_OUT, ("level_range", "in_focus_max"),
+     lambda v: v <= 2),
+    ("BBBC006: every z10 image sharper than every z00", _Z10, ("roc_auc", "value"),
+     lambda v: v == 1.0),
+    ("deconwolf stack: `miq best-focus` within one plane", "deconwolf",
+     ("best_plane_error_best_focus",), lambda v: v <= 1),
+    ("DFNN stack: `miq best-focus` within one plane", "DFNN",
+     ("best_plane_error_best_focus",), lambda v: v <= 1),
+)  # fmt: skip
 
 
 def goal_lines(analysis: dict, labels: list[str]) -> list[str]:
