@@ -224,8 +224,8 @@ def build_datasets(
         sets.append(synthetic_set("8 held-out planes", held, model, seeds, limit, first_seed))
     else:
         skip("8 held-out planes", "no HELD_OUT file under in-focus/")
-    if sources and held:  # the set every held-out goal is stated on (data README)
-        sets.append(pooled_set(POOLED, sets[: len(sources) + 1]))
+    if sources and held:  # the sets so far, pooled: the set the held-out targets are stated on
+        sets.append(pooled_set(POOLED, list(sets)))
     lab = held_out_lab_files()
     if lab:
         name = f"held out by lab: {', '.join(HELD_OUT_LAB)}"
